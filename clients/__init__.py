@@ -1,0 +1,1 @@
+"""One instrumented client per protocol, all behind `clients.base.ProtocolClient`."""

@@ -1,0 +1,1 @@
+"""One server per protocol, all answering the workload vocabulary of `protolab.workload`."""
