@@ -1,0 +1,335 @@
+"""Named link profiles as data, and the free parameters that override them.
+
+Delays are one-way, per direction (as in netem and mahimahi): `--delay 50ms` gives a
+100 ms round trip. Every override takes `VALUE` for both directions or `UP/DOWN`
+(up = client→server), e.g. `--rate 2mbit/10mbit`. Loss is per direction too: 2% on
+each way loses about 4% of request/response pairs.
+
+The figures are typical values, chosen to be recognisable rather than to model one
+network: a 4G profile's 50 ms RTT and 30 Mbit/s down are commonly measured medians,
+satellite is a geostationary hop (about 600 ms RTT), 3G is in the range that
+browser throttling presets use.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+
+from protolab.errors import ConfigError
+from protolab.netem.config import Direction, DirectionConfig, DropRule, LinkProfile
+
+# A rate without a queue limit gets this many packets of buffer (about a typical
+# txqueuelen/10): enough for TCP to fill the pipe at lab rates without hiding RTT.
+DEFAULT_QUEUE_PACKETS = 100
+
+_MS = 1_000_000
+_MBIT = 1_000_000
+
+
+def _both(**fields: Any) -> tuple[DirectionConfig, DirectionConfig]:
+    return DirectionConfig(**fields), DirectionConfig(**fields)
+
+
+def _profile(
+    name: str,
+    description: str,
+    up: DirectionConfig,
+    down: DirectionConfig,
+) -> LinkProfile:
+    return LinkProfile(name=name, up=up, down=down, description=description)
+
+
+PROFILES: dict[str, LinkProfile] = {
+    p.name: p
+    for p in (
+        _profile("loopback", "no impairment: only the forwarder's own cost", *_both()),
+        _profile(
+            "lan",
+            "wired LAN: 1 ms RTT, 100 Mbit/s",
+            *_both(delay_ns=_MS // 2, rate_bps=100 * _MBIT, queue_packets=100),
+        ),
+        _profile(
+            "wifi",
+            "home Wi-Fi: 10 ms RTT, ±3 ms jitter, 20 up / 50 down Mbit/s",
+            DirectionConfig(delay_ns=5 * _MS, jitter_ns=3 * _MS, rate_bps=20 * _MBIT,
+                            queue_packets=100),
+            DirectionConfig(delay_ns=5 * _MS, jitter_ns=3 * _MS, rate_bps=50 * _MBIT,
+                            queue_packets=100),
+        ),
+        _profile(
+            "4g",
+            "LTE: 50 ms RTT, ±5 ms jitter, 10 up / 30 down Mbit/s",
+            DirectionConfig(delay_ns=25 * _MS, jitter_ns=5 * _MS, rate_bps=10 * _MBIT,
+                            queue_packets=200),
+            DirectionConfig(delay_ns=25 * _MS, jitter_ns=5 * _MS, rate_bps=30 * _MBIT,
+                            queue_packets=200),
+        ),
+        _profile(
+            "3g",
+            "3G: 200 ms RTT, ±10 ms jitter, 0.75 up / 1.6 down Mbit/s",
+            DirectionConfig(delay_ns=100 * _MS, jitter_ns=10 * _MS, rate_bps=750_000,
+                            queue_packets=50),
+            DirectionConfig(delay_ns=100 * _MS, jitter_ns=10 * _MS, rate_bps=1_600_000,
+                            queue_packets=50),
+        ),
+        _profile(
+            "satellite",
+            "geostationary satellite: 600 ms RTT, 2 up / 10 down Mbit/s",
+            DirectionConfig(delay_ns=300 * _MS, rate_bps=2 * _MBIT, queue_packets=200),
+            DirectionConfig(delay_ns=300 * _MS, rate_bps=10 * _MBIT, queue_packets=500),
+        ),
+        _profile(
+            "lossy",
+            "50 ms RTT, 10 Mbit/s, 2% random loss each way",
+            *_both(delay_ns=25 * _MS, rate_bps=10 * _MBIT, queue_packets=100, loss=0.02),
+        ),
+        _profile(
+            "bursty",
+            "50 ms RTT, 10 Mbit/s, 2% loss each way in bursts of 4 packets on average",
+            *_both(delay_ns=25 * _MS, rate_bps=10 * _MBIT, queue_packets=100, loss=0.02,
+                   burst=4.0),
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Free parameters as a user typed them (CLI strings); None keeps the profile's value."""
+
+    delay: str | None = None
+    jitter: str | None = None
+    loss: str | None = None
+    burst: str | None = None
+    rate: str | None = None
+    queue: str | None = None
+    drop: tuple[str, ...] = ()
+    reorder: bool | None = None
+    seed: int | None = None
+
+
+def get_profile(name: str) -> LinkProfile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown link profile {name!r}",
+            hint=f"choose one of {', '.join(PROFILES)}",
+        ) from None
+
+
+def build_profile(name: str, overrides: Overrides | None = None) -> LinkProfile:
+    """A named profile with overrides applied; raises ConfigError before anything exists."""
+    base = get_profile(name)
+    o = overrides or Overrides()
+    dirs = {Direction.UP: base.up, Direction.DOWN: base.down}
+    fields: dict[Direction, dict[str, Any]] = {Direction.UP: {}, Direction.DOWN: {}}
+
+    def put(option: str, raw: str | None, parse: Any, field: str) -> None:
+        if raw is None:
+            return
+        up, down = split_updown(option, raw)
+        fields[Direction.UP][field] = parse(option, up)
+        fields[Direction.DOWN][field] = parse(option, down)
+
+    put("--delay", o.delay, parse_duration_ns, "delay_ns")
+    put("--jitter", o.jitter, parse_duration_ns, "jitter_ns")
+    put("--loss", o.loss, parse_loss, "loss")
+    put("--burst", o.burst, parse_burst, "burst")
+    put("--rate", o.rate, parse_rate_bps, "rate_bps")
+    if o.queue is not None:
+        up, down = split_updown("--queue", o.queue)
+        for d, raw in ((Direction.UP, up), (Direction.DOWN, down)):
+            packets, nbytes = parse_queue(raw)
+            fields[d]["queue_packets"] = packets
+            fields[d]["queue_bytes"] = nbytes
+    if o.reorder is not None:
+        for d in Direction:
+            fields[d]["reorder"] = o.reorder
+    if o.drop:
+        rules = [parse_drop(text) for text in o.drop]
+        for d in Direction:
+            fields[d]["drops"] = tuple(r for r in rules if r.direction is d)
+    built: dict[Direction, DirectionConfig] = {}
+    for d in Direction:
+        f = fields[d]
+        if "rate_bps" in f and "queue_packets" not in f:
+            if f["rate_bps"] is None:
+                # No bottleneck left, so no queue either.
+                f["queue_packets"] = f["queue_bytes"] = None
+            elif dirs[d].queue_packets is None and dirs[d].queue_bytes is None:
+                f["queue_packets"] = DEFAULT_QUEUE_PACKETS
+        built[d] = replace(dirs[d], **f)
+    seed = base.seed if o.seed is None else o.seed
+    changed = o != Overrides()
+    return replace(
+        base,
+        up=built[Direction.UP],
+        down=built[Direction.DOWN],
+        seed=seed,
+        name=base.name + ("+custom" if changed else ""),
+    )
+
+
+def split_updown(option: str, raw: str) -> tuple[str, str]:
+    # "10mbit/s" and "1.5Mbit/s" end in a per-second slash that is not the up/down separator.
+    text = re.sub(r"(?i)(bit|b|bps)/s\b", r"\1", raw.strip())
+    parts = text.split("/")
+    if len(parts) == 1:
+        return parts[0], parts[0]
+    if len(parts) == 2 and all(p.strip() for p in parts):
+        return parts[0].strip(), parts[1].strip()
+    raise ConfigError(f"{option} {raw!r} is not VALUE or UP/DOWN", hint=f"e.g. {option} 10/20")
+
+
+_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+def parse_duration_ns(option: str, raw: str) -> int:
+    """'50ms', '0.5ms', '300us', '1s'; a bare number is milliseconds."""
+    m = re.fullmatch(r"\s*(-?[0-9]*\.?[0-9]+)\s*(ns|us|µs|ms|s)?\s*", raw)
+    if not m:
+        raise ConfigError(f"{option} {raw!r} is not a duration", hint="e.g. 50ms, 0.5ms, 1s")
+    value = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "ms"]
+    if value < 0:
+        raise ConfigError(f"{option} must not be negative, got {raw!r}")
+    return round(value)
+
+
+def parse_loss(option: str, raw: str) -> float:
+    """'2%' or '2' (percent)."""
+    m = re.fullmatch(r"\s*(-?[0-9]*\.?[0-9]+)\s*%?\s*", raw)
+    if not m:
+        raise ConfigError(f"{option} {raw!r} is not a percentage", hint="e.g. 2% or 0.5%")
+    pct = float(m.group(1))
+    if not 0.0 <= pct <= 100.0:
+        raise ConfigError(f"{option} must be within 0..100%, got {raw!r}")
+    return pct / 100.0
+
+
+def parse_burst(option: str, raw: str) -> float | None:
+    """Mean burst length in packets; 'none' or '0' means random (independent) loss."""
+    if raw.strip().lower() in ("none", "0", "random"):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{option} {raw!r} is not a number of packets", hint="e.g. 4") from None
+    return value
+
+
+_RATE_UNITS = {
+    "bit": 1, "kbit": 1_000, "mbit": 1_000_000, "gbit": 1_000_000_000,
+    "bps": 1, "kbps": 1_000, "mbps": 1_000_000, "gbps": 1_000_000_000,
+    "k": 1_000, "m": 1_000_000, "g": 1_000_000_000,
+}
+
+
+def parse_rate_bps(option: str, raw: str) -> int | None:
+    """'10mbit', '1.5Mbit/s', '500kbit'; a bare number is Mbit/s; 'none' removes the limit."""
+    if raw.strip().lower() in ("none", "unlimited"):
+        return None
+    m = re.fullmatch(r"\s*(-?[0-9]*\.?[0-9]+)\s*([a-zA-Z]+)?\s*", raw)
+    unit = (m.group(2) or "mbit").lower() if m else ""
+    if not m or unit not in _RATE_UNITS:
+        raise ConfigError(f"{option} {raw!r} is not a rate", hint="e.g. 10mbit, 500kbit, 1gbit")
+    value = float(m.group(1)) * _RATE_UNITS[unit]
+    if value <= 0:
+        raise ConfigError(f"{option} must be positive, got {raw!r}", hint="or 'none' for no limit")
+    return round(value)
+
+
+_BYTE_UNITS = {"b": 1, "kb": 1_000, "kib": 1_024, "mb": 1_000_000, "mib": 1_048_576}
+
+
+def parse_queue(raw: str) -> tuple[int | None, int | None]:
+    """'25p' or '25' packets, '64kb'/'64KiB'/'1500b' bytes; returns (packets, bytes)."""
+    m = re.fullmatch(r"\s*(-?[0-9]+)\s*([a-zA-Z]+)?\s*", raw)
+    unit = (m.group(2) or "p").lower() if m else ""
+    if not m or (unit not in _BYTE_UNITS and unit not in ("p", "pkt", "packets")):
+        raise ConfigError(f"--queue {raw!r} is not a queue size", hint="e.g. 25p or 64kb")
+    value = int(m.group(1))
+    if value < 1:
+        raise ConfigError(f"--queue must hold at least 1, got {raw!r}")
+    if unit in _BYTE_UNITS:
+        return None, value * _BYTE_UNITS[unit]
+    return value, None
+
+
+_DIRECTION_NAMES = {
+    "up": Direction.UP, "c2s": Direction.UP, "down": Direction.DOWN, "s2c": Direction.DOWN,
+}
+
+
+def parse_drop(raw: str) -> DropRule:
+    """'down:12,13', 'up:1-3:udp', 'down:5:tcp/443', 'up:2:/443' (any protocol, port 443)."""
+    parts = raw.strip().split(":")
+    if len(parts) not in (2, 3) or parts[0].lower() not in _DIRECTION_NAMES:
+        raise ConfigError(
+            f"--drop {raw!r} is not DIRECTION:N[,N...][:PROTO[/PORT]]",
+            hint="e.g. --drop down:12,13 or --drop up:3:udp/443",
+        )
+    direction = _DIRECTION_NAMES[parts[0].lower()]
+    indices: set[int] = set()
+    for item in parts[1].split(","):
+        m = re.fullmatch(r"\s*(-?[0-9]+)(?:\s*-\s*([0-9]+))?\s*", item)
+        if not m:
+            raise ConfigError(f"--drop {raw!r}: {item!r} is not a packet number or range N-M")
+        first = int(m.group(1))
+        last = int(m.group(2)) if m.group(2) else first
+        if last < first:
+            raise ConfigError(f"--drop {raw!r}: range {item!r} is empty")
+        if last - first > 1_000_000:
+            raise ConfigError(f"--drop {raw!r}: range {item!r} is too long", hint="use --loss")
+        indices.update(range(first, last + 1))
+    protocol: str | None = None
+    port: int | None = None
+    if len(parts) == 3:
+        proto_text, _, port_text = parts[2].partition("/")
+        protocol = proto_text.strip().lower() or None
+        if port_text:
+            try:
+                port = int(port_text)
+            except ValueError:
+                raise ConfigError(f"--drop {raw!r}: port {port_text!r} is not a number") from None
+    return DropRule(direction=direction, indices=frozenset(indices), protocol=protocol, port=port)
+
+
+def describe(profile: LinkProfile) -> list[tuple[str, str, str]]:
+    """(parameter, up, down) rows for printing a profile."""
+
+    def fmt_rate(v: int | None) -> str:
+        return "unlimited" if v is None else f"{v / 1e6:g} Mbit/s"
+
+    def fmt_queue(c: DirectionConfig) -> str:
+        if c.rate_bps is None:
+            return "-"
+        parts = []
+        if c.queue_packets is not None:
+            parts.append(f"{c.queue_packets} packets")
+        if c.queue_bytes is not None:
+            parts.append(f"{c.queue_bytes} bytes")
+        return " / ".join(parts) or "unbounded"
+
+    def fmt_loss(c: DirectionConfig) -> str:
+        if not c.loss:
+            return "0%"
+        kind = f"bursts of {c.burst:g}" if c.burst else "random"
+        return f"{c.loss * 100:g}% ({kind})"
+
+    rows = []
+    u, d = profile.up, profile.down
+    rows.append(("delay (one way)", f"{u.delay_ns / 1e6:g} ms", f"{d.delay_ns / 1e6:g} ms"))
+    rows.append(("jitter", f"±{u.jitter_ns / 1e6:g} ms", f"±{d.jitter_ns / 1e6:g} ms"))
+    rows.append(("reordering", str(u.reorder), str(d.reorder)))
+    rows.append(("loss", fmt_loss(u), fmt_loss(d)))
+    rows.append(("rate", fmt_rate(u.rate_bps), fmt_rate(d.rate_bps)))
+    rows.append(("queue", fmt_queue(u), fmt_queue(d)))
+    rows.append((
+        "drop list",
+        " ".join(r.describe() for r in u.drops) or "-",
+        " ".join(r.describe() for r in d.drops) or "-",
+    ))
+    return rows
