@@ -8,8 +8,9 @@ name the option a user typed (`--delay`, `--loss`, ...) so they can fix it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from protolab.errors import ConfigError
 
@@ -178,3 +179,37 @@ class LinkProfile:
     def base_rtt_ns(self) -> int:
         """Round-trip propagation delay (no serialisation, no jitter)."""
         return self.up.delay_ns + self.down.delay_ns
+
+
+def profile_to_dict(profile: LinkProfile) -> dict[str, Any]:
+    """Plain JSON-able data, to hand a profile to the forwarder process and to results."""
+
+    def direction(cfg: DirectionConfig) -> dict[str, Any]:
+        data = asdict(cfg)
+        data["drops"] = [
+            {"direction": r.direction.value, "indices": sorted(r.indices),
+             "protocol": r.protocol, "port": r.port}
+            for r in cfg.drops
+        ]
+        return data
+
+    return {
+        "name": profile.name, "seed": profile.seed, "mtu": profile.mtu,
+        "description": profile.description,
+        "up": direction(profile.up), "down": direction(profile.down),
+    }
+
+
+def profile_from_dict(data: dict[str, Any]) -> LinkProfile:
+    def direction(raw: dict[str, Any]) -> DirectionConfig:
+        fields = dict(raw)
+        fields["drops"] = tuple(
+            DropRule(Direction(r["direction"]), frozenset(r["indices"]), r["protocol"], r["port"])
+            for r in raw["drops"]
+        )
+        return DirectionConfig(**fields)
+
+    return LinkProfile(
+        name=data["name"], seed=data["seed"], mtu=data["mtu"], description=data["description"],
+        up=direction(data["up"]), down=direction(data["down"]),
+    )

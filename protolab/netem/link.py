@@ -1,0 +1,378 @@
+"""`EmulatedLink`: two namespaces joined by the forwarder, as a context manager.
+
+    with EmulatedLink(build_profile("4g"), pcap="run.pcap") as link:
+        server = link.popen("server", ["protolab", "serve", "--host", link.server_addr, ...])
+        link.run("client", ["curl", f"http://{link.server_addr}:8080/"])
+        print(link.counters().down.dropped_loss)
+
+The client namespace holds `client_addr`, the server namespace `server_addr`; the
+only route between them is the TUN pair through the forwarder. Everything is torn
+down in `close()` (called by `__exit__`, at interpreter exit, and on SIGTERM when the
+link was started from the main thread); leftovers of a process that died harder are
+removed by the next link's start.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Literal, TypeVar
+
+from protolab.errors import ConfigError, LabError
+from protolab.netem import namespaces as ns
+from protolab.netem import privileges, state
+from protolab.netem.config import LinkProfile, profile_to_dict
+
+T = TypeVar("T")
+Side = Literal["client", "server"]
+TUN_NAME = "plab0"
+_NAME_RE = re.compile(r"^[a-z0-9]{1,24}$")
+
+
+@dataclass(frozen=True)
+class DirectionCounters:
+    """What happened to the packets of one direction since the link came up."""
+
+    packets_in: int = 0  # read from the sending side's TUN
+    bytes_in: int = 0
+    delivered_packets: int = 0  # written to the receiving side's TUN
+    delivered_bytes: int = 0
+    dropped_loss: int = 0  # random or bursty loss
+    dropped_queue: int = 0  # drop-tail at the rate limit
+    dropped_droplist: int = 0  # deterministic drop rules
+    write_errors: int = 0  # the receiving TUN refused the packet
+    tun_tx_dropped: int = 0  # dropped by the sending TUN before the forwarder read them
+    tun_rx_dropped: int = 0  # dropped by the receiving kernel after the forwarder wrote them
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_loss + self.dropped_queue + self.dropped_droplist
+
+    @property
+    def unseen_drops(self) -> int:
+        """Drops outside the model: a sign the forwarder could not keep up."""
+        return self.tun_tx_dropped + self.tun_rx_dropped + self.write_errors
+
+
+@dataclass(frozen=True)
+class LinkCounters:
+    up: DirectionCounters  # client → server
+    down: DirectionCounters  # server → client
+    in_flight: int  # packets the forwarder holds for later delivery
+    forwarder_cpu_s: float  # user+system CPU time of the forwarder process
+    late_mean_ns: int  # how late delayed packets left, on average, against the model's time
+    late_max_ns: int  # ... and at worst
+    at_ns: int  # monotonic time of the snapshot
+
+
+def _direction(raw: dict[str, int], tx_dropped: int, rx_dropped: int) -> DirectionCounters:
+    known = {f.name for f in fields(DirectionCounters)}
+    values = {k: v for k, v in raw.items() if k in known}
+    return DirectionCounters(**values, tun_tx_dropped=tx_dropped, tun_rx_dropped=rx_dropped)
+
+
+class EmulatedLink:
+    """A live emulated link; build it with a validated `LinkProfile`."""
+
+    def __init__(
+        self,
+        profile: LinkProfile,
+        *,
+        name: str | None = None,
+        pcap: str | Path | None = None,
+        ready_timeout_s: float = 10.0,
+    ) -> None:
+        if name is not None and not _NAME_RE.match(name):
+            raise ConfigError(
+                f"link name {name!r} is not usable",
+                hint="use 1-24 lowercase letters and digits",
+            )
+        self.profile = profile
+        self.name = name or f"l{secrets.token_hex(4)}"
+        self.pcap_path = Path(pcap) if pcap is not None else None
+        self.client_ns = f"{state.PREFIX}{self.name}-c"
+        self.server_ns = f"{state.PREFIX}{self.name}-s"
+        self.client_addr = ""
+        self.server_addr = ""
+        self.tun_name = TUN_NAME
+        self._ready_timeout_s = ready_timeout_s
+        self._record: state.LinkRecord | None = None
+        self._forwarder: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._control_file: Any = None
+        self._control_lock = threading.Lock()
+        self._children: list[subprocess.Popen[Any]] = []
+        self._final: LinkCounters | None = None
+        self._old_sigterm: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def __enter__(self) -> EmulatedLink:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Build the link; on any failure, remove whatever was built and re-raise."""
+        privileges.require()
+        self._claim()
+        try:
+            self._install_sigterm()
+            atexit.register(self.close)
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _claim(self) -> None:
+        with state.locked():
+            state.cleanup_leftovers()
+            records = state.load_all()
+            taken = {r.name for r in records}
+            if self.name in taken or {self.client_ns, self.server_ns} & set(ns.list_netns()):
+                raise ConfigError(
+                    f"a link named {self.name!r} already exists",
+                    hint=f"remove it with `protolab netem down {self.name}` or pick another name",
+                )
+            used = {r.subnet for r in records}
+            free = [i for i in range(256) if i not in used]
+            if not free:
+                raise LabError("256 links exist already; remove some with `protolab netem down`")
+            owner_start = state.process_start(os.getpid())
+            self._record = state.LinkRecord(
+                name=self.name, client_ns=self.client_ns, server_ns=self.server_ns,
+                subnet=free[0], owner_pid=os.getpid(), owner_start=owner_start or 0,
+            )
+            # Written before anything exists: from now on a crash leaves a findable leftover.
+            state.write(self._record)
+        self.client_addr = f"10.77.{free[0]}.1"
+        self.server_addr = f"10.77.{free[0]}.2"
+
+    def _build(self) -> None:
+        assert self._record is not None
+        mtu = self.profile.mtu
+        ns.add_netns(self.client_ns)
+        ns.add_netns(self.server_ns)
+        client_fd = ns.open_tun(self.client_ns, TUN_NAME)
+        try:
+            server_fd = ns.open_tun(self.server_ns, TUN_NAME)
+        except BaseException:
+            os.close(client_fd)
+            raise
+        try:
+            ns.configure_p2p(self.client_ns, TUN_NAME, self.client_addr, self.server_addr, mtu)
+            ns.configure_p2p(self.server_ns, TUN_NAME, self.server_addr, self.client_addr, mtu)
+            self._start_forwarder(client_fd, server_fd)
+        finally:
+            # The forwarder holds its own copies; the devices die with its fds.
+            os.close(client_fd)
+            os.close(server_fd)
+
+    def _start_forwarder(self, client_fd: int, server_fd: int) -> None:
+        assert self._record is not None
+        mine, theirs = socket.socketpair()
+        self._control = mine
+        argv = [
+            sys.executable, "-m", "protolab.netem.forwarder",
+            "--client-fd", str(client_fd), "--server-fd", str(server_fd),
+            "--control-fd", str(theirs.fileno()),
+            "--profile-json", json.dumps(profile_to_dict(self.profile)),
+        ]
+        if self.pcap_path is not None:
+            argv += ["--pcap", str(self.pcap_path)]
+        try:
+            # A session of its own: a terminal's Ctrl-C reaches us, and we stop it in order.
+            self._forwarder = subprocess.Popen(
+                argv, pass_fds=(client_fd, server_fd, theirs.fileno()), start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        self._record = state.LinkRecord(
+            **{**self._record.__dict__, "forwarder_pid": self._forwarder.pid,
+               "forwarder_start": state.process_start(self._forwarder.pid)},
+        )
+        state.write(self._record)
+        mine.settimeout(self._ready_timeout_s)
+        self._control_file = mine.makefile("rb")
+        try:
+            ready = json.loads(self._control_file.readline() or b"{}")
+        except (TimeoutError, ValueError):
+            ready = {}
+        if not ready.get("ready"):
+            raise LabError(
+                "the link's forwarder did not start",
+                hint=f"exit status {self._forwarder.poll()}; see its error output above",
+            )
+
+    def close(self) -> None:
+        """Tear everything down; idempotent, and safe on a half-built link."""
+        atexit.unregister(self.close)
+        for child in self._children:
+            _stop_process(child)
+        self._children.clear()
+        if self._forwarder is not None:
+            with contextlib.suppress(LabError, OSError, ValueError):
+                self._final = self._snapshot(stop=True)
+            _stop_process(self._forwarder)
+            self._forwarder = None
+        if self._control_file is not None:
+            self._control_file.close()
+            self._control_file = None
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._record is not None:
+            state.teardown(self._record)
+            self._record = None
+        self._restore_sigterm()
+
+    def _install_sigterm(self) -> None:
+        # A SIGTERM would otherwise end the process without running `finally` blocks.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+
+        def on_term(signum: int, frame: FrameType | None) -> None:
+            raise SystemExit(128 + signum)
+
+        self._old_sigterm = signal.signal(signal.SIGTERM, on_term)
+
+    def _restore_sigterm(self) -> None:
+        if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
+
+    # -- observation -----------------------------------------------------------------
+
+    @property
+    def forwarder_pid(self) -> int | None:
+        return self._forwarder.pid if self._forwarder is not None else None
+
+    def alive(self) -> bool:
+        """True while the forwarder runs; a dead forwarder means a cut link."""
+        return self._forwarder is not None and self._forwarder.poll() is None
+
+    def counters(self) -> LinkCounters:
+        """Per-direction counters now (or, after close, as they were at teardown)."""
+        if self._forwarder is None:
+            if self._final is None:
+                raise LabError("the link is not running and has no counters")
+            return self._final
+        return self._snapshot(stop=False)
+
+    def _snapshot(self, *, stop: bool) -> LinkCounters:
+        if self._control is None or self._control_file is None:
+            raise LabError("the link's forwarder is not connected")
+        with self._control_lock:
+            try:
+                self._control.sendall(b"stop\n" if stop else b"counters\n")
+                line = self._control_file.readline()
+            except OSError as exc:
+                raise LabError(f"the link's forwarder is unreachable: {exc}") from exc
+        if not line:
+            raise LabError("the link's forwarder has exited", hint="the link is cut")
+        raw = json.loads(line)
+        c_tx, c_rx = ns.device_drops(self.client_ns, TUN_NAME)
+        s_tx, s_rx = ns.device_drops(self.server_ns, TUN_NAME)
+        return LinkCounters(
+            up=_direction(raw["up"], c_tx, s_rx),
+            down=_direction(raw["down"], s_tx, c_rx),
+            in_flight=raw["in_flight"],
+            forwarder_cpu_s=raw["cpu_s"],
+            late_mean_ns=raw["late_mean_ns"],
+            late_max_ns=raw["late_max_ns"],
+            at_ns=raw["at_ns"],
+        )
+
+    # -- running things inside ---------------------------------------------------------
+
+    def netns(self, side: Side) -> str:
+        if side == "client":
+            return self.client_ns
+        if side == "server":
+            return self.server_ns
+        raise ConfigError(f"side must be 'client' or 'server', got {side!r}")
+
+    def address(self, side: Side) -> str:
+        return self.client_addr if self.netns(side) == self.client_ns else self.server_addr
+
+    def command(self, side: Side, argv: list[str]) -> list[str]:
+        """`argv` wrapped to run inside a side's namespace (`ip netns exec NS argv...`)."""
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise ConfigError("a command must be a non-empty list of strings (argv)")
+        return ["ip", "netns", "exec", self.netns(side), *argv]
+
+    def popen(self, side: Side, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start `argv` inside a side's namespace; it is stopped when the link closes."""
+        if kwargs.get("shell"):
+            raise ConfigError("shell=True is not allowed: pass argv")
+        proc: subprocess.Popen[Any] = subprocess.Popen(self.command(side, argv), **kwargs)
+        self._children.append(proc)
+        return proc
+
+    def run(self, side: Side, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+        """Run `argv` to completion inside a side's namespace (kwargs as subprocess.run)."""
+        if kwargs.get("shell"):
+            raise ConfigError("shell=True is not allowed: pass argv")
+        return subprocess.run(self.command(side, argv), **kwargs)  # noqa: PLW1510
+
+    @contextlib.contextmanager
+    def entered(self, side: Side) -> Iterator[None]:
+        """Switch the *calling thread* into a side's namespace for the body.
+
+        Sockets created in the body stay in that namespace afterwards, so an event loop
+        on this thread can keep using them.
+        """
+        with ns.entered(self.netns(side)):
+            yield
+
+    def call(self, side: Side, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call `fn(*args, **kwargs)` on a fresh thread inside a side's namespace."""
+        return ns.call_in(self.netns(side), fn, *args, **kwargs)
+
+    def start_thread(
+        self, side: Side, target: Callable[..., object], *args: Any, name: str | None = None,
+        daemon: bool = True,
+    ) -> threading.Thread:
+        """Start a thread running `target(*args)` inside a side's namespace."""
+        return ns.start_thread_in(self.netns(side), target, *args, name=name, daemon=daemon)
+
+
+def _stop_process(proc: subprocess.Popen[Any], grace_s: float = 2.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+
+
+def remove_link(name: str) -> list[str]:
+    """Remove link `name` and every leftover of dead owners (for `protolab netem down`)."""
+    with state.locked():
+        removed = state.cleanup_leftovers(only=name)
+        removed += state.cleanup_leftovers()
+    return sorted(set(removed))

@@ -1,0 +1,178 @@
+"""Network namespaces and TUN devices: the only module that talks to the kernel about them.
+
+Named namespaces are created with `ip netns add` (a bind mount under /run/netns) so
+that users can reach them with `ip netns exec NAME ...`. A thread joins one with
+setns(2); Python 3.11 has no `os.setns`, so libc's is called through ctypes. setns
+on a network namespace changes only the calling thread, and sockets keep the
+namespace they were created in after the thread switches back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import fcntl
+import json
+import os
+import struct
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from protolab.errors import LabError, PrivilegeError
+
+T = TypeVar("T")
+
+NETNS_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+TUN_DEVICE = "/dev/net/tun"
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise PrivilegeError(
+            f"setns into a network namespace failed: {os.strerror(err)}",
+            hint="needs CAP_SYS_ADMIN (root, or inside the user namespace that owns it)",
+        )
+
+
+@contextlib.contextmanager
+def entered(netns: str) -> Iterator[None]:
+    """Run the body with the *calling thread* inside `netns`, then switch it back."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        os.close(own)
+        raise LabError(f"network namespace {netns!r} does not exist") from None
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(own)
+    finally:
+        os.close(target)
+        os.close(own)
+
+
+def call_in(netns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call `fn` on a fresh thread inside `netns` and return its result (or raise its error).
+
+    A fresh thread keeps the caller's own namespace untouched even if `fn` misbehaves.
+    """
+    box: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            with entered(netns):
+                box["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+
+    thread = threading.Thread(target=body, name=f"netns-{netns}")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+def start_thread_in(
+    netns: str, target: Callable[..., object], *args: Any, name: str | None = None,
+    daemon: bool = True,
+) -> threading.Thread:
+    """Start a thread that runs `target(*args)` inside `netns` for its whole life."""
+
+    def body() -> None:
+        with entered(netns):
+            target(*args)
+
+    thread = threading.Thread(target=body, name=name or f"netns-{netns}", daemon=daemon)
+    thread.start()
+    return thread
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `ip ARGS...` (argv, never a shell); a failure is a LabError with ip's message."""
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise LabError(f"`ip {' '.join(args)}` failed: {proc.stderr.strip()}")
+    return proc
+
+
+def list_netns() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def add_netns(name: str) -> None:
+    ip("netns", "add", name)
+
+
+def delete_netns(name: str) -> None:
+    """Kill what still runs inside, then remove the namespace (missing is fine)."""
+    if name not in list_netns():
+        return
+    for pid in netns_pids(name):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, 9)
+    ip("netns", "del", name, check=False)
+
+
+def netns_pids(name: str) -> list[int]:
+    proc = ip("netns", "pids", name, check=False)
+    return [int(p) for p in proc.stdout.split() if p.isdigit()]
+
+
+def _write_sysctl(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def open_tun(netns: str, ifname: str) -> int:
+    """Create TUN device `ifname` inside `netns`; the returned fd is the device's far end.
+
+    IPv6 is switched off first so the kernel sends no router solicitations or MLD
+    reports: those would cross the link and shift the packet numbers of drop lists.
+    """
+
+    def create() -> int:
+        for scope in ("all", "default"):
+            with contextlib.suppress(OSError):
+                _write_sysctl(f"/proc/sys/net/ipv6/conf/{scope}/disable_ipv6", "1")
+        fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            ifr = struct.pack("16sH22x", ifname.encode(), IFF_TUN | IFF_NO_PI)
+            fcntl.ioctl(fd, TUNSETIFF, ifr)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    return call_in(netns, create)
+
+
+def configure_p2p(netns: str, ifname: str, local: str, peer: str, mtu: int) -> None:
+    ip("-n", netns, "link", "set", "lo", "up")
+    ip("-n", netns, "addr", "add", local, "peer", f"{peer}/32", "dev", ifname)
+    ip("-n", netns, "link", "set", ifname, "mtu", str(mtu), "up")
+
+
+def device_drops(netns: str, ifname: str) -> tuple[int, int]:
+    """(tx_dropped, rx_dropped) of a device: drops the forwarder never saw."""
+    proc = ip("-j", "-s", "-n", netns, "link", "show", "dev", ifname, check=False)
+    if proc.returncode != 0:
+        return 0, 0
+    stats = json.loads(proc.stdout)[0].get("stats64", {})
+    return int(stats.get("tx", {}).get("dropped", 0)), int(stats.get("rx", {}).get("dropped", 0))
