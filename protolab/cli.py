@@ -6,12 +6,25 @@ code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import signal
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
-from protolab.errors import LabError
+from clients.base import RequestRecord, Target
+from protolab.certs import KEY_TYPES, KeyType, TlsVersion, default_cert_dir, ensure_certs
+from protolab.errors import ConfigError, LabError
+from protolab.fetch import fetch, fetch_resumed, target_from_url
+from protolab.phases import phases
+from protolab.workload import DEFAULT_LIMITS
+from servers.common import H2Settings, H3Settings, Scheduling, ServerConfig
 
 app = typer.Typer(
     name="protolab",
@@ -20,9 +33,263 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+console = Console()
 err_console = Console(stderr=True)
 
 # Sub-command groups register here (one line each).
+
+_L = DEFAULT_LIMITS
+LIMITS_HELP = (
+    f"Limits: /bytes/N up to {_L.max_bytes} bytes, /delay/MS up to {_L.max_delay_ms} ms, "
+    f"/page/K up to {_L.max_page_objects} objects (else 400); request headers up to "
+    f"{_L.max_header_bytes} bytes (else 431); request body up to {_L.max_body_bytes} "
+    "bytes (else 413)."
+)
+
+
+def _protocols(raw: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    protos = tuple(p.strip() for p in raw.split(",") if p.strip())
+    bad = [p for p in protos if p not in allowed]
+    if bad or not protos:
+        raise ConfigError(f"unknown protocol(s) {bad}; choose from {', '.join(allowed)}")
+    return protos
+
+
+@app.command(
+    help="Serve the workload over HTTP/1.1, HTTP/2 and HTTP/3 until Ctrl-C.\n\n"
+    "Paths: /bytes/N, /delay/MS/bytes/N, /page/K?size=S, POST /echo, /health.\n\n" + LIMITS_HELP
+)
+def serve(
+    proto: Annotated[str, typer.Option(help="Comma-separated: h1,h2,h3.")] = "h1,h2,h3",
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="TCP port for h1/h2 and UDP port for h3; 0 = free.")
+    ] = 8443,
+    no_tls: Annotated[bool, typer.Option("--no-tls", help="Cleartext h1 and h2c (no h3).")] = False,
+    tls_version: Annotated[str, typer.Option(help="TLS version for TCP: 1.2 or 1.3.")] = "1.3",
+    cc: Annotated[str, typer.Option(help="TCP congestion control: cubic, reno, bbr.")] = "cubic",
+    quic_cc: Annotated[str, typer.Option(help="QUIC congestion control: cubic or reno.")] = "cubic",
+    cert_dir: Annotated[Path | None, typer.Option(help="Certificate directory.")] = None,
+    key_type: Annotated[
+        str, typer.Option(help=f"Leaf key: {', '.join(KEY_TYPES)}.")
+    ] = "ecdsa-p256",
+    intermediates: Annotated[int, typer.Option(help="Intermediate CAs in the chain.")] = 0,
+    scheduling: Annotated[
+        str, typer.Option(help="round-robin or sequential DATA.")
+    ] = "round-robin",
+    h2_window: Annotated[int, typer.Option(help="HTTP/2 initial stream window.")] = 4 << 20,
+    h2_conn_window: Annotated[int, typer.Option(help="HTTP/2 connection window.")] = 16 << 20,
+    h2_max_streams: Annotated[int, typer.Option(help="HTTP/2 max concurrent streams.")] = 256,
+    h2_frame: Annotated[int, typer.Option(help="HTTP/2 max frame size.")] = 16_384,
+    quic_max_data: Annotated[int, typer.Option(help="QUIC connection window.")] = 16 << 20,
+    quic_stream_data: Annotated[int, typer.Option(help="QUIC stream window.")] = 4 << 20,
+    qlog_dir: Annotated[Path | None, typer.Option(help="Write server qlog files here.")] = None,
+    idle_timeout: Annotated[
+        float, typer.Option(help="Seconds before closing idle clients.")
+    ] = 30.0,
+) -> None:
+    if tls_version not in ("1.2", "1.3"):
+        raise ConfigError("--tls-version must be 1.2 or 1.3")
+    if key_type not in KEY_TYPES:
+        raise ConfigError(f"--key-type must be one of {', '.join(KEY_TYPES)}")
+    certs = (
+        None
+        if no_tls
+        else ensure_certs(
+            cert_dir, key_type=_key_type(key_type), intermediates=intermediates, extra_names=[host]
+        )
+    )
+    config = ServerConfig(
+        host=host,
+        port=port,
+        protocols=_protocols(proto, ("h1", "h2", "h3")),
+        certs=certs,
+        tls_version=_tls(tls_version),
+        tcp_cc=cc,
+        idle_timeout=idle_timeout,
+        scheduling=_scheduling(scheduling),
+        h2=H2Settings(
+            initial_window=h2_window,
+            connection_window=h2_conn_window,
+            max_concurrent_streams=h2_max_streams,
+            max_frame_size=h2_frame,
+        ),
+        h3=H3Settings(
+            congestion_control=quic_cc,
+            max_data=quic_max_data,
+            max_stream_data=quic_stream_data,
+            qlog_dir=qlog_dir,
+        ),
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    asyncio.run(_serve(config))
+
+
+async def _serve(config: ServerConfig) -> None:
+    from servers.run import start_servers
+
+    running = await start_servers(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    for proto, url in running.urls().items():
+        transport = "udp" if proto == "h3" else "tcp"
+        console.print(f"{proto}: {url} ({transport})", highlight=False)
+    if config.certs:
+        console.print(f"CA: {config.certs.ca_file}", highlight=False)
+    console.print("ready", highlight=False)
+    sys.stdout.flush()
+    try:
+        await stop.wait()
+    finally:
+        await running.close()
+        console.print("stopped", highlight=False)
+
+
+def _tls(value: str) -> TlsVersion:
+    if value == "1.2":
+        return "1.2"
+    if value == "1.3":
+        return "1.3"
+    raise ConfigError("TLS version must be 1.2 or 1.3")
+
+
+def _key_type(value: str) -> KeyType:
+    return "rsa-2048" if value == "rsa-2048" else "ecdsa-p256"
+
+
+def _scheduling(value: str) -> Scheduling:
+    if value not in ("round-robin", "sequential"):
+        raise ConfigError("--scheduling must be round-robin or sequential")
+    return "round-robin" if value == "round-robin" else "sequential"
+
+
+@app.command(help="Fetch a URL with the lab's own client and print each request's phases.")
+def get(
+    url: Annotated[str, typer.Argument(help="http:// or https:// URL.")],
+    proto: Annotated[str, typer.Option(help="h1, h2 or h3.")] = "h2",
+    n: Annotated[int, typer.Option("-n", help="Number of requests.")] = 1,
+    parallel: Annotated[int, typer.Option(help="Requests in flight at once.")] = 1,
+    cacert: Annotated[
+        Path | None, typer.Option(help="CA file to trust (default: the lab's CA).")
+    ] = None,
+    tls_version: Annotated[str | None, typer.Option(help="Pin TLS 1.2 or 1.3.")] = None,
+    connections: Annotated[int, typer.Option(help="h1: pool size.")] = 6,
+    pipeline: Annotated[int, typer.Option(help="h1: pipelining depth.")] = 1,
+    no_keepalive: Annotated[
+        bool, typer.Option("--no-keepalive", help="h1: a connection per request.")
+    ] = False,
+    zero_rtt: Annotated[
+        bool, typer.Option("--zero-rtt", help="h3: resume and send early data.")
+    ] = False,
+    cc: Annotated[
+        str, typer.Option(help="Congestion control (TCP: cubic/reno/bbr; QUIC: cubic/reno).")
+    ] = "cubic",
+    data: Annotated[str | None, typer.Option(help="POST this body (use with /echo).")] = None,
+    keylog: Annotated[
+        Path | None, typer.Option(help="Append TLS secrets (NSS key log) here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per request.")] = False,
+) -> None:
+    ca = cacert
+    if ca is None and (default_cert_dir() / "ca.pem").exists():
+        ca = default_cert_dir() / "ca.pem"
+    target, path = target_from_url(
+        url, ca_file=ca, tls_version=_tls(tls_version) if tls_version else None, keylog_file=keylog
+    )
+    protocol = _protocols(proto, ("h1", "h2", "h3"))[0]
+    per_protocol: dict[str, dict[str, object]] = {
+        "h1": {
+            "connections": connections,
+            "pipeline": pipeline,
+            "keepalive": not no_keepalive,
+            "cc": cc,
+        },
+        "h2": {"cc": cc},
+        "h3": {"congestion_control": cc, "zero_rtt": zero_rtt},
+    }
+    options = per_protocol[protocol]
+    records = asyncio.run(_get(protocol, target, path, n, parallel, data, options, zero_rtt))
+    if as_json:
+        for record in records:
+            print(json.dumps({**record.to_json(), **phases(record)}))
+    else:
+        console.print(records_table(records, title=f"{protocol} {url}"))
+    if any(not r.ok for r in records):
+        raise typer.Exit(1)
+
+
+async def _get(
+    protocol: str,
+    target: Target,
+    path: str,
+    n: int,
+    parallel: int,
+    data: str | None,
+    options: dict[str, object],
+    zero_rtt: bool,
+) -> list[RequestRecord]:
+    body = data.encode() if data is not None else b""
+    method = "POST" if data is not None else "GET"
+    if zero_rtt:
+        return await fetch_resumed(protocol, target, path, options=options)
+    return await fetch(
+        protocol,
+        target,
+        path,
+        count=n,
+        parallel=parallel,
+        method=method,
+        body=body,
+        options=options,
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def records_table(records: list[RequestRecord], title: str) -> Table:
+    """One row per request, phases in ms; the negotiated TLS goes in the caption."""
+    tls = {
+        f"{r.alpn or '-'} {r.tls_version or 'cleartext'} {r.cipher or ''}".strip() for r in records
+    }
+    table = Table(title=title, caption=", ".join(sorted(tls)))
+    for column in (
+        "#",
+        "status",
+        "conn",
+        "connect",
+        "tls",
+        "ttfb",
+        "total",
+        "bytes",
+        "body",
+        "0rtt",
+        "error",
+    ):
+        numeric = column in ("connect", "tls", "ttfb", "total", "bytes")
+        table.add_column(
+            column + (" ms" if numeric and column != "bytes" else ""),
+            justify="right" if numeric else "left",
+        )
+    for i, record in enumerate(records):
+        p = phases(record)
+        table.add_row(
+            str(i),
+            str(record.status or "-"),
+            f"{record.connection_id}{'*' if record.new_connection else ''}",
+            _fmt(p["connect_ms"]),
+            _fmt(p["tls_ms"]),
+            _fmt(p["ttfb_ms"]),
+            _fmt(p["total_ms"]),
+            str(record.bytes_in),
+            {True: "ok", False: "CORRUPT", None: str(record.body_bytes)}[record.body_verified],
+            "yes" if record.early_data else "",
+            record.error or "",
+        )
+    return table
 
 
 def main() -> None:

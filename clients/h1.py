@@ -1,0 +1,235 @@
+"""HTTP/1.1 client: a pool of K connections (browsers use 6), optional pipelining.
+
+h11 models one request/response cycle at a time, so pipelining is done with two
+roles: each request is serialised by a throw-away h11 connection and written at
+once, while one parsing h11 connection per socket is told about each request only
+when its response is next in line (responses come back in request order, RFC 9112
+§9.3.2). That keeps h11's strict parsing without its one-at-a-time sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import h11
+
+from clients.base import Capabilities, Request, RequestRecord, Target, Timeline
+from clients.tcp import TcpConnection, open_tcp, tls_context_for
+from protolab.errors import ConfigError, ProtocolFailure
+from protolab.tcpsock import DEFAULT_CC
+from protolab.timing import now_ns
+
+_READ = 65_536
+
+
+@dataclass(frozen=True)
+class H1Options:
+    connections: int = 6  # pool size K
+    pipeline: int = 1  # requests in flight per connection (1 = no pipelining)
+    keepalive: bool = True  # False: one connection per request, "Connection: close"
+    cc: str = DEFAULT_CC
+    timeout: float = 60.0  # per request, seconds
+
+    def __post_init__(self) -> None:
+        if self.connections < 1 or self.pipeline < 1:
+            raise ConfigError("HTTP/1.1 needs at least 1 connection and pipeline depth 1")
+        if not self.keepalive and self.pipeline > 1:
+            raise ConfigError("pipelining needs keep-alive connections")
+
+
+@dataclass
+class _Exchange:
+    request: h11.Request
+    timeline: Timeline
+    done: asyncio.Future[None]
+
+
+@dataclass
+class _Connection:
+    tcp: TcpConnection
+    number: int
+    parser: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT))
+    inflight: deque[_Exchange] = field(default_factory=deque)
+    usable: bool = True
+    fed: int = 0  # response bytes fed to the parser
+    consumed: int = 0  # of which belonged to completed responses
+    reader_task: asyncio.Task[None] | None = None
+
+    def prime(self) -> None:
+        """Tell the parser which request the next response answers (its bytes are discarded)."""
+        self.parser.send(self.inflight[0].request)
+        self.parser.send(h11.EndOfMessage())
+
+    def fail_all(self, kind: str, detail: str) -> None:
+        self.usable = False
+        while self.inflight:
+            exchange = self.inflight.popleft()
+            exchange.timeline.fail(kind, detail)
+            if not exchange.done.done():
+                exchange.done.set_result(None)
+
+
+class H1Client:
+    name: ClassVar[str] = "h1"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        multiplexed=False, over_quic=False, early_data=False, pipelining=True
+    )
+
+    def __init__(self, target: Target, options: H1Options | None = None) -> None:
+        self.target, self.options = target, options or H1Options()
+        self._tls = tls_context_for(target, ["http/1.1"])
+        self._conns: list[_Connection] = []
+        self._opening = 0
+        self._numbers = 0
+        self._changed = asyncio.Condition()
+
+    async def request(self, request: Request) -> RequestRecord:
+        tl = Timeline(self.name, request)
+        try:
+            await asyncio.wait_for(self._exchange(request, tl), self.options.timeout)
+        except TimeoutError:
+            tl.fail("timeout", f"no complete response within {self.options.timeout} s")
+            self._drop_waiting(tl)
+        except ProtocolFailure as exc:
+            tl.fail(exc.kind, str(exc))
+        if tl.error is None:
+            tl.done_ns = tl.done_ns or now_ns()
+        return tl.freeze()
+
+    async def close(self) -> None:
+        for conn in list(self._conns):
+            self._retire(conn, "closed", "client closed")
+        self._conns.clear()
+
+    async def _exchange(self, request: Request, tl: Timeline) -> None:
+        conn = await self._acquire(tl)
+        headers = [("host", self.target.authority), ("user-agent", "protolab")]
+        if request.body or request.method in ("POST", "PUT"):
+            headers.append(("content-length", str(len(request.body))))
+        if not self.options.keepalive:
+            headers.append(("connection", "close"))
+        h11_request = h11.Request(method=request.method, target=request.path, headers=headers)
+        serialiser = h11.Connection(h11.CLIENT)
+        wire = (serialiser.send(h11_request) or b"") + (
+            serialiser.send(h11.Data(data=request.body)) or b"" if request.body else b""
+        ) + (serialiser.send(h11.EndOfMessage()) or b"")
+        exchange = _Exchange(h11_request, tl, asyncio.get_running_loop().create_future())
+        conn.inflight.append(exchange)
+        if len(conn.inflight) == 1:
+            conn.prime()
+        tl.connection_id = conn.number
+        tl.bytes_out = len(wire)
+        try:
+            conn.tcp.writer.write(wire)
+            await conn.tcp.writer.drain()
+        except (ConnectionError, OSError) as exc:
+            self._retire(conn, "connection_lost", f"writing request: {exc}")
+            raise ProtocolFailure("connection_lost", str(exc)) from exc
+        tl.request_sent_ns = now_ns()
+        try:
+            await exchange.done
+        finally:
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _acquire(self, tl: Timeline) -> _Connection:
+        """An idle connection, else a new one (up to K), else a pipelining slot, else wait."""
+        async with self._changed:
+            while True:
+                live = [c for c in self._conns if c.usable]
+                if self.options.keepalive:
+                    idle = [c for c in live if not c.inflight]
+                    if idle:
+                        idle[0].tcp.stamp(tl, new=False)
+                        return idle[0]
+                if len(live) + self._opening < self.options.connections:
+                    break
+                open_slots = [c for c in live if len(c.inflight) < self.options.pipeline]
+                if open_slots and self.options.keepalive:
+                    chosen = min(open_slots, key=lambda c: len(c.inflight))
+                    chosen.tcp.stamp(tl, new=False)
+                    return chosen
+                await self._changed.wait()
+            self._opening += 1
+        try:
+            tcp = await open_tcp(self.target, self._tls, self.options.cc, self.options.timeout)
+        finally:
+            async with self._changed:
+                self._opening -= 1
+                self._changed.notify_all()
+        self._numbers += 1
+        conn = _Connection(tcp, self._numbers)
+        tcp.stamp(tl, new=True)
+        conn.reader_task = asyncio.create_task(self._read_loop(conn))
+        self._conns.append(conn)
+        return conn
+
+    async def _read_loop(self, conn: _Connection) -> None:
+        try:
+            while conn.usable:
+                data = await conn.tcp.reader.read(_READ)
+                conn.fed += len(data)
+                conn.parser.receive_data(data)
+                self._process(conn)
+                if not data:
+                    conn.fail_all("connection_closed", "server closed the connection")
+        except h11.RemoteProtocolError as exc:
+            conn.fail_all("protocol_error", f"bad response: {exc}")
+        except (ConnectionError, OSError) as exc:
+            conn.fail_all("connection_lost", str(exc))
+        finally:
+            await self._forget(conn)
+
+    def _process(self, conn: _Connection) -> None:
+        while conn.inflight:
+            event = conn.parser.next_event()
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            tl = conn.inflight[0].timeline
+            if isinstance(event, h11.Response):
+                tl.first_byte()
+                tl.status = event.status_code
+            elif isinstance(event, h11.Data):
+                tl.body(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                tl.done_ns = now_ns()
+                unread = len(conn.parser.trailing_data[0])
+                tl.bytes_in = conn.fed - unread - conn.consumed
+                conn.consumed = conn.fed - unread
+                tl.transport = conn.tcp.counters()
+                exchange = conn.inflight.popleft()
+                exchange.done.set_result(None)
+                if h11.MUST_CLOSE in (conn.parser.our_state, conn.parser.their_state):
+                    conn.usable = False
+                    conn.fail_all("connection_closed", "server closed after an earlier response")
+                    return
+                conn.parser.start_next_cycle()
+                if conn.inflight:
+                    conn.prime()
+            elif isinstance(event, h11.ConnectionClosed):
+                conn.fail_all("connection_closed", "server closed the connection")
+                return
+
+    def _retire(self, conn: _Connection, kind: str, detail: str) -> None:
+        conn.fail_all(kind, detail)
+        if conn.reader_task is not None:
+            conn.reader_task.cancel()
+        conn.tcp.writer.close()
+
+    async def _forget(self, conn: _Connection) -> None:
+        conn.usable = False
+        conn.tcp.writer.close()
+        async with self._changed:
+            with contextlib.suppress(ValueError):
+                self._conns.remove(conn)
+            self._changed.notify_all()
+
+    def _drop_waiting(self, tl: Timeline) -> None:
+        """After a timeout the connection's response order is unknown: retire it."""
+        for conn in list(self._conns):
+            if any(e.timeline is tl for e in conn.inflight):
+                self._retire(conn, "timeout", "an earlier request on this connection timed out")

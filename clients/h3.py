@@ -1,0 +1,321 @@
+"""HTTP/3 client on aioquic: one QUIC connection, a stream per request, 0-RTT on request.
+
+Session tickets the server sends are cached; with `zero_rtt=True`, a new connection
+offers the latest ticket and sends its first request before the handshake completes,
+so it leaves in 0-RTT packets (RFC 9001 §4.6). The record's `early_data` is true only
+when the request was written before the handshake completed *and* the server
+accepted early data — both read from the connection, not inferred from timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TextIO, cast
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import NetworkAddress, QuicConnection
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    HandshakeCompleted,
+    QuicEvent,
+    StreamDataReceived,
+    StreamReset,
+)
+from aioquic.quic.logger import QuicFileLogger
+from aioquic.tls import SessionTicket
+
+from clients.base import Capabilities, Request, RequestRecord, Target, Timeline
+from protolab.errors import ConfigError, ProtocolFailure
+from protolab.timing import now_ns
+
+
+@dataclass(frozen=True)
+class H3Options:
+    congestion_control: str = "cubic"
+    max_data: int = 16 << 20
+    max_stream_data: int = 4 << 20
+    zero_rtt: bool = False  # resume with a cached ticket and send the first request as 0-RTT
+    qlog_dir: Path | None = None
+    timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.congestion_control not in ("reno", "cubic"):
+            raise ConfigError(
+                f"aioquic has no congestion control {self.congestion_control!r}",
+                hint="choose reno or cubic",
+            )
+
+
+class _MeteredQuic:
+    """The QuicConnection as H3Connection sees it, counting stream bytes it sends."""
+
+    def __init__(self, quic: QuicConnection) -> None:
+        self._quic = quic
+        self.sent: defaultdict[int, int] = defaultdict(int)
+
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        self.sent[stream_id] += len(data)
+        self._quic.send_stream_data(stream_id, data, end_stream)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._quic, name)
+
+
+class _Datagrams:
+    """Wraps the UDP transport to count datagrams and bytes each way."""
+
+    def __init__(self, transport: asyncio.DatagramTransport) -> None:
+        self._transport = transport
+        self.counters = {"datagrams_sent": 0, "udp_bytes_sent": 0,
+                         "datagrams_received": 0, "udp_bytes_received": 0}
+
+    def sendto(self, data: bytes, addr: NetworkAddress) -> None:
+        self.counters["datagrams_sent"] += 1
+        self.counters["udp_bytes_sent"] += len(data)
+        self._transport.sendto(data, addr)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+@dataclass
+class _Stream:
+    timeline: Timeline
+    done: asyncio.Future[None]
+    received: int = 0
+
+
+class _H3ClientProtocol(QuicConnectionProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.meter = _MeteredQuic(self._quic)
+        self.h3 = H3Connection(cast(QuicConnection, self.meter))
+        self.streams: dict[int, _Stream] = {}
+        self.handshake_ns: int | None = None
+        self.early_data_accepted = False
+        self.resumed = False
+        self.terminated: str | None = None
+        self.datagrams: _Datagrams | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.datagrams = _Datagrams(cast(asyncio.DatagramTransport, transport))
+        super().connection_made(cast(asyncio.BaseTransport, self.datagrams))
+
+    def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
+        if self.datagrams is not None:
+            self.datagrams.counters["datagrams_received"] += 1
+            self.datagrams.counters["udp_bytes_received"] += len(data)
+        super().datagram_received(data, addr)
+
+    @property
+    def handshake_complete(self) -> bool:
+        return self.handshake_ns is not None
+
+    def tls_details(self) -> tuple[str | None, str | None]:
+        schedule = self._quic.tls.key_schedule
+        cipher = schedule.cipher_suite.name if schedule is not None else None
+        return "TLSv1.3", (f"TLS_{cipher}" if cipher else None)
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, HandshakeCompleted):
+            self.handshake_ns = now_ns()
+            self.early_data_accepted = event.early_data_accepted
+            self.resumed = event.session_resumed
+        elif isinstance(event, StreamDataReceived) and event.stream_id in self.streams:
+            self.streams[event.stream_id].received += len(event.data)
+        elif isinstance(event, StreamReset) and event.stream_id in self.streams:
+            stream = self.streams.pop(event.stream_id)
+            stream.timeline.fail("stream_reset", f"server reset stream ({event.error_code})")
+            stream.done.set_result(None)
+        elif isinstance(event, ConnectionTerminated):
+            self.terminated = f"connection closed ({event.error_code}: {event.reason_phrase})"
+            for stream in self.streams.values():
+                stream.timeline.fail("connection_closed", self.terminated)
+                if not stream.done.done():
+                    stream.done.set_result(None)
+            self.streams.clear()
+        for h3_event in self.h3.handle_event(event):
+            self._on_h3(h3_event)
+
+    def _on_h3(self, event: H3Event) -> None:
+        if not isinstance(event, HeadersReceived | DataReceived):
+            return
+        stream = self.streams.get(event.stream_id)
+        if stream is None:
+            return
+        tl = stream.timeline
+        if isinstance(event, HeadersReceived):
+            tl.first_byte()
+            tl.status = int(dict(event.headers).get(b":status", b"0"))
+        else:
+            tl.body(event.data)
+        if event.stream_ended:
+            tl.done_ns = now_ns()
+            del self.streams[event.stream_id]
+            stream.done.set_result(None)
+
+
+class H3Client:
+    name: ClassVar[str] = "h3"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        multiplexed=True, over_quic=True, early_data=True, pipelining=False
+    )
+
+    def __init__(self, target: Target, options: H3Options | None = None) -> None:
+        if not target.tls:
+            raise ConfigError("HTTP/3 always runs over TLS (QUIC has no cleartext mode)")
+        self.target, self.options = target, options or H3Options()
+        self.tickets: list[SessionTicket] = []
+        self._proto: _H3ClientProtocol | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._lock = asyncio.Lock()
+        self._numbers = 0
+        self._keylog: TextIO | None = None
+
+    async def request(self, request: Request) -> RequestRecord:
+        tl = Timeline(self.name, request)
+        try:
+            await asyncio.wait_for(self._exchange(request, tl), self.options.timeout)
+        except TimeoutError:
+            tl.fail("timeout", f"no complete response within {self.options.timeout} s")
+        except ProtocolFailure as exc:
+            tl.fail(exc.kind, str(exc))
+        if tl.error is None:
+            tl.done_ns = tl.done_ns or now_ns()
+        return tl.freeze()
+
+    async def close(self) -> None:
+        proto, transport = self._proto, self._transport
+        self._proto = self._transport = None
+        if proto is not None:
+            proto.close()
+            try:
+                await asyncio.wait_for(proto.wait_closed(), 1.0)
+            except TimeoutError:
+                pass  # the peer is gone; closing our side is all that is left
+        if transport is not None:
+            transport.close()
+        if self._keylog is not None:
+            self._keylog.close()
+            self._keylog = None
+
+    async def _exchange(self, request: Request, tl: Timeline) -> None:
+        proto, new = await self._connection(tl)
+        tl.connection_id = self._numbers
+        h3 = proto.h3
+        sid = proto._quic.get_next_available_stream_id()
+        tl.stream_id = sid
+        stream = _Stream(tl, asyncio.get_running_loop().create_future())
+        proto.streams[sid] = stream
+        scheme = b"https"
+        headers = [
+            (b":method", request.method.encode()), (b":scheme", scheme),
+            (b":authority", self.target.authority.encode()), (b":path", request.path.encode()),
+            (b"user-agent", b"protolab"),
+        ]
+        if request.body or request.method in ("POST", "PUT"):
+            headers.append((b"content-length", str(len(request.body)).encode()))
+        sent_early = not proto.handshake_complete
+        h3.send_headers(sid, headers, end_stream=not request.body)
+        if request.body:
+            h3.send_data(sid, request.body, end_stream=True)
+        proto.transmit()
+        tl.request_sent_ns = now_ns()
+        if new and sent_early:
+            await proto.wait_connected()
+        if new:
+            tl.handshake_ns = proto.handshake_ns
+        tl.early_data = sent_early and proto.early_data_accepted
+        tl.resumed = proto.resumed
+        tl.alpn = "h3"
+        tl.tls_version, tl.cipher = proto.tls_details()
+        try:
+            await stream.done
+        finally:
+            proto.streams.pop(sid, None)
+            tl.bytes_out = proto.meter.sent.pop(sid, 0)
+            tl.bytes_in = stream.received
+            tl.transport = dict(proto.datagrams.counters) if proto.datagrams else {}
+
+    async def _connection(self, tl: Timeline) -> tuple[_H3ClientProtocol, bool]:
+        async with self._lock:
+            if self._proto is not None and self._proto.terminated is None:
+                tl.new_connection = False
+                return self._proto, False
+            await self.close()
+            configuration = QuicConfiguration(
+                alpn_protocols=H3_ALPN,
+                is_client=True,
+                server_name=self.target.server_name or self.target.host,
+                congestion_control_algorithm=self.options.congestion_control,
+                max_data=self.options.max_data,
+                max_stream_data=self.options.max_stream_data,
+                quic_logger=QuicFileLogger(str(self.options.qlog_dir))
+                if self.options.qlog_dir else None,
+                secrets_log_file=self._secrets_log(),
+            )
+            if self.target.ca_file is not None:
+                configuration.load_verify_locations(str(self.target.ca_file))
+            if self.options.zero_rtt and self.tickets:
+                configuration.session_ticket = self.tickets[-1]
+            address = await self._address()
+            proto = await self._open(configuration, address)
+            tl.new_connection = True
+            tl.conn_start_ns = now_ns()
+            self._numbers += 1
+            # With 0-RTT the request goes out before the handshake; otherwise wait for it.
+            proto.connect(address, transmit=True)
+            self._proto = proto
+            if configuration.session_ticket is None:
+                await self._wait_handshake(proto)
+            return proto, True
+
+    def _secrets_log(self) -> TextIO | None:
+        """The NSS key log aioquic appends to (Wireshark decrypts QUIC with it)."""
+        if self.target.keylog_file is None:
+            return None
+        if self._keylog is None:
+            self._keylog = open(self.target.keylog_file, "a")  # noqa: SIM115 - closed in close()
+        return self._keylog
+
+    async def _wait_handshake(self, proto: _H3ClientProtocol) -> None:
+        try:
+            await asyncio.wait_for(proto.wait_connected(), self.options.timeout)
+        except TimeoutError as exc:
+            raise ProtocolFailure(
+                "handshake_timeout", f"no QUIC handshake with {self.target.authority}"
+            ) from exc
+        except ConnectionError as exc:
+            raise ProtocolFailure("handshake_failed", f"QUIC handshake failed: {exc}") from exc
+
+    async def _address(self) -> NetworkAddress:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(
+                self.target.host, self.target.port, type=socket.SOCK_DGRAM
+            )
+        except socket.gaierror as exc:
+            raise ProtocolFailure("dns", f"cannot resolve {self.target.host}") from exc
+        return cast(NetworkAddress, infos[0][4])
+
+    async def _open(
+        self, configuration: QuicConfiguration, address: NetworkAddress
+    ) -> _H3ClientProtocol:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
+        connection = QuicConnection(
+            configuration=configuration, session_ticket_handler=self.tickets.append
+        )
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: _H3ClientProtocol(connection), family=family,
+            local_addr=("::" if family == socket.AF_INET6 else "0.0.0.0", 0),
+        )
+        self._transport = transport
+        return protocol

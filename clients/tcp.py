@@ -1,0 +1,106 @@
+"""Opening a TCP (+TLS) connection with each phase timed on the one clock.
+
+Shared by the HTTP/1.1 and HTTP/2 clients: connect and TLS are separate awaits so
+the record can say how long each took, and every failure becomes a typed
+`ProtocolFailure` whose `kind` the record keeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from dataclasses import dataclass
+
+from clients.base import Target, Timeline
+from protolab.certs import client_tls_context
+from protolab.errors import ProtocolFailure
+from protolab.tcpsock import set_congestion_control, tcp_info
+from protolab.timing import now_ns
+
+
+@dataclass
+class TcpConnection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    sock: socket.socket
+    conn_start_ns: int
+    connected_ns: int
+    handshake_ns: int | None
+    alpn: str | None
+    tls_version: str | None
+    cipher: str | None
+
+    def stamp(self, tl: Timeline, *, new: bool) -> None:
+        """Copy what the record needs to know about this connection."""
+        tl.new_connection = new
+        tl.alpn, tl.tls_version, tl.cipher = self.alpn, self.tls_version, self.cipher
+        if new:
+            tl.conn_start_ns, tl.connected_ns = self.conn_start_ns, self.connected_ns
+            tl.handshake_ns = self.handshake_ns
+
+    def counters(self) -> dict[str, int]:
+        return tcp_info(self.sock)
+
+
+def tls_context_for(target: Target, alpn: list[str]) -> ssl.SSLContext | None:
+    if not target.tls:
+        return None
+    return client_tls_context(target.ca_file, alpn, target.tls_version, target.keylog_file)
+
+
+async def open_tcp(
+    target: Target, ctx: ssl.SSLContext | None, cc: str, limit_s: float
+) -> TcpConnection:
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ProtocolFailure("dns", f"cannot resolve {target.host}: {exc.strerror}") from exc
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        set_congestion_control(sock, cc)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        start = now_ns()
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, address), limit_s)
+        except TimeoutError as exc:
+            raise ProtocolFailure("connect_timeout", f"no TCP answer in {limit_s} s") from exc
+        except ConnectionRefusedError as exc:
+            raise ProtocolFailure("connect_refused", f"{target.authority} refused") from exc
+        except OSError as exc:
+            raise ProtocolFailure("connect_failed", f"{target.authority}: {exc.strerror}") from exc
+        connected = now_ns()
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    sock=sock,
+                    ssl=ctx,
+                    server_hostname=(target.server_name or target.host) if ctx else None,
+                    limit=1 << 20,
+                ),
+                limit_s,
+            )
+        except TimeoutError as exc:
+            raise ProtocolFailure("tls_timeout", f"TLS handshake took over {limit_s} s") from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise ProtocolFailure(
+                "tls_verify", f"server certificate rejected: {exc.verify_message}",
+                hint="pass the lab's CA with --cacert (printed by `protolab serve`)",
+            ) from exc
+        except (ssl.SSLError, ConnectionError, OSError) as exc:
+            raise ProtocolFailure("tls_failed", f"TLS handshake failed: {exc}") from exc
+    except BaseException:
+        sock.close()
+        raise
+    handshake = now_ns() if ctx else None
+    ssl_object = writer.get_extra_info("ssl_object")
+    cipher = writer.get_extra_info("cipher")
+    return TcpConnection(
+        reader, writer, sock, start, connected, handshake,
+        alpn=ssl_object.selected_alpn_protocol() if ssl_object else None,
+        tls_version=ssl_object.version() if ssl_object else None,
+        cipher=cipher[0] if cipher else None,
+    )

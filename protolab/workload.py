@@ -1,0 +1,226 @@
+"""The request vocabulary every server answers identically.
+
+A comparison is only fair when every protocol moves the same bytes, so routing,
+limits, status codes, headers and body content live here, once, as pure code.
+Servers translate their wire protocol into a `WorkloadRequest`, call `plan()`, and
+translate the resulting `WorkloadResponse` back.
+
+Paths:
+  GET  /bytes/N                N bytes of deterministic content (see `content_at`)
+  GET  /delay/MS/bytes/N       the same after MS milliseconds of server think time
+  GET  /page/K?size=S          a JSON manifest listing K object URLs of S bytes each
+  POST /echo                   the request body, back
+  GET  /health                 "ok"
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+# Content of /bytes/N: byte i is i mod 251. A prime period means a chunk delivered at
+# the wrong offset (a reordering or duplication bug) fails verification.
+_PERIOD = 251
+_PATTERN = bytes(i % _PERIOD for i in range(_PERIOD * 264))
+_MAX_SLICE = len(_PATTERN) - _PERIOD  # longest slice available at any phase
+CHUNK = 16_384
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What servers accept; shown in `protolab serve --help` and enforced the same everywhere."""
+
+    max_bytes: int = 1 << 30  # largest /bytes/N
+    max_delay_ms: int = 60_000  # longest /delay/MS
+    max_page_objects: int = 1_000  # largest K in /page/K
+    max_header_bytes: int = 16_384  # total request header size; larger -> 431
+    max_body_bytes: int = 16 << 20  # request body (POST /echo); larger -> 413
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class WorkloadRequest:
+    """A request as any protocol delivers it, already decoded."""
+
+    method: str
+    target: str  # path with optional query, e.g. "/bytes/1024?i=3"
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class Body:
+    """A response body: either literal bytes or `length` bytes of the pattern."""
+
+    length: int
+    literal: bytes | None = None
+
+    def chunks(self, size: int = CHUNK) -> Iterator[bytes | memoryview]:
+        if self.literal is not None:
+            view = memoryview(self.literal)
+            for start in range(0, len(view), size):
+                yield view[start : start + size]
+            return
+        offset = 0
+        while offset < self.length:
+            n = min(size, self.length - offset, _MAX_SLICE)
+            yield content_at(offset, n)
+            offset += n
+
+
+@dataclass(frozen=True)
+class WorkloadResponse:
+    status: int
+    content_type: str
+    body: Body
+    delay_ms: int = 0
+    extra_headers: tuple[tuple[str, str], ...] = field(default=())
+
+    def headers(self, alt_svc: str | None = None) -> list[tuple[str, str]]:
+        """The same header set on every protocol (names lower-case, as HTTP/2 and 3 require)."""
+        out = [
+            ("content-type", self.content_type),
+            ("content-length", str(self.body.length)),
+            ("cache-control", "no-store"),
+            ("server", "protolab"),
+        ]
+        out.extend(self.extra_headers)
+        if alt_svc:
+            out.append(("alt-svc", alt_svc))
+        return out
+
+
+def content_at(offset: int, length: int) -> memoryview:
+    """`length` bytes of /bytes/N content starting at `offset` (length <= _MAX_SLICE)."""
+    start = offset % _PERIOD
+    return memoryview(_PATTERN)[start : start + length]
+
+
+def verify_content(offset: int, data: bytes | memoryview) -> bool:
+    """True when `data` is exactly the /bytes/N content at `offset`."""
+    view = memoryview(data)
+    pos = 0
+    while pos < len(view):
+        n = min(len(view) - pos, _MAX_SLICE)
+        if view[pos : pos + n] != content_at(offset + pos, n):
+            return False
+        pos += n
+    return True
+
+
+def error(status: int, reason: str) -> WorkloadResponse:
+    text = (reason + "\n").encode()
+    return WorkloadResponse(status, "text/plain; charset=utf-8", Body(len(text), text))
+
+
+def _text(
+    status: int, text: str, content_type: str = "text/plain; charset=utf-8"
+) -> WorkloadResponse:
+    data = text.encode()
+    return WorkloadResponse(status, content_type, Body(len(data), data))
+
+
+def head_size(headers: list[tuple[bytes, bytes]]) -> int:
+    """Header size as HPACK/QPACK account for it (RFC 7541 §4.1): name + value + 32 a field."""
+    return sum(len(name) + len(value) + 32 for name, value in headers)
+
+
+def check_head(
+    header_bytes: int, declared_body: int | None, limits: Limits
+) -> WorkloadResponse | None:
+    """The 431/413 answer for a request head over the limits, before its body is read."""
+    if header_bytes > limits.max_header_bytes:
+        return error(431, f"request headers of {header_bytes} bytes exceed the limit of "
+                          f"{limits.max_header_bytes}")
+    if declared_body is not None and declared_body > limits.max_body_bytes:
+        return error(413, f"request body of {declared_body} bytes is over the limit of "
+                          f"{limits.max_body_bytes}")
+    return None
+
+
+def body_too_large(size: int, limits: Limits) -> WorkloadResponse | None:
+    if size > limits.max_body_bytes:
+        return error(413, f"request body is over the limit of {limits.max_body_bytes} bytes")
+    return None
+
+
+def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name.lower() == b"content-length" and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+def _number(raw: str, name: str, upper: int) -> int | WorkloadResponse:
+    if not raw.isdigit() or len(raw) > 18:
+        return error(400, f"{name} must be a non-negative integer, got {raw!r}")
+    value = int(raw)
+    if value > upper:
+        return error(400, f"{name}={value} is over the limit of {upper}")
+    return value
+
+
+def plan(req: WorkloadRequest, limits: Limits = DEFAULT_LIMITS) -> WorkloadResponse:
+    """Decide the response to `req`. Pure: the server applies `delay_ms` itself."""
+    split = urlsplit(req.target)
+    parts = [p for p in split.path.split("/") if p]
+    method = req.method.upper()
+
+    if parts == ["health"]:
+        return _method_guard(method, "GET") or _text(200, "ok\n")
+    if parts == ["echo"]:
+        if method != "POST":
+            return error(405, "/echo takes POST")
+        return WorkloadResponse(200, "application/octet-stream", Body(len(req.body), req.body))
+    if len(parts) == 2 and parts[0] == "bytes":
+        return _method_guard(method, "GET") or _bytes(parts[1], 0, limits)
+    if len(parts) == 4 and parts[0] == "delay" and parts[2] == "bytes":
+        guard = _method_guard(method, "GET")
+        if guard:
+            return guard
+        delay = _number(parts[1], "MS", limits.max_delay_ms)
+        if isinstance(delay, WorkloadResponse):
+            return delay
+        return _bytes(parts[3], delay, limits)
+    if len(parts) == 2 and parts[0] == "page":
+        return _method_guard(method, "GET") or _page(parts[1], split.query, limits)
+    return error(404, f"no such resource: {split.path} (try /bytes/N, /delay/MS/bytes/N, "
+                      "/page/K?size=S, POST /echo, /health)")
+
+
+def _method_guard(method: str, allowed: str) -> WorkloadResponse | None:
+    if method == allowed:
+        return None
+    return error(405, f"method {method} not allowed here; use {allowed}")
+
+
+def _bytes(raw: str, delay_ms: int, limits: Limits) -> WorkloadResponse:
+    size = _number(raw, "N", limits.max_bytes)
+    if isinstance(size, WorkloadResponse):
+        return size
+    return WorkloadResponse(200, "application/octet-stream", Body(size), delay_ms=delay_ms)
+
+
+def _page(raw: str, query: str, limits: Limits) -> WorkloadResponse:
+    count = _number(raw, "K", limits.max_page_objects)
+    if isinstance(count, WorkloadResponse):
+        return count
+    sizes = parse_qs(query).get("size", ["1024"])
+    size = _number(sizes[0], "size", limits.max_bytes)
+    if isinstance(size, WorkloadResponse):
+        return size
+    # Distinct URLs (the ?i= query) so no layer can collapse them into one fetch.
+    manifest = {"objects": [f"/bytes/{size}?i={i}" for i in range(count)], "size": size}
+    return _text(200, json.dumps(manifest), "application/json")
+
+
+def page_objects(manifest: bytes) -> list[str]:
+    """The object URLs of a /page/K manifest, for clients fetching a page."""
+    data = json.loads(manifest)
+    objects = data["objects"]
+    if not isinstance(objects, list) or not all(isinstance(o, str) for o in objects):
+        raise ValueError("page manifest has no list of object URLs")
+    return objects

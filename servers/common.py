@@ -1,0 +1,107 @@
+"""What every server shares: its settings, the neutral request handler, and logging.
+
+Each protocol module translates its wire events into a `WorkloadRequest`, awaits
+`respond()`, and writes the `WorkloadResponse` back in its own framing — one
+handler for HTTP/1.1, HTTP/2 and HTTP/3 (as hypercorn does), so the bytes served
+are the same whatever the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from protolab.certs import CertBundle, TlsVersion
+from protolab.errors import ConfigError
+from protolab.tcpsock import CC_ALGORITHMS, DEFAULT_CC
+from protolab.workload import DEFAULT_LIMITS, Limits, WorkloadRequest, WorkloadResponse, plan
+
+log = logging.getLogger("protolab.server")
+
+Scheduling = Literal["round-robin", "sequential"]
+QUIC_CC = ("reno", "cubic")
+
+
+@dataclass(frozen=True)
+class H2Settings:
+    """HTTP/2 knobs the experiments vary (RFC 9113 §6.5.2)."""
+
+    initial_window: int = 4 << 20  # stream window: >= 2x BDP of the slowest default link
+    connection_window: int = 16 << 20
+    max_concurrent_streams: int = 256
+    max_frame_size: int = 16_384
+
+    def __post_init__(self) -> None:
+        if not 65_535 <= self.initial_window <= 2**31 - 1:
+            raise ConfigError("HTTP/2 initial window must be 65535..2^31-1 bytes")
+        if not 65_535 <= self.connection_window <= 2**31 - 1:
+            raise ConfigError("HTTP/2 connection window must be 65535..2^31-1 bytes")
+        if not 16_384 <= self.max_frame_size <= 16_777_215:
+            raise ConfigError("HTTP/2 max frame size must be 16384..16777215 (RFC 9113 §6.5.2)")
+        if self.max_concurrent_streams < 1:
+            raise ConfigError("HTTP/2 max concurrent streams must be at least 1")
+
+
+@dataclass(frozen=True)
+class H3Settings:
+    congestion_control: str = "cubic"
+    max_data: int = 16 << 20  # connection flow-control window
+    max_stream_data: int = 4 << 20  # per-stream window
+    qlog_dir: Path | None = None
+    secrets_log: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.congestion_control not in QUIC_CC:
+            raise ConfigError(
+                f"aioquic has no congestion control {self.congestion_control!r}",
+                hint=f"choose one of {', '.join(QUIC_CC)}",
+            )
+        if self.max_data < 1024 or self.max_stream_data < 1024:
+            raise ConfigError("QUIC flow-control windows must be at least 1024 bytes")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8443  # TCP for h1/h2 and UDP for h3 (0 = pick free ports)
+    protocols: tuple[str, ...] = ("h1", "h2", "h3")
+    certs: CertBundle | None = None  # None = cleartext (h1 and h2c; h3 needs TLS)
+    tls_version: TlsVersion = "1.3"
+    tcp_cc: str = DEFAULT_CC
+    limits: Limits = DEFAULT_LIMITS
+    idle_timeout: float = 30.0  # seconds a connection may sit without a request
+    scheduling: Scheduling = "round-robin"  # which response's DATA goes next (h2 and h3)
+    h2: H2Settings = field(default_factory=H2Settings)
+    h3: H3Settings = field(default_factory=H3Settings)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.protocols) - {"h1", "h2", "h3"}
+        if unknown or not self.protocols:
+            raise ConfigError(f"unknown protocol(s) {sorted(unknown)}; choose from h1, h2, h3")
+        if "h3" in self.protocols and self.certs is None:
+            raise ConfigError("HTTP/3 needs TLS (QUIC has no cleartext mode); drop --no-tls")
+        if self.tcp_cc not in CC_ALGORITHMS:
+            raise ConfigError(f"TCP congestion control must be one of {', '.join(CC_ALGORITHMS)}")
+        if not 0 <= self.port <= 65_535:
+            raise ConfigError(f"port {self.port} out of range 0..65535")
+        if self.scheduling not in ("round-robin", "sequential"):
+            raise ConfigError("scheduling must be round-robin or sequential")
+        if self.idle_timeout <= 0:
+            raise ConfigError("idle timeout must be positive")
+
+
+async def respond(request: WorkloadRequest, limits: Limits) -> WorkloadResponse:
+    """The one handler: plan the response and spend the server think time."""
+    response = plan(request, limits)
+    if response.delay_ms:
+        await asyncio.sleep(response.delay_ms / 1000)
+    return response
+
+
+def peer_name(peer: object) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)

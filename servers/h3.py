@@ -1,0 +1,254 @@
+"""HTTP/3 server on aioquic.
+
+Response bodies are fed into QUIC streams as the connection sends them (a small
+unsent backlog per stream) rather than all at once: a 100 MB body is not copied into
+memory, and the server can choose which stream gets data next — "round-robin" feeds
+every open response (aioquic then serves streams in turn), "sequential" feeds only
+the lowest-numbered one, as the HTTP/2 server does.
+
+Session tickets are issued and accepted, so a client holding one can resume and send
+its request as 0-RTT early data (RFC 9001 §4.6); requests that arrive before the
+handshake completes are counted as `early_requests`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import NetworkAddress
+from aioquic.quic.events import HandshakeCompleted, ProtocolNegotiated, QuicEvent, StreamReset
+from aioquic.quic.logger import QuicFileLogger
+from aioquic.quic.packet import pull_quic_header
+from aioquic.tls import SessionTicket
+
+from protolab.workload import (
+    WorkloadRequest,
+    WorkloadResponse,
+    body_too_large,
+    check_head,
+    declared_length,
+    head_size,
+)
+from servers.common import ServerConfig, log, peer_name, respond
+
+# Unsent bytes kept queued per stream; enough to fill a packet train, small enough that
+# the scheduler, not aioquic's buffer, decides the order.
+_BACKLOG = 64 * 1024
+_FEED = 16 * 1024
+
+
+class TicketStore:
+    """Session tickets the server issued, so resumption and 0-RTT can find them."""
+
+    def __init__(self) -> None:
+        self._tickets: dict[bytes, SessionTicket] = {}
+
+    def add(self, ticket: SessionTicket) -> None:
+        self._tickets[ticket.ticket] = ticket
+
+    def pop(self, label: bytes) -> SessionTicket | None:
+        # Single use: a replayed 0-RTT ticket is refused (RFC 8446 §8.1).
+        return self._tickets.pop(label, None)
+
+
+@dataclass
+class H3ServerStats:
+    connections: int = 0
+    early_requests: int = 0  # requests received before the handshake completed (0-RTT)
+    undecodable_datagrams: int = 0
+
+
+@dataclass
+class _Stream:
+    method: str = ""
+    path: str = ""
+    body: bytearray = field(default_factory=bytearray)
+    rejected: bool = False
+    chunks: Iterator[bytes | memoryview] | None = None
+    written: int = 0  # stream bytes handed to QUIC
+
+
+class H3ServerProtocol(QuicConnectionProtocol):
+    def __init__(self, *args: Any, lab: ServerConfig, stats: H3ServerStats, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lab, self._stats = lab, stats
+        self._h3: H3Connection | None = None
+        self._streams: dict[int, _Stream] = {}
+        self._handshake_done = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        stats.connections += 1
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, ProtocolNegotiated) and event.alpn_protocol in H3_ALPN:
+            self._h3 = H3Connection(self._quic)
+        elif isinstance(event, HandshakeCompleted):
+            self._handshake_done = True
+        elif isinstance(event, StreamReset):
+            self._streams.pop(event.stream_id, None)
+        if self._h3 is None:
+            return
+        # H3Connection closes the connection itself on an HTTP/3 protocol error.
+        for h3_event in self._h3.handle_event(event):
+            self._on_h3(h3_event)
+
+    def _on_h3(self, event: H3Event) -> None:
+        if isinstance(event, HeadersReceived):
+            pseudo = {n: v for n, v in event.headers if n.startswith(b":")}
+            stream = _Stream(
+                method=pseudo.get(b":method", b"").decode("ascii", "replace"),
+                path=pseudo.get(b":path", b"").decode("ascii", "replace"),
+            )
+            self._streams[event.stream_id] = stream
+            if not self._handshake_done:
+                self._stats.early_requests += 1
+            early = check_head(
+                head_size(event.headers), declared_length(event.headers), self._lab.limits
+            )
+            if early is not None:
+                self._reject(event.stream_id, early)
+        elif isinstance(event, DataReceived):
+            stream_or_none = self._streams.get(event.stream_id)
+            if stream_or_none is None or stream_or_none.rejected:
+                return
+            stream_or_none.body += event.data
+            too_large = body_too_large(len(stream_or_none.body), self._lab.limits)
+            if too_large is not None:
+                self._reject(event.stream_id, too_large)
+                return
+        else:
+            return
+        if event.stream_ended:
+            self._on_end(event.stream_id)
+
+    def _reject(self, sid: int, response: WorkloadResponse) -> None:
+        self._streams[sid].rejected = True
+        self._streams[sid].body = bytearray()
+        log.info("h3 %s: stream %d rejected with %d", peer_name(self._peer()), sid, response.status)
+        self._start_response(sid, response)
+
+    def _on_end(self, sid: int) -> None:
+        stream = self._streams.get(sid)
+        if stream is None or stream.rejected:
+            return
+        request = WorkloadRequest(stream.method, stream.path, bytes(stream.body))
+        stream.body = bytearray()
+        task = asyncio.create_task(self._answer(sid, request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, sid: int, request: WorkloadRequest) -> None:
+        response = await respond(request, self._lab.limits)
+        if sid in self._streams:
+            self._start_response(sid, response)
+            self.transmit()
+
+    def _start_response(self, sid: int, response: WorkloadResponse) -> None:
+        assert self._h3 is not None  # streams exist only once h3 is up
+        headers = [(b":status", str(response.status).encode())]
+        headers += [(n.encode(), v.encode()) for n, v in response.headers()]
+        empty = response.body.length == 0
+        self._h3.send_headers(sid, headers, end_stream=empty)
+        if empty:
+            self._streams.pop(sid, None)
+        else:
+            self._streams[sid].chunks = response.body.chunks(_FEED)
+
+    def transmit(self) -> None:
+        self._feed_streams()
+        super().transmit()
+
+    def _feed_streams(self) -> None:
+        """Top up the unsent backlog of responding streams, in the configured order."""
+        if self._h3 is None:
+            return
+        sequential = self._lab.scheduling == "sequential"
+        for sid in sorted(self._streams) if sequential else list(self._streams):
+            stream = self._streams[sid]
+            if stream.chunks is None:
+                continue
+            quic_stream = self._quic._streams.get(sid)  # aioquic has no public send-buffer API
+            sent = quic_stream.sender.highest_offset if quic_stream is not None else 0
+            while stream.written - sent < _BACKLOG:
+                chunk = next(stream.chunks, None)
+                if chunk is None:
+                    self._h3.send_data(sid, b"", end_stream=True)
+                    del self._streams[sid]
+                    break
+                self._h3.send_data(sid, bytes(chunk), end_stream=False)
+                stream.written += len(chunk) + 4  # DATA frame type + length varints
+            if sequential and sid in self._streams:
+                break  # only the lowest-numbered responding stream is fed
+
+    def _peer(self) -> NetworkAddress | None:
+        if self._transport is None:
+            return None
+        return cast(NetworkAddress | None, self._transport.get_extra_info("peername"))
+
+
+class _LabQuicServer(QuicServer):
+    """aioquic's server, logging (rate-limited) the datagrams that are not QUIC at all."""
+
+    def __init__(self, *, stats: H3ServerStats, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._stats = stats
+
+    def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
+        try:
+            pull_quic_header(Buffer(data=cast(bytes, data)), host_cid_length=8)
+        except ValueError:
+            self._stats.undecodable_datagrams += 1
+            count = self._stats.undecodable_datagrams
+            if count & (count - 1) == 0:  # log the 1st, 2nd, 4th, 8th ... only
+                log.info("h3: dropped undecodable datagram from %s (%d so far)",
+                         peer_name(addr), count)
+            return
+        super().datagram_received(data, addr)
+
+
+def quic_server_configuration(lab: ServerConfig) -> QuicConfiguration:
+    assert lab.certs is not None  # ServerConfig refuses h3 without TLS
+    s = lab.h3
+    configuration = QuicConfiguration(
+        alpn_protocols=H3_ALPN,
+        is_client=False,
+        congestion_control_algorithm=s.congestion_control,
+        max_data=s.max_data,
+        max_stream_data=s.max_stream_data,
+        quic_logger=QuicFileLogger(str(s.qlog_dir)) if s.qlog_dir else None,
+        secrets_log_file=open(s.secrets_log, "a") if s.secrets_log else None,  # noqa: SIM115
+    )
+    configuration.load_cert_chain(str(lab.certs.chain_file), str(lab.certs.key_file))
+    return configuration
+
+
+async def start_h3_server(
+    lab: ServerConfig, port: int, stats: H3ServerStats
+) -> asyncio.DatagramTransport:
+    configuration = quic_server_configuration(lab)
+    tickets = TicketStore()
+    loop = asyncio.get_running_loop()
+
+    def create_protocol(*args: Any, **kwargs: Any) -> H3ServerProtocol:
+        return H3ServerProtocol(*args, lab=lab, stats=stats, **kwargs)
+
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _LabQuicServer(
+            stats=stats,
+            configuration=configuration,
+            create_protocol=create_protocol,
+            session_ticket_fetcher=tickets.pop,
+            session_ticket_handler=tickets.add,
+        ),
+        local_addr=(lab.host, port),
+    )
+    return transport
+

@@ -1,0 +1,89 @@
+"""Start the configured servers together and stop them together.
+
+h1 and h2 share one TCP port (ALPN or preface decides), h3 listens on the same
+port number over UDP when it is free; HTTP/1.1 and HTTP/2 responses advertise
+HTTP/3 with Alt-Svc (RFC 7838) when it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass, field
+
+from protolab.errors import ConfigError
+from servers.common import ServerConfig
+from servers.h3 import H3ServerStats, start_h3_server
+from servers.tcp import listening_socket, start_tcp_server
+
+
+@dataclass
+class RunningServers:
+    config: ServerConfig
+    tcp_port: int | None = None
+    udp_port: int | None = None
+    h3_stats: H3ServerStats = field(default_factory=H3ServerStats)
+    _tcp: asyncio.Server | None = None
+    _udp: asyncio.DatagramTransport | None = None
+
+    def urls(self) -> dict[str, str]:
+        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        scheme = "https" if self.config.certs else "http"
+        out: dict[str, str] = {}
+        for proto in self.config.protocols:
+            port = self.udp_port if proto == "h3" else self.tcp_port
+            out[proto] = f"{scheme}://{host}:{port}/"
+        return out
+
+    async def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+            # Connections still open are closed with the loop; do not wait on idle clients.
+            self._tcp.close_clients() if hasattr(self._tcp, "close_clients") else None
+
+
+async def start_servers(config: ServerConfig) -> RunningServers:
+    running = RunningServers(config)
+    tcp_protos = [p for p in config.protocols if p in ("h1", "h2")]
+    tcp_sock: socket.socket | None = None
+    try:
+        if tcp_protos:
+            tcp_sock = _bind_tcp(config)
+            running.tcp_port = tcp_sock.getsockname()[1]
+        if "h3" in config.protocols:
+            udp_port = running.tcp_port if running.tcp_port is not None else config.port
+            running._udp = await _bind_udp(config, udp_port, running.h3_stats)
+            running.udp_port = running._udp.get_extra_info("sockname")[1]
+        if tcp_sock is not None:
+            alt_svc = f'h3=":{running.udp_port}"; ma=86400' if running.udp_port else None
+            running._tcp = await start_tcp_server(config, tcp_sock, alt_svc)
+    except BaseException:
+        if tcp_sock is not None and running._tcp is None:
+            tcp_sock.close()
+        await running.close()
+        raise
+    return running
+
+
+def _bind_tcp(config: ServerConfig) -> socket.socket:
+    try:
+        return listening_socket(config.host, config.port, config.tcp_cc)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on TCP {config.host}:{config.port}: {exc.strerror}",
+            hint="choose another --port (0 picks a free one) or --host",
+        ) from exc
+
+
+async def _bind_udp(
+    config: ServerConfig, port: int, stats: H3ServerStats
+) -> asyncio.DatagramTransport:
+    try:
+        return await start_h3_server(config, port, stats)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on UDP {config.host}:{port}: {exc.strerror}",
+            hint="choose another --port (0 picks a free one) or --host",
+        ) from exc
