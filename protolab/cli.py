@@ -22,6 +22,7 @@ from clients.base import RequestRecord, Target
 from protolab.certs import KEY_TYPES, KeyType, TlsVersion, default_cert_dir, ensure_certs
 from protolab.errors import ConfigError, LabError
 from protolab.fetch import fetch, fetch_resumed, target_from_url
+from protolab.netem import cli as netem_cli
 from protolab.phases import phases
 from protolab.workload import DEFAULT_LIMITS
 from servers.common import H2Settings, H3Settings, Scheduling, ServerConfig
@@ -37,6 +38,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 # Sub-command groups register here (one line each).
+app.add_typer(netem_cli.app, name="netem")
 
 _L = DEFAULT_LIMITS
 LIMITS_HELP = (
