@@ -52,6 +52,7 @@ class Request:
     method: str = "GET"
     path: str = "/"
     body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()  # extra request headers (lower-case names)
     record_arrivals: bool = False  # keep (time, bytes) of every body data arrival
 
 

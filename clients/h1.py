@@ -60,8 +60,14 @@ class _Connection:
     reader_task: asyncio.Task[None] | None = None
 
     def prime(self) -> None:
-        """Tell the parser which request the next response answers (its bytes are discarded)."""
-        self.parser.send(self.inflight[0].request)
+        """Tell the parser which request the next response answers (its bytes are discarded).
+
+        Only the method and Connection header shape how a response is parsed, so the
+        parser sees the request without its body.
+        """
+        request = self.inflight[0].request
+        keep = [(n, v) for n, v in request.headers if n in (b"host", b"connection")]
+        self.parser.send(h11.Request(method=request.method, target=request.target, headers=keep))
         self.parser.send(h11.EndOfMessage())
 
     def fail_all(self, kind: str, detail: str) -> None:
@@ -107,7 +113,7 @@ class H1Client:
 
     async def _exchange(self, request: Request, tl: Timeline) -> None:
         conn = await self._acquire(tl)
-        headers = [("host", self.target.authority), ("user-agent", "protolab")]
+        headers = [("host", self.target.authority), ("user-agent", "protolab"), *request.headers]
         if request.body or request.method in ("POST", "PUT"):
             headers.append(("content-length", str(len(request.body))))
         if not self.options.keepalive:

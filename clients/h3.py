@@ -219,6 +219,7 @@ class H3Client:
             (b":method", request.method.encode()), (b":scheme", scheme),
             (b":authority", self.target.authority.encode()), (b":path", request.path.encode()),
             (b"user-agent", b"protolab"),
+            *((n.encode(), v.encode()) for n, v in request.headers),
         ]
         if request.body or request.method in ("POST", "PUT"):
             headers.append((b"content-length", str(len(request.body)).encode()))

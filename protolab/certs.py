@@ -140,6 +140,8 @@ def _ensure_leaf(
             _builder(subject, issuer_cert.subject, key.public_key(), now)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(_ca_usage(), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(_authority_key_id(issuer_key), critical=False)
             .sign(issuer_key, hashes.SHA256())
         )
         chain.insert(0, cert)
@@ -160,6 +162,7 @@ def _ensure_leaf(
         .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(_authority_key_id(issuer_key), critical=False)
         .sign(issuer_key, hashes.SHA256())
     )
     _write_key(key_path, leaf_key)
@@ -185,6 +188,11 @@ def _builder(
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + lifetime)
     )
+
+
+def _authority_key_id(issuer_key: PrivateKey) -> x509.AuthorityKeyIdentifier:
+    # Strict verifiers (OpenSSL's X509_STRICT, Python 3.13's default) require it.
+    return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key())
 
 
 def _ca_usage() -> x509.KeyUsage:

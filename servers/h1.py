@@ -9,6 +9,7 @@ after its response, so one-connection-per-request (HTTP/1.0 style) is expressibl
 from __future__ import annotations
 
 import asyncio
+from http import HTTPStatus
 
 import h11
 
@@ -109,7 +110,10 @@ async def _send(
     if close:
         headers.append(("connection", "close"))
     try:
-        writer.write(conn.send(h11.Response(status_code=response.status, headers=headers)) or b"")
+        writer.write(conn.send(h11.Response(
+            status_code=response.status, headers=headers,
+            reason=HTTPStatus(response.status).phrase.encode(),  # h2load needs one
+        )) or b"")
         for chunk in response.body.chunks():
             writer.write(conn.send(h11.Data(data=bytes(chunk))) or b"")
             await writer.drain()

@@ -154,8 +154,6 @@ class H2ServerConnection:
         early = check_head(head_size(headers), declared_length(headers), self._config.limits)
         if early is not None:
             self._reject(sid, early)
-        if event.stream_ended is not None:
-            self._on_end(sid)
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         sid = event.stream_id

@@ -47,26 +47,33 @@ async def start_tcp_server(
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = peer_name(writer.get_extra_info("peername"))
         try:
+            if tls is not None:
+                try:
+                    await asyncio.wait_for(writer.start_tls(tls), config.idle_timeout)
+                except TimeoutError:
+                    log.info("tcp %s: no TLS handshake within %.0f s, closing",
+                             peer, config.idle_timeout)
+                    return
+                except (ssl.SSLError, ConnectionError, OSError) as exc:
+                    log.info("tcp %s: TLS handshake failed: %s", peer, exc)
+                    return
             proto, initial = await _choose_protocol(reader, writer, config)
             if proto == "h2":
                 await H2ServerConnection(reader, writer, config, alt_svc).run(initial)
             elif proto == "h1":
                 await serve_h1(reader, writer, config, initial, alt_svc)
         except TimeoutError:
-            log.info("tcp %s: said nothing for %.0f s, closing",
-                     peer_name(writer.get_extra_info("peername")), config.idle_timeout)
+            log.info("tcp %s: said nothing for %.0f s, closing", peer, config.idle_timeout)
         except (ConnectionError, OSError, ssl.SSLError):
             pass
         finally:
             writer.close()
 
-    return await asyncio.start_server(
-        on_connection,
-        sock=sock,
-        ssl=tls,
-        ssl_handshake_timeout=config.idle_timeout if tls else None,
-    )
+    # TLS is started inside the handler (not by start_server) so that a handshake that
+    # never comes is logged and timed out like any other silent client.
+    return await asyncio.start_server(on_connection, sock=sock)
 
 
 async def _choose_protocol(

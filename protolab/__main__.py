@@ -1,0 +1,3 @@
+from protolab.cli import main
+
+main()

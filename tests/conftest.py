@@ -1,0 +1,106 @@
+"""Shared fixtures: certificates, in-process servers, and a `protolab serve` subprocess.
+
+Servers bind port 0 and announce readiness (in-process: when `start_servers` returns;
+subprocess: the "ready" line), so no test guesses a port or sleeps to wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from protolab.certs import CertBundle, ensure_certs
+from servers.common import ServerConfig
+from servers.run import RunningServers, start_servers
+from tests.helpers import TIMEOUT
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
+    return ensure_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def base_config(certs: CertBundle) -> ServerConfig:
+    return ServerConfig(host="127.0.0.1", port=0, certs=certs)
+
+
+ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServers]]
+
+
+@pytest_asyncio.fixture
+async def lab_server(base_config: ServerConfig) -> AsyncIterator[ServerFactory]:
+    """`async with lab_server(**overrides) as running:` starts servers in this event loop."""
+
+    @asynccontextmanager
+    async def factory(**overrides: Any) -> AsyncIterator[RunningServers]:
+        running = await start_servers(replace(base_config, **overrides))
+        try:
+            yield running
+        finally:
+            await running.close()
+
+    yield factory
+
+
+@dataclass
+class ServeProcess:
+    urls: dict[str, str]
+    ca_file: Path | None
+    process: subprocess.Popen[str]
+    log: Path  # the server's stderr (one line per rejected client)
+
+    @property
+    def port(self) -> int:
+        return int(self.urls["h1" if "h1" in self.urls else "h2"].rsplit(":", 1)[1].strip("/"))
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
+    """Start `protolab serve --port 0 ARGS...` and wait for its "ready" line."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> ServeProcess:
+        env = {**os.environ, "PROTOLAB_STATE_DIR": str(tmp_path / "state")}
+        log = tmp_path / f"serve-{len(started)}.log"
+        with log.open("w") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "protolab", "serve", "--port", "0", *args],
+                stdout=subprocess.PIPE, stderr=log_file, text=True, env=env,
+            )
+        started.append(proc)
+        urls: dict[str, str] = {}
+        ca: Path | None = None
+        assert proc.stdout is not None
+        for line in proc.stdout:  # ends at "ready" or when the process dies
+            if line.startswith(("h1:", "h2:", "h3:")):
+                name, url = line.split()[:2]
+                urls[name.rstrip(":")] = url
+            elif line.startswith("CA:"):
+                ca = Path(line.split(":", 1)[1].strip())
+            elif line.strip() == "ready":
+                return ServeProcess(urls, ca, proc, log)
+        raise AssertionError(f"protolab serve did not become ready: {log.read_text()}")
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(coro)

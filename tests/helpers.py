@@ -1,0 +1,22 @@
+"""Helpers for tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from clients.base import Target
+from servers.run import RunningServers
+
+# One scaled timeout unit for everything a test waits on (slow CI machines raise it).
+TIMEOUT = float(os.environ.get("PROTOLAB_TEST_TIMEOUT", "20"))
+
+
+def target_for(running: RunningServers, protocol: str, **fields: Any) -> Target:
+    port = running.udp_port if protocol == "h3" else running.tcp_port
+    assert port is not None
+    certs = running.config.certs
+    return Target(
+        host=running.config.host, port=port, tls=certs is not None,
+        ca_file=certs.ca_file if certs else None, **fields,
+    )
