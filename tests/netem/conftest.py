@@ -39,6 +39,12 @@ def no_link_left_behind() -> Iterator[None]:
 
 
 @pytest.fixture
+def created_namespaces() -> set[str]:
+    """Tests that build links in other processes register their namespaces here."""
+    return CREATED
+
+
+@pytest.fixture
 def make_link(netem_available: None) -> Iterator[LinkFactory]:
     """`make_link(profile="loopback", **overrides)` starts a link closed at test end."""
     links: list[EmulatedLink] = []

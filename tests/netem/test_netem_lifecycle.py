@@ -1,0 +1,212 @@
+"""Teardown after crashes, refusals before anything exists, and the lab's own clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from protolab.errors import ConfigError, LabError
+from protolab.netem import namespaces, state
+from protolab.netem.link import EmulatedLink
+from protolab.netem.profiles import build_profile
+
+LinkFactory = Callable[..., EmulatedLink]
+TIMEOUT = 30.0
+
+_OWNER = """
+import sys
+from protolab.netem.link import EmulatedLink
+from protolab.netem.profiles import build_profile
+link = EmulatedLink(build_profile("loopback"), name=sys.argv[1])
+link.start()
+print("ready", link.forwarder_pid, flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+def _start_owner(name: str, created: set[str]) -> tuple[subprocess.Popen[str], int]:
+    created.update((f"plab-{name}-c", f"plab-{name}-s"))
+    proc = subprocess.Popen([sys.executable, "-c", _OWNER, name], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().split()
+    assert line[:1] == ["ready"], "the owner process did not build its link"
+    return proc, int(line[1])
+
+
+def _finish(proc: subprocess.Popen[str]) -> None:
+    proc.wait(TIMEOUT)
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()
+
+
+@pytest.mark.netem
+def test_leftovers_of_a_sigkilled_run_are_removed_at_next_start(
+    make_link: LinkFactory, created_namespaces: set[str],
+) -> None:
+    name = f"killed{secrets.token_hex(3)}"
+    proc, forwarder = _start_owner(name, created_namespaces)
+    os.kill(forwarder, signal.SIGKILL)
+    os.kill(proc.pid, signal.SIGKILL)
+    _finish(proc)
+    assert f"plab-{name}-c" in namespaces.list_netns()
+    assert (state.state_dir() / f"{name}.json").exists()
+
+    make_link()  # the next start recognises the dead owner and cleans up
+
+    assert f"plab-{name}-c" not in namespaces.list_netns()
+    assert f"plab-{name}-s" not in namespaces.list_netns()
+    assert not (state.state_dir() / f"{name}.json").exists()
+
+
+@pytest.mark.netem
+def test_forwarder_exits_when_its_owner_dies(
+    netem_available: None, created_namespaces: set[str],
+) -> None:
+    name = f"orphan{secrets.token_hex(3)}"
+    proc, forwarder = _start_owner(name, created_namespaces)
+    start = state.process_start(forwarder)
+    os.kill(proc.pid, signal.SIGKILL)
+    _finish(proc)
+    # The control socket's EOF is the forwarder's signal to leave: wait for that exit.
+    pidfd = os.pidfd_open(forwarder)
+    try:
+        readable, _, _ = select.select([pidfd], [], [], TIMEOUT)
+        assert readable, "the forwarder outlived its owner"
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+    assert state.process_start(forwarder) != start or _is_zombie(forwarder)
+    removed = state.cleanup_leftovers(only=name)
+    assert name in removed
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.netem
+def test_killed_forwarder_cuts_the_link_and_close_still_cleans(make_link: LinkFactory) -> None:
+    link = make_link()
+    assert link.forwarder_pid is not None
+    os.kill(link.forwarder_pid, signal.SIGKILL)
+    assert link._forwarder is not None
+    link._forwarder.wait(TIMEOUT)
+    assert not link.alive()
+    with pytest.raises(LabError, match="exited|unreachable"):
+        link.counters()
+    link.close()
+    assert link.client_ns not in namespaces.list_netns()
+    assert link.server_ns not in namespaces.list_netns()
+
+
+@pytest.mark.netem
+def test_a_taken_name_is_refused_without_touching_the_existing_link(
+    make_link: LinkFactory,
+) -> None:
+    name = f"dup{secrets.token_hex(3)}"
+    first = make_link(name=name)
+    with pytest.raises(ConfigError, match="already exists"):
+        make_link(name=name)
+    assert first.alive()
+    assert first.client_ns in namespaces.list_netns()
+
+
+def test_bad_link_name_is_refused_before_anything_exists() -> None:
+    with pytest.raises(ConfigError, match="not usable"):
+        EmulatedLink(build_profile("loopback"), name="Bad Name!")
+
+
+def _protolab(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "protolab", *args], capture_output=True,
+                          text=True, timeout=TIMEOUT, check=False, **kwargs)  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--profile", "5g"], "unknown link profile"),
+        (["--delay", "-5ms"], "must not be negative"),
+        (["--loss", "150%"], "0..100%"),
+        (["--drop", "down:1:icmp/80"], "can never match"),
+        (["--burst", "1", "--loss", "60%"], "cannot be reached"),
+    ],
+)
+def test_cli_refuses_bad_input_with_a_clear_error(args: list[str], message: str) -> None:
+    # Profiles are validated before EmulatedLink exists, so nothing can be half-built.
+    result = _protolab("netem", "check", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to an unprivileged user")
+def test_unprivileged_user_gets_a_privilege_error_naming_what_is_missing() -> None:
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+         "-c", "from protolab.netem import privileges; privileges.require()"],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )
+    assert result.returncode != 0
+    assert "PrivilegeError" in result.stderr
+    assert "CAP_NET_ADMIN" in result.stderr
+
+
+def _serve(link: EmulatedLink, cert_dir: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    proc = link.popen(
+        "server",
+        [sys.executable, "-m", "protolab", "serve", "--host", link.server_addr, "--port", "0",
+         "--cert-dir", str(cert_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    urls: dict[str, str] = {}
+    assert proc.stdout is not None
+    for line in proc.stdout:  # ends at "ready" or when the server dies
+        if line.startswith(("h1:", "h2:", "h3:")):
+            key, url = line.split()[:2]
+            urls[key.rstrip(":")] = url
+        elif line.strip() == "ready":
+            return proc, urls
+    raise AssertionError("protolab serve did not become ready in the server namespace")
+
+
+@pytest.mark.netem
+@pytest.mark.parametrize("proto", ["h2", "h3"])
+def test_lab_clients_work_through_the_link(
+    make_link: LinkFactory, tmp_path: Path, proto: str,
+) -> None:
+    link = make_link(delay="25ms")
+    server, urls = _serve(link, tmp_path / "certs")
+    try:
+        result = link.run(
+            "client",
+            [sys.executable, "-m", "protolab", "get", f"{urls[proto]}bytes/100000",
+             "--proto", proto, "--cacert", str(tmp_path / "certs" / "ca.pem"), "--json"],
+            capture_output=True, text=True, timeout=TIMEOUT, check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        record = json.loads(result.stdout.splitlines()[-1])
+        assert record["error"] is None
+        assert record["body_bytes"] == 100_000
+        assert record["body_verified"] is not False
+    finally:
+        server.terminate()
+        server.wait(TIMEOUT)
+        if server.stdout is not None:
+            server.stdout.close()
+    counters = link.counters()
+    assert counters.down.delivered_bytes > 100_000
