@@ -210,3 +210,30 @@ def test_lab_clients_work_through_the_link(
             server.stdout.close()
     counters = link.counters()
     assert counters.down.delivered_bytes > 100_000
+
+
+@pytest.mark.netem
+def test_cli_run_puts_the_command_in_the_client_namespace(netem_available: None) -> None:
+    result = _protolab("netem", "run", "--delay", "5ms", "--", "ip", "-4", "-o", "addr", "show")
+    assert result.returncode == 0, result.stderr
+    assert "plab0" in result.stdout
+    assert " peer 10.77." in result.stdout
+    assert "delivered_packets" in result.stderr  # the counters table
+
+
+@pytest.mark.netem
+def test_cli_run_passes_the_command_exit_status(netem_available: None) -> None:
+    result = _protolab("netem", "run", "--", sys.executable, "-c", "raise SystemExit(7)")
+    assert result.returncode == 7
+
+
+@pytest.mark.netem
+def test_cli_check_measures_and_agrees(netem_available: None) -> None:
+    result = _protolab("netem", "check", "--delay", "10ms", "--rate", "20mbit", "--probes", "50",
+                       "--seconds", "1", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    verdicts = {row["metric"]: row["ok"] for row in report["rows"]}
+    assert verdicts["RTT median"] is True
+    assert verdicts["TCP goodput down"] is True
