@@ -20,6 +20,7 @@ from protolab.workload import (
     check_head,
     declared_length,
     error,
+    head_size,
 )
 from servers.common import ServerConfig, log, peer_name, respond
 
@@ -85,8 +86,10 @@ async def _read_request(
             continue
         if isinstance(event, h11.Request):
             request = event
-            # h11 itself enforces the header size (431) via max_incomplete_event_size.
-            rejection = check_head(0, declared_length(list(event.headers)), config.limits)
+            # Sized as HTTP/2 and HTTP/3 size headers, so one limit means the same everywhere
+            # (h11's max_incomplete_event_size only catches heads that arrive in pieces).
+            headers = list(event.headers)
+            rejection = check_head(head_size(headers), declared_length(headers), config.limits)
         elif isinstance(event, h11.Data):
             body += event.data
             rejection = body_too_large(len(body), config.limits)

@@ -9,11 +9,13 @@ by its flow-control window does not stop the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
@@ -110,7 +112,10 @@ class H2ServerConnection:
                 await self._writer.drain()
         except h2.exceptions.ProtocolError as exc:
             log.info("h2 %s: protocol error, closing: %s", self._peer, exc)
-            self._flush()  # h2 queued a GOAWAY with the error code
+            # Tell the peer why (RFC 9113 §5.4.1); h2 has not always queued a GOAWAY itself.
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._conn.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            self._flush()
         except (ConnectionError, OSError):
             pass
         finally:

@@ -49,16 +49,6 @@ async def start_tcp_server(
         writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = peer_name(writer.get_extra_info("peername"))
         try:
-            if tls is not None:
-                try:
-                    await asyncio.wait_for(writer.start_tls(tls), config.idle_timeout)
-                except TimeoutError:
-                    log.info("tcp %s: no TLS handshake within %.0f s, closing",
-                             peer, config.idle_timeout)
-                    return
-                except (ssl.SSLError, ConnectionError, OSError) as exc:
-                    log.info("tcp %s: TLS handshake failed: %s", peer, exc)
-                    return
             proto, initial = await _choose_protocol(reader, writer, config)
             if proto == "h2":
                 await H2ServerConnection(reader, writer, config, alt_svc).run(initial)
@@ -71,9 +61,15 @@ async def start_tcp_server(
         finally:
             writer.close()
 
-    # TLS is started inside the handler (not by start_server) so that a handshake that
-    # never comes is logged and timed out like any other silent client.
-    return await asyncio.start_server(on_connection, sock=sock)
+    # TLS must be set up by the server itself: upgrading inside the handler races with a
+    # ClientHello that arrives before the upgrade. asyncio drops a client whose handshake
+    # does not finish within the idle timeout (it logs that only in debug mode).
+    return await asyncio.start_server(
+        on_connection,
+        sock=sock,
+        ssl=tls,
+        ssl_handshake_timeout=config.idle_timeout if tls else None,
+    )
 
 
 async def _choose_protocol(
@@ -96,6 +92,8 @@ async def _choose_protocol(
         return "h2", seen
     if "h1" in config.protocols:
         return "h1", seen
-    log.info("tcp %s: not an HTTP/2 preface and HTTP/1.1 is off, closing",
-             peer_name(writer.get_extra_info("peername")))
+    log.info(
+        "tcp %s: not an HTTP/2 preface and HTTP/1.1 is off, closing",
+        peer_name(writer.get_extra_info("peername")),
+    )
     return None, b""
