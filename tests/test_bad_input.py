@@ -105,7 +105,8 @@ async def test_garbage_http2_preface_is_refused(
 ) -> None:
     caplog.set_level(logging.INFO, "protolab.server")
     async with lab_server() as running:
-        assert running.tcp_port is not None and running.config.certs is not None
+        assert running.tcp_port is not None
+        assert running.config.certs is not None
         tls = ssl.create_default_context(cafile=str(running.config.certs.ca_file))
         answer = await raw_exchange(running.tcp_port, b"\x00" * 64, tls=tls, alpn="h2")
         await still_serves(running, "h2")
