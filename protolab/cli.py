@@ -302,7 +302,7 @@ def demo(
 ) -> None:
     from protolab.demo import run_demo, summary_rows
 
-    rows, path = asyncio.run(run_demo(cert_dir, out))
+    rows, path = run_demo(cert_dir, out)
     table = Table(title="protolab demo: loopback, TLS 1.3, times in ms",
                   caption=f"raw records: {path}")
     for column in ("proto", "connect", "tls", "ttfb", "100B", "1MB", "10KB p50", "10KB max",

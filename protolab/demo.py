@@ -29,14 +29,10 @@ class DemoRow:
     burst: list[RequestRecord]  # 20 x 10 KB, 10 in flight
 
 
-async def run_demo(cert_dir: Path | None, out_dir: Path) -> tuple[list[DemoRow], Path]:
+def run_demo(cert_dir: Path | None, out_dir: Path) -> tuple[list[DemoRow], Path]:
+    """Run every case on loopback and write the raw records; returns rows and the file."""
     certs = ensure_certs(cert_dir)
-    running = await start_servers(ServerConfig(host="127.0.0.1", port=0, certs=certs))
-    try:
-        rows = [await _measure(running, proto, label, options)
-                for proto, label, options in _CASES]
-    finally:
-        await running.close()
+    rows = asyncio.run(_run_cases(ServerConfig(host="127.0.0.1", port=0, certs=certs)))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(
@@ -44,6 +40,15 @@ async def run_demo(cert_dir: Path | None, out_dir: Path) -> tuple[list[DemoRow],
         indent=1,
     ))
     return rows, path
+
+
+async def _run_cases(config: ServerConfig) -> list[DemoRow]:
+    running = await start_servers(config)
+    try:
+        return [await _measure(running, proto, label, options)
+                for proto, label, options in _CASES]
+    finally:
+        await running.close()
 
 
 _CASES: list[tuple[str, str, dict[str, object]]] = [
@@ -58,7 +63,8 @@ async def _measure(
     running: RunningServers, protocol: str, label: str, options: dict[str, object]
 ) -> DemoRow:
     port = running.udp_port if protocol == "h3" else running.tcp_port
-    assert port is not None and running.config.certs is not None
+    assert port is not None
+    assert running.config.certs is not None
     target = Target(host="127.0.0.1", port=port, ca_file=running.config.certs.ca_file)
     client = make_client(protocol, target, **options)
     try:
