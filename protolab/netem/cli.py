@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from protolab.errors import ConfigError, LabError
+from protolab.netem import userns
 from protolab.netem.check import run_check
 from protolab.netem.config import LinkProfile
 from protolab.netem.link import EmulatedLink, LinkCounters, remove_link
@@ -28,6 +29,14 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
+
+
+@app.callback()
+def _netem_group() -> None:
+    # Not root but user namespaces and /dev/net/tun are usable: take the unprivileged
+    # path by re-running this very command inside a user namespace.
+    if userns.should_reexec():
+        userns.reexec(sys.argv[1:])
 
 ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help=f"One of {', '.join(PROFILES)}.")]
 DelayOpt = Annotated[str | None, typer.Option(help="One-way delay, e.g. 50ms or 20ms/30ms.")]

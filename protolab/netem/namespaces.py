@@ -30,7 +30,8 @@ CLONE_NEWNET = 0x40000000
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
-TUN_DEVICE = "/dev/net/tun"
+# Overridable so the unprivileged path can be exercised where /dev/net/tun is 0600.
+TUN_DEVICE = os.environ.get("PROTOLAB_TUN_DEVICE", "/dev/net/tun")
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 

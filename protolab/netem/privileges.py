@@ -39,6 +39,10 @@ def userns_available() -> bool:
         return False
 
 
+def tun_usable() -> bool:
+    return os.access(TUN_DEVICE, os.R_OK | os.W_OK)
+
+
 def missing() -> list[str]:
     """Human-readable list of what stops this process from building a link; empty: fine."""
     problems = []
@@ -52,7 +56,7 @@ def missing() -> list[str]:
         problems.append(f"this process lacks {' and '.join(lacking)}{where}")
     if not os.path.exists(TUN_DEVICE):
         problems.append(f"{TUN_DEVICE} does not exist: load the tun module (modprobe tun)")
-    elif not os.access(TUN_DEVICE, os.R_OK | os.W_OK):
+    elif not tun_usable():
         mode = oct(os.stat(TUN_DEVICE).st_mode & 0o777)
         problems.append(
             f"{TUN_DEVICE} is mode {mode} and not usable by uid {os.getuid()}: "

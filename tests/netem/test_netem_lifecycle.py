@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -237,3 +238,21 @@ def test_cli_check_measures_and_agrees(netem_available: None) -> None:
     verdicts = {row["metric"]: row["ok"] for row in report["rows"]}
     assert verdicts["RTT median"] is True
     assert verdicts["TCP goodput down"] is True
+
+
+@pytest.mark.netem
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare is missing")
+def test_user_namespace_path_builds_a_working_link(netem_available: None) -> None:
+    # The same route an unprivileged user takes (user+mount+net namespaces, tmpfs /run),
+    # entered here as root because /dev/net/tun is 0600 on these machines.
+    result = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "--net", "--",
+         sys.executable, "-m", "protolab.netem.userns", "netem", "run", "--delay", "5ms", "--",
+         sys.executable, "-c", "import socket; s = socket.socket(); s.settimeout(5); "
+         "print(s.connect_ex(('10.77.0.2', 9)))"],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False,
+        env={**os.environ, "PROTOLAB_NETEM_USERNS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    # Connection refused (111) proves the SYN crossed the link and the server side answered.
+    assert result.stdout.strip().splitlines()[-1] == "111"
