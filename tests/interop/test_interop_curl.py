@@ -54,12 +54,12 @@ def test_curl_fetches_bytes_and_404(
     if option == "--http2-prior-knowledge":
         # curl 7.88 fails to reuse a prior-knowledge connection ("Error in the HTTP2
         # framing layer" before it sends anything; curl/curl#10634, fixed in 8.0).
-        lines = [_curl(common + urls) for urls in fetches]
-        assert lines == [["200", version, "1"], ["404", version, "1"]]
+        runs = [_curl(common + urls) for urls in fetches]
+        assert runs == [["200", version, "1"], ["404", version, "1"]]
     else:
-        lines = _curl(common + fetches[0] + fetches[1], expect_lines=2)
+        words = _curl(common + fetches[0] + fetches[1], expect_lines=2)
         # The second transfer reused the first's connection (keep-alive / a new stream).
-        assert lines == ["200", version, "1", "404", version, "0"]
+        assert words == ["200", version, "1", "404", version, "0"]
     assert_pattern_body(body.read_bytes(), SIZE)
     assert server_complaints(server.log) == []
 

@@ -58,9 +58,12 @@ def parse_h2load(output: str) -> H2loadSummary:
     assert requests is not None, f"no requests line in h2load output:\n{output}"
     assert status is not None, f"no status codes line in h2load output:\n{output}"
     protocol = _PROTOCOL.search(output)
-    counts = [int(n) for n in requests.groups()]
-    return H2loadSummary(*counts, status_2xx=int(status.group(1)),
-                         protocol=protocol.group(1) if protocol else None)
+    total, started, done, succeeded, failed, errored, timeout = map(int, requests.groups())
+    return H2loadSummary(
+        total=total, started=started, done=done, succeeded=succeeded, failed=failed,
+        errored=errored, timeout=timeout, status_2xx=int(status.group(1)),
+        protocol=protocol.group(1) if protocol else None,
+    )
 
 
 @pytest.mark.interop
