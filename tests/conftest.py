@@ -100,6 +100,8 @@ def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()  # else ResourceWarning, an error under filterwarnings
 
 
 def run_async(coro: Any) -> Any:
