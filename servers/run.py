@@ -53,8 +53,7 @@ async def start_servers(config: ServerConfig) -> RunningServers:
             tcp_sock = _bind_tcp(config)
             running.tcp_port = tcp_sock.getsockname()[1]
         if "h3" in config.protocols:
-            udp_port = running.tcp_port if running.tcp_port is not None else config.port
-            running._udp = await _bind_udp(config, udp_port, running.h3_stats)
+            running._udp = await _bind_udp_near(config, running.tcp_port, running.h3_stats)
             running.udp_port = running._udp.get_extra_info("sockname")[1]
         if tcp_sock is not None:
             alt_svc = f'h3=":{running.udp_port}"; ma=86400' if running.udp_port else None
@@ -65,6 +64,20 @@ async def start_servers(config: ServerConfig) -> RunningServers:
         await running.close()
         raise
     return running
+
+
+async def _bind_udp_near(
+    config: ServerConfig, tcp_port: int | None, stats: H3ServerStats
+) -> asyncio.DatagramTransport:
+    """UDP on the TCP port's number when free; with --port 0 any free port will do (Alt-Svc
+    tells clients where HTTP/3 is)."""
+    wanted = tcp_port if tcp_port is not None else config.port
+    try:
+        return await _bind_udp(config, wanted, stats)
+    except ConfigError:
+        if config.port != 0:
+            raise
+        return await _bind_udp(config, 0, stats)
 
 
 def _bind_tcp(config: ServerConfig) -> socket.socket:
