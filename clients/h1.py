@@ -33,6 +33,7 @@ class H1Options:
     keepalive: bool = True  # False: one connection per request, "Connection: close"
     cc: str = DEFAULT_CC
     timeout: float = 60.0  # per request, seconds
+    resume: bool = False  # offer the last connection's TLS session on new connections
 
     def __post_init__(self) -> None:
         if self.connections < 1 or self.pipeline < 1:
@@ -207,6 +208,8 @@ class H1Client:
                 tl.bytes_in = conn.fed - unread - conn.consumed
                 conn.consumed = conn.fed - unread
                 tl.transport = conn.tcp.counters()
+                if self.options.resume:
+                    conn.tcp.keep_session(self._tls)
                 exchange = conn.inflight.popleft()
                 exchange.done.set_result(None)
                 if h11.MUST_CLOSE in (conn.parser.our_state, conn.parser.their_state):

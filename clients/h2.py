@@ -36,6 +36,7 @@ class H2Options:
     max_frame_size: int = 16_384
     cc: str = DEFAULT_CC
     timeout: float = 60.0
+    resume: bool = False  # offer the last connection's TLS session on a new connection
 
     def __post_init__(self) -> None:
         if not 65_535 <= self.initial_window <= 2**31 - 1:
@@ -217,6 +218,8 @@ class H2Client:
             tl.bytes_out = conn.meter_out.per_stream.pop(sid, 0)
             tl.bytes_in = conn.meter_in.per_stream.pop(sid, 0)
             tl.transport = conn.tcp.counters()
+            if self.options.resume:
+                conn.tcp.keep_session(self._tls)
             conn.streams.pop(sid, None)
             conn.changed.set()
 

@@ -13,7 +13,7 @@ import ssl
 from dataclasses import dataclass
 
 from clients.base import Target, Timeline
-from protolab.certs import client_tls_context
+from protolab.certs import ResumingContext, client_tls_context
 from protolab.errors import ProtocolFailure
 from protolab.tcpsock import set_congestion_control, tcp_info
 from protolab.timing import now_ns
@@ -30,11 +30,20 @@ class TcpConnection:
     alpn: str | None
     tls_version: str | None
     cipher: str | None
+    resumed: bool  # the server accepted the offered TLS session
+
+    def keep_session(self, ctx: ResumingContext | None) -> None:
+        """Remember this connection's session for the next one (TLS 1.3 tickets arrive after
+        the handshake, so call this once a response has come back)."""
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        if ctx is not None and ssl_object is not None and ssl_object.session is not None:
+            ctx.session = ssl_object.session
 
     def stamp(self, tl: Timeline, *, new: bool) -> None:
         """Copy what the record needs to know about this connection."""
         tl.new_connection = new
         tl.alpn, tl.tls_version, tl.cipher = self.alpn, self.tls_version, self.cipher
+        tl.resumed = self.resumed
         if new:
             tl.conn_start_ns, tl.connected_ns = self.conn_start_ns, self.connected_ns
             tl.handshake_ns = self.handshake_ns
@@ -43,7 +52,7 @@ class TcpConnection:
         return tcp_info(self.sock)
 
 
-def tls_context_for(target: Target, alpn: list[str]) -> ssl.SSLContext | None:
+def tls_context_for(target: Target, alpn: list[str]) -> ResumingContext | None:
     if not target.tls:
         return None
     return client_tls_context(target.ca_file, alpn, target.tls_version, target.keylog_file)
@@ -103,4 +112,5 @@ async def open_tcp(
         alpn=ssl_object.selected_alpn_protocol() if ssl_object else None,
         tls_version=ssl_object.version() if ssl_object else None,
         cipher=cipher[0] if cipher else None,
+        resumed=bool(ssl_object and ssl_object.session_reused),
     )

@@ -269,14 +269,41 @@ def server_tls_context(
     return ctx
 
 
+class ResumingContext(ssl.SSLContext):
+    """A client context that offers `session` (when set) on every new connection.
+
+    asyncio builds each connection's SSLObject with `wrap_bio()` and has no way to pass
+    a session, so the context supplies it: TLS session resumption (RFC 8446 §2.2) over
+    asyncio streams without reimplementing the TLS transport.
+    """
+
+    session: ssl.SSLSession | None = None
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        return super().wrap_bio(
+            incoming, outgoing, server_side, server_hostname, session or self.session
+        )
+
+
 def client_tls_context(
     ca_file: Path | None,
     alpn: Iterable[str],
     tls_version: TlsVersion | None = None,
     keylog_file: Path | None = None,
-) -> ssl.SSLContext:
+) -> ResumingContext:
     """A verifying client context trusting `ca_file` only (or the system store when None)."""
-    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    ctx = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca_file is not None:
+        ctx.load_verify_locations(cafile=str(ca_file))
+    else:
+        ctx.load_default_certs()
     if tls_version is not None:
         _pin_version(ctx, tls_version)
     ctx.set_alpn_protocols(list(alpn))

@@ -182,6 +182,9 @@ def get(
     no_keepalive: Annotated[
         bool, typer.Option("--no-keepalive", help="h1: a connection per request.")
     ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Second connection resumes the first's TLS session.")
+    ] = False,
     zero_rtt: Annotated[
         bool, typer.Option("--zero-rtt", help="h3: resume and send early data.")
     ] = False,
@@ -207,12 +210,15 @@ def get(
             "pipeline": pipeline,
             "keepalive": not no_keepalive,
             "cc": cc,
+            "resume": resume,
         },
-        "h2": {"cc": cc},
+        "h2": {"cc": cc, "resume": resume},
         "h3": {"congestion_control": cc, "zero_rtt": zero_rtt},
     }
     options = per_protocol[protocol]
-    records = asyncio.run(_get(protocol, target, path, n, parallel, data, options, zero_rtt))
+    records = asyncio.run(
+        _get(protocol, target, path, n, parallel, data, options, zero_rtt or resume)
+    )
     if as_json:
         for record in records:
             print(json.dumps({**record.to_json(), **phases(record)}))
@@ -230,11 +236,11 @@ async def _get(
     parallel: int,
     data: str | None,
     options: dict[str, object],
-    zero_rtt: bool,
+    resumed_pair: bool,
 ) -> list[RequestRecord]:
     body = data.encode() if data is not None else b""
     method = "POST" if data is not None else "GET"
-    if zero_rtt:
+    if resumed_pair:
         return await fetch_resumed(protocol, target, path, options=options)
     return await fetch(
         protocol,

@@ -221,3 +221,30 @@ async def test_scheduling_round_robin_vs_sequential(
     assert interleaved(rr[0], rr[2], 0.7)
     # Sequential: the last stream starts only when the first is (nearly) complete.
     assert not interleaved(seq[0], seq[2], 0.9)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("protocol", ["h1", "h2"])
+@pytest.mark.parametrize("tls_version", ["1.2", "1.3"])
+async def test_tls_session_resumption_over_tcp(
+    lab_server: ServerFactory, protocol: str, tls_version: str
+) -> None:
+    async with lab_server(tls_version=tls_version) as running:
+        records = {}
+        for resume in (True, False):
+            client = make_client(protocol, target_for(running, protocol), resume=resume)
+            try:
+                first = await client.request(Request(path="/bytes/10"))
+                await client.close()
+                second = await client.request(Request(path="/bytes/10"))
+            finally:
+                await client.close()
+            records[resume] = (first, second)
+    (first, second), (_, unresumed) = records[True], records[False]
+    assert first.ok
+    assert second.ok
+    assert not first.resumed
+    assert second.new_connection
+    assert second.resumed
+    assert second.tls_version == f"TLSv{tls_version}"
+    assert not unresumed.resumed
