@@ -1,0 +1,91 @@
+"""The commands as a user runs them: serve until SIGTERM, get with --json, clear errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import ServeProcess
+from tests.helpers import TIMEOUT
+
+
+def protolab(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "protolab", *args],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False, env=env,
+    )
+
+
+def test_serve_prints_urls_and_stops_cleanly_on_sigterm(
+    serve_process: Callable[..., ServeProcess],
+) -> None:
+    server = serve_process()
+    assert set(server.urls) == {"h1", "h2", "h3"}
+    assert all(url.startswith("https://127.0.0.1:") for url in server.urls.values())
+    assert server.ca_file is not None
+    assert server.ca_file.exists()
+    server.process.send_signal(signal.SIGTERM)
+    out, _ = server.process.communicate(timeout=TIMEOUT)
+    assert server.process.returncode == 0
+    assert "stopped" in out
+
+
+@pytest.mark.parametrize("protocol", ["h1", "h2", "h3"])
+def test_get_json_gives_one_object_per_request(
+    serve_process: Callable[..., ServeProcess], protocol: str
+) -> None:
+    server = serve_process()
+    assert server.ca_file is not None
+    result = protolab("get", server.urls[protocol] + "bytes/2048", "--proto", protocol,
+                      "-n", "3", "--parallel", "3", "--cacert", str(server.ca_file), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 3
+    assert {r["status"] for r in rows} == {200}
+    assert all(r["body_verified"] for r in rows)
+    assert all(r["ttfb_ms"] > 0 for r in rows)
+    assert rows[0]["protocol"] == protocol
+
+
+def test_get_zero_rtt_table(serve_process: Callable[..., ServeProcess]) -> None:
+    server = serve_process("--proto", "h3")
+    assert server.ca_file is not None
+    result = protolab("get", server.urls["h3"] + "bytes/10", "--proto", "h3", "--zero-rtt",
+                      "--cacert", str(server.ca_file))
+    assert result.returncode == 0, result.stderr
+    assert "yes" in result.stdout  # the second request's 0rtt column
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["serve", "--proto", "h9"], "unknown protocol"),
+        (["serve", "--no-tls", "--proto", "h3"], "HTTP/3 needs TLS"),
+        (["serve", "--tls-version", "1.1"], "1.2 or 1.3"),
+        (["serve", "--quic-cc", "bbr"], "aioquic has no congestion control"),
+        (["serve", "--h2-frame", "10"], "max frame size"),
+        (["get", "ftp://x/", "--proto", "h1"], "not an http"),
+        (["get", "https://127.0.0.1:1/", "--proto", "h4"], "unknown protocol"),
+    ],
+)
+def test_bad_options_give_one_clear_line(args: list[str], words: str) -> None:
+    result = protolab(*args)
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_get_from_nothing_is_a_typed_failure() -> None:
+    # A bound socket that does not listen: its port refuses connections, and stays ours.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        result = protolab("get", f"http://127.0.0.1:{port}/bytes/1", "--proto", "h1", "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["error"] == "connect_refused"
