@@ -1,0 +1,1 @@
+"""Benchmark suites, the runner, statistics and the results store."""
