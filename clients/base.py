@@ -54,6 +54,19 @@ class Request:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()  # extra request headers (lower-case names)
     record_arrivals: bool = False  # keep (time, bytes) of every body data arrival
+    keep_body: bool = False  # keep the response body in the record's `content`
+
+
+@dataclass(frozen=True)
+class MessageTiming:
+    """One message of a message-oriented exchange (WebSocket, gRPC streams, push events)."""
+
+    seq: int  # the message's sequence number (1-based)
+    size: int  # payload bytes
+    sent_ns: int | None  # when it left its sender: client clock (echo) or server stamp (push)
+    received_ns: int  # when it arrived at its receiver: the client, or for
+    # client-to-server messages the server's stamp in its reply
+    born_ns: int | None = None  # push events: when the server produced the event
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,9 @@ class RequestRecord:
     error: str | None = None  # typed failure name, e.g. "connect_refused", "timeout"
     error_detail: str | None = None
     transport: dict[str, int] = field(default_factory=dict)  # e.g. kernel TCP_INFO counters
+    upgraded_ns: int | None = None  # WebSocket upgrade done / gRPC channel ready
+    messages: tuple[MessageTiming, ...] = ()  # per message, for message-oriented protocols
+    content: bytes | None = None  # the response body, when the request asked to keep it
 
     @property
     def ok(self) -> bool:
@@ -95,6 +111,7 @@ class RequestRecord:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["arrivals"] = [list(a) for a in self.arrivals]
+        data["content"] = None if self.content is None else len(self.content)  # size only
         return data
 
 
@@ -131,6 +148,9 @@ class Timeline:
     error: str | None = None
     error_detail: str | None = None
     transport: dict[str, int] = field(default_factory=dict)
+    upgraded_ns: int | None = None
+    messages: list[MessageTiming] = field(default_factory=list)
+    content: bytearray | None = None
 
     def first_byte(self) -> None:
         if self.first_byte_ns is None:
@@ -144,6 +164,10 @@ class Timeline:
         if self.status == 200 and self.body_ok and _BYTES_PATH.match(self.request.path):
             self.body_ok = verify_content(self.body_bytes, data)
         self.body_bytes += len(data)
+        if self.request.keep_body:
+            if self.content is None:
+                self.content = bytearray()
+            self.content += data
         if self.request.record_arrivals:
             self.arrivals.append((t, len(data)))
 
@@ -166,7 +190,10 @@ class Timeline:
             body_verified=verified, alpn=self.alpn, tls_version=self.tls_version,
             cipher=self.cipher, resumed=self.resumed, early_data=self.early_data,
             arrivals=tuple(self.arrivals), error=self.error, error_detail=self.error_detail,
-            transport=dict(self.transport),
+            transport=dict(self.transport), upgraded_ns=self.upgraded_ns,
+            messages=tuple(self.messages),
+            content=bytes(self.content) if self.content is not None
+            else (b"" if self.request.keep_body and self.error is None else None),
         )
 
 

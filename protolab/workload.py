@@ -11,14 +11,27 @@ Paths:
   GET  /page/K?size=S          a JSON manifest listing K object URLs of S bytes each
   POST /echo                   the request body, back
   GET  /health                 "ok"
+  GET  /records?count=N[&seed=K][&gzip=1]
+                               N structured records as JSON (protolab.records), the same
+                               data the gRPC Records call returns as protobuf
+  GET  /events/poll?after=SEQ  short polling: the events of a stream born so far after SEQ
+  GET  /events/long-poll?after=SEQ[&wait_ms=W]
+                               long polling: held until an event after SEQ is born (or W ms)
+  GET  /events/sse[?after=SEQ] server-sent events (text/event-stream), one per event as
+                               it is born, ending after the last
+  (the /events/* paths take stream=NAME&count=M&size=S&interval_ms=I: see protolab.events)
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
+
+from protolab.events import MAX_WAIT_MS, StreamSpec, parse_spec
+from protolab.records import DEFAULT_SEED, make_records, records_json
 
 # Content of /bytes/N: byte i is i mod 251. A prime period means a chunk delivered at
 # the wrong offset (a reordering or duplication bug) fails verification.
@@ -37,6 +50,7 @@ class Limits:
     max_page_objects: int = 1_000  # largest K in /page/K
     max_header_bytes: int = 16_384  # total request header size; larger -> 431
     max_body_bytes: int = 16 << 20  # request body (POST /echo); larger -> 413
+    max_records: int = 100_000  # largest N in /records and the gRPC Records call
 
 
 DEFAULT_LIMITS = Limits()
@@ -71,6 +85,24 @@ class Body:
             offset += n
 
 
+PushKind = Literal["poll", "long-poll", "sse"]
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    """A push endpoint's answer depends on time and on the stream's origin: the server's
+    `respond()` turns this into the response (protolab.push)."""
+
+    kind: PushKind
+    spec: StreamSpec
+    after: int  # the client has every event up to this sequence number
+    wait_ms: int = 30_000  # long-poll: answer with no events after this long
+
+
+# A streamed body: each call gives a fresh async iterator of chunks, produced over time.
+ChunkStream = Callable[[], AsyncIterator[bytes]]
+
+
 @dataclass(frozen=True)
 class WorkloadResponse:
     status: int
@@ -78,12 +110,15 @@ class WorkloadResponse:
     body: Body
     delay_ms: int = 0
     extra_headers: tuple[tuple[str, str], ...] = field(default=())
+    push: PushPlan | None = None  # resolved by the server's respond(), never sent as is
+    stream: ChunkStream | None = None  # body sent as produced (no length known: SSE)
 
     def headers(self, alt_svc: str | None = None) -> list[tuple[str, str]]:
         """The same header set on every protocol (names lower-case, as HTTP/2 and 3 require)."""
-        out = [
-            ("content-type", self.content_type),
-            ("content-length", str(self.body.length)),
+        out = [("content-type", self.content_type)]
+        if self.stream is None:  # a streamed body is delimited by chunked coding or END_STREAM
+            out.append(("content-length", str(self.body.length)))
+        out += [
             ("cache-control", "no-store"),
             ("server", "protolab"),
         ]
@@ -187,8 +222,15 @@ def plan(req: WorkloadRequest, limits: Limits = DEFAULT_LIMITS) -> WorkloadRespo
         return _bytes(parts[3], delay, limits)
     if len(parts) == 2 and parts[0] == "page":
         return _method_guard(method, "GET") or _page(parts[1], split.query, limits)
+    if parts == ["records"]:
+        return _method_guard(method, "GET") or _records(split.query, limits)
+    if len(parts) == 2 and parts[0] == "events" and parts[1] in ("poll", "long-poll", "sse"):
+        kind: PushKind = "poll" if parts[1] == "poll" else (
+            "long-poll" if parts[1] == "long-poll" else "sse")
+        return _method_guard(method, "GET") or _push(kind, split.query)
     return error(404, f"no such resource: {split.path} (try /bytes/N, /delay/MS/bytes/N, "
-                      "/page/K?size=S, POST /echo, /health)")
+                      "/page/K?size=S, POST /echo, /health, /records?count=N, "
+                      "/events/poll|long-poll|sse)")
 
 
 def _method_guard(method: str, allowed: str) -> WorkloadResponse | None:
@@ -215,6 +257,35 @@ def _page(raw: str, query: str, limits: Limits) -> WorkloadResponse:
     # Distinct URLs (the ?i= query) so no layer can collapse them into one fetch.
     manifest = {"objects": [f"/bytes/{size}?i={i}" for i in range(count)], "size": size}
     return _text(200, json.dumps(manifest), "application/json")
+
+
+def _records(query: str, limits: Limits) -> WorkloadResponse:
+    params = parse_qs(query)
+    count = _number(params.get("count", ["10"])[0], "count", limits.max_records)
+    if isinstance(count, WorkloadResponse):
+        return count
+    seed = _number(params.get("seed", [str(DEFAULT_SEED)])[0], "seed", 2**31 - 1)
+    if isinstance(seed, WorkloadResponse):
+        return seed
+    gzipped = params.get("gzip", ["0"])[0] == "1"
+    body = records_json(make_records(count, seed), gzipped=gzipped)
+    extra = (("content-encoding", "gzip"),) if gzipped else ()
+    return WorkloadResponse(200, "application/json", Body(len(body), body), extra_headers=extra)
+
+
+def _push(kind: PushKind, query: str) -> WorkloadResponse:
+    params = parse_qs(query)
+    spec = parse_spec(params)
+    if isinstance(spec, str):
+        return error(400, spec)
+    after = _number(params.get("after", ["0"])[0], "after", spec.count)
+    if isinstance(after, WorkloadResponse):
+        return after
+    wait = _number(params.get("wait_ms", ["30000"])[0], "wait_ms", MAX_WAIT_MS)
+    if isinstance(wait, WorkloadResponse):
+        return wait
+    return WorkloadResponse(200, "application/json", Body(0),
+                            push=PushPlan(kind, spec, after, wait))
 
 
 def page_objects(manifest: bytes) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Literal
 
 from protolab.certs import CertBundle, TlsVersion
 from protolab.errors import ConfigError
+from protolab.push import resolve_push
 from protolab.tcpsock import CC_ALGORITHMS, DEFAULT_CC
 from protolab.workload import DEFAULT_LIMITS, Limits, WorkloadRequest, WorkloadResponse, plan
 
@@ -94,10 +95,13 @@ class ServerConfig:
 
 
 async def respond(request: WorkloadRequest, limits: Limits) -> WorkloadResponse:
-    """The one handler: plan the response and spend the server think time."""
+    """The one handler: plan the response, spend the server think time, and resolve push
+    endpoints (which depend on when they are asked)."""
     response = plan(request, limits)
     if response.delay_ms:
         await asyncio.sleep(response.delay_ms / 1000)
+    if response.push is not None:
+        response = await resolve_push(response.push)
     return response
 
 

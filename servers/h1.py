@@ -120,6 +120,10 @@ async def _send(
         for chunk in response.body.chunks():
             writer.write(conn.send(h11.Data(data=bytes(chunk))) or b"")
             await writer.drain()
+        if response.stream is not None:  # no content-length: h11 uses chunked coding
+            async for piece in response.stream():
+                writer.write(conn.send(h11.Data(data=piece)) or b"")
+                await writer.drain()
         writer.write(conn.send(h11.EndOfMessage()) or b"")
         await writer.drain()
     except h11.LocalProtocolError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -48,11 +49,18 @@ class _Inbound:
 class _Outbound:
     chunks: Iterator[bytes | memoryview]
     pending: memoryview | None = None
+    live: deque[bytes] | None = None  # streamed body: chunks appended as they are produced
+    live_done: bool = False  # the streamed body has no more chunks
 
     def take(self, limit: int) -> bytes | None:
-        """Up to `limit` bytes of what is left, or None when the body is exhausted."""
+        """Up to `limit` bytes of what is left (b"" = nothing yet), None when exhausted."""
         if self.pending is None or not len(self.pending):
-            nxt = next(self.chunks, None)
+            if self.live is not None:
+                if not self.live:
+                    return None if self.live_done else b""
+                nxt: bytes | memoryview | None = self.live.popleft()
+            else:
+                nxt = next(self.chunks, None)
             if nxt is None:
                 return None
             self.pending = memoryview(nxt)
@@ -196,7 +204,7 @@ class H2ServerConnection:
     def _start_response(self, sid: int, response: WorkloadResponse) -> None:
         headers = [(b":status", str(response.status).encode())]
         headers += [(n.encode(), v.encode()) for n, v in response.headers(self._alt_svc)]
-        empty = response.body.length == 0
+        empty = response.body.length == 0 and response.stream is None
         try:
             self._conn.send_headers(sid, headers, end_stream=empty)
         except h2.exceptions.ProtocolError as exc:  # stream closed under us
@@ -204,9 +212,26 @@ class H2ServerConnection:
             return
         if empty:
             self._inbound.pop(sid, None)
+        elif response.stream is not None:
+            outbound = _Outbound(iter(()), live=deque())
+            self._outbound[sid] = outbound
+            task = asyncio.create_task(self._feed_live(outbound, response))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         else:
             self._outbound[sid] = _Outbound(response.body.chunks(self._config.h2.max_frame_size))
         self._wakeup.set()
+
+    async def _feed_live(self, outbound: _Outbound, response: WorkloadResponse) -> None:
+        assert response.stream is not None
+        assert outbound.live is not None
+        try:
+            async for piece in response.stream():
+                outbound.live.append(piece)
+                self._wakeup.set()
+        finally:
+            outbound.live_done = True
+            self._wakeup.set()
 
     async def _send_loop(self) -> None:
         while True:
@@ -230,6 +255,8 @@ class H2ServerConnection:
                     break
                 size = min(window, self._conn.max_outbound_frame_size)
                 piece = self._outbound[sid].take(size)
+                if piece == b"":  # a streamed body with nothing produced yet
+                    break
                 if piece is None:
                     self._conn.end_stream(sid)
                     del self._outbound[sid]

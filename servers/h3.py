@@ -155,12 +155,30 @@ class H3ServerProtocol(QuicConnectionProtocol):
         assert self._h3 is not None  # streams exist only once h3 is up
         headers = [(b":status", str(response.status).encode())]
         headers += [(n.encode(), v.encode()) for n, v in response.headers()]
-        empty = response.body.length == 0
+        empty = response.body.length == 0 and response.stream is None
         self._h3.send_headers(sid, headers, end_stream=empty)
         if empty:
             self._streams.pop(sid, None)
+        elif response.stream is not None:
+            task = asyncio.create_task(self._send_live(sid, response))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         else:
             self._streams[sid].chunks = response.body.chunks(_FEED)
+
+    async def _send_live(self, sid: int, response: WorkloadResponse) -> None:
+        """A streamed body (SSE): each chunk goes out as it is produced; these are small,
+        so QUIC's send buffer, not a backlog, holds them."""
+        assert self._h3 is not None
+        assert response.stream is not None
+        async for piece in response.stream():
+            if sid not in self._streams:  # reset by the client
+                return
+            self._h3.send_data(sid, piece, end_stream=False)
+            self.transmit()
+        if self._streams.pop(sid, None) is not None:
+            self._h3.send_data(sid, b"", end_stream=True)
+            self.transmit()
 
     def transmit(self) -> None:
         self._feed_streams()
