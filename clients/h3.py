@@ -42,6 +42,7 @@ class H3Options:
     max_data: int = 16 << 20
     max_stream_data: int = 4 << 20
     zero_rtt: bool = False  # resume with a cached ticket and send the first request as 0-RTT
+    ticket_wait: float = 5.0  # seconds close() waits for a session ticket when zero_rtt
     qlog_dir: Path | None = None
     timeout: float = 60.0
 
@@ -173,6 +174,7 @@ class H3Client:
             raise ConfigError("HTTP/3 always runs over TLS (QUIC has no cleartext mode)")
         self.target, self.options = target, options or H3Options()
         self.tickets: list[SessionTicket] = []
+        self._ticket_arrived = asyncio.Event()
         self._proto: _H3ClientProtocol | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._lock = asyncio.Lock()
@@ -192,19 +194,32 @@ class H3Client:
         return tl.freeze()
 
     async def close(self) -> None:
+        """Close the connection at once: CONNECTION_CLOSE goes out, and the draining period
+        (RFC 9000 §10.2) is not waited for — the server's state times out on its own."""
         proto, transport = self._proto, self._transport
         self._proto = self._transport = None
         if proto is not None:
+            if self.options.zero_rtt and proto.handshake_complete:
+                await self._await_ticket()
             proto.close()
-            try:
-                await asyncio.wait_for(proto.wait_closed(), 1.0)
-            except TimeoutError:
-                pass  # the peer is gone; closing our side is all that is left
         if transport is not None:
             transport.close()
         if self._keylog is not None:
             self._keylog.close()
             self._keylog = None
+
+    async def _await_ticket(self) -> None:
+        """A 0-RTT client keeps its connection until the server's NewSessionTicket arrives
+        (about one RTT after the handshake), as a browser's long-lived connection would;
+        without it the next connection could not resume. Outside any request's record."""
+        try:
+            await asyncio.wait_for(self._ticket_arrived.wait(), self.options.ticket_wait)
+        except TimeoutError:
+            pass  # the server issued none; the next connection does a full handshake
+
+    def _on_ticket(self, ticket: SessionTicket) -> None:
+        self.tickets.append(ticket)
+        self._ticket_arrived.set()
 
     async def _exchange(self, request: Request, tl: Timeline) -> None:
         proto, new = await self._connection(tl)
@@ -265,7 +280,9 @@ class H3Client:
             if self.target.ca_file is not None:
                 configuration.load_verify_locations(str(self.target.ca_file))
             if self.options.zero_rtt and self.tickets:
-                configuration.session_ticket = self.tickets[-1]
+                # Servers take each ticket once (anti-replay, RFC 8446 §8): use the newest.
+                configuration.session_ticket = self.tickets.pop()
+            self._ticket_arrived.clear()
             address = await self._address()
             proto = await self._open(configuration, address)
             tl.new_connection = True
@@ -312,7 +329,7 @@ class H3Client:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
         connection = QuicConnection(
-            configuration=configuration, session_ticket_handler=self.tickets.append
+            configuration=configuration, session_ticket_handler=self._on_ticket
         )
         transport, protocol = await loop.create_datagram_endpoint(
             lambda: _H3ClientProtocol(connection), family=family,

@@ -1,0 +1,252 @@
+"""Run a suite: links up, servers in the server namespace, clients in the client namespace.
+
+Order of work, so that machine drift hits every protocol alike (DESIGN.md):
+
+    for each link point of the sweep:
+        bring the link up and start one server process per distinct server setting
+        for each repetition (warm-up first):
+            for each variant, in an order rotated every repetition:
+                run the workload once on the client side, store its raw records
+
+A link with deterministic drop rules counts packets from its start, so such a link is
+rebuilt (with its servers) for every variant and repetition: each sees the same drops.
+
+CPU time is measured for the client (its thread), the server (its process) and the
+link's forwarder; a cell whose busiest part used more than `SATURATED` of the wall time
+is flagged — its numbers measure Python, not the protocol. A failing cell is recorded
+with its error and the run goes on; Ctrl-C stops cleanly, keeping what finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clients.base import Request, RequestRecord, Target
+from clients.registry import make_client
+from protolab.bench.suite import Cell, Suite, Variant, expand, link_overrides
+from protolab.errors import LabError
+from protolab.netem.link import EmulatedLink
+from protolab.netem.profiles import build_profile
+
+SATURATED = 0.9  # CPU seconds per wall second above which a part counts as saturated
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class CellOutcome:
+    """What one cell accumulated over its repetitions."""
+
+    cell: Cell
+    records: list[tuple[int, bool, list[RequestRecord]]] = field(default_factory=list)
+    error: str | None = None
+    status: str = "ok"
+    wall_s: float = 0.0
+    cpu: dict[str, float] = field(
+        default_factory=lambda: {"client": 0.0, "server": 0.0, "forwarder": 0.0}
+    )
+
+    @property
+    def saturated(self) -> list[str]:
+        if self.wall_s <= 0:
+            return []
+        return [part for part, cpu in self.cpu.items() if cpu / self.wall_s > SATURATED]
+
+    def measured(self) -> list[RequestRecord]:
+        return [r for _, warm, recs in self.records if not warm for r in recs]
+
+
+class Reporter:
+    """Progress callbacks (the CLI shows a bar; tests pass none)."""
+
+    def start(self, total: int) -> None: ...
+    def step(self, description: str) -> None: ...
+
+
+@dataclass
+class _Server:
+    process: subprocess.Popen[str]
+    urls: dict[str, str]
+    ca_file: Path | None
+
+    def port(self, protocol: str) -> int:
+        return int(self.urls[protocol].rsplit(":", 1)[1].strip("/"))
+
+    def cpu_s(self) -> float:
+        return _process_cpu_s(self.process.pid)
+
+
+def _process_cpu_s(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime + stime
+
+
+def run_cells(
+    suite: Suite,
+    work_dir: Path,
+    *,
+    repetitions: int | None = None,
+    on_cell_rep: Callable[[CellOutcome, int, bool, list[RequestRecord]], None] | None = None,
+    reporter: Reporter | None = None,
+) -> list[CellOutcome]:
+    """Run every cell of `suite`; `on_cell_rep` sees each repetition's records as they land."""
+    reps = suite.repetitions if repetitions is None else repetitions
+    cells = expand(suite)
+    outcomes = {cell.index: CellOutcome(cell) for cell in cells}
+    reporter = reporter or Reporter()
+    reporter.start(len(cells) * (reps + suite.warmup))
+    cert_dir = work_dir / "certs"
+    points: dict[int, list[Cell]] = {}
+    for cell in cells:
+        points.setdefault(_point_key(suite, cell), []).append(cell)
+    for group in points.values():
+        point = group[0].link_point
+        profile = build_profile(suite.link.profile, link_overrides(point, suite.seed))
+        rotations = [group[r % len(group):] + group[: r % len(group)]
+                     for r in range(suite.warmup + reps)]
+        if profile.up.drops or profile.down.drops:
+            for rep, order in enumerate(rotations):
+                for cell in order:
+                    with _link_and_servers(profile, [cell], cert_dir) as (link, servers):
+                        _one(suite, link, servers, outcomes[cell.index], rep,
+                             rep < suite.warmup, on_cell_rep)
+                    reporter.step(cell.variant.label)
+            continue
+        with _link_and_servers(profile, group, cert_dir) as (link, servers):
+            for rep, order in enumerate(rotations):
+                for cell in order:
+                    _one(suite, link, servers, outcomes[cell.index], rep, rep < suite.warmup,
+                         on_cell_rep)
+                    reporter.step(cell.variant.label)
+    return [outcomes[cell.index] for cell in cells]
+
+
+def _point_key(suite: Suite, cell: Cell) -> int:
+    return suite.link.points().index(cell.link_point)
+
+
+@contextlib.contextmanager
+def _link_and_servers(
+    profile: Any, cells: list[Cell], cert_dir: Path
+) -> Iterator[tuple[EmulatedLink, dict[tuple[Any, ...], _Server]]]:
+    with EmulatedLink(profile) as link:
+        servers: dict[tuple[Any, ...], _Server] = {}
+        for cell in cells:
+            key = cell.variant.server_key()
+            if key not in servers:
+                servers[key] = _start_server(link, cell.variant, cert_dir)
+        yield link, servers  # the link stops the servers it started when it closes
+
+
+def _start_server(link: EmulatedLink, variant: Variant, cert_dir: Path) -> _Server:
+    argv = [sys.executable, "-m", "protolab", "serve", "--host", link.server_addr,
+            "--port", "0", "--cc", variant.cc,
+            # aioquic has no BBR; a bbr variant is a TCP-only setting (suite validation).
+            "--quic-cc", variant.cc if variant.cc in ("cubic", "reno") else "cubic",
+            "--tls-version", variant.tls_version, "--scheduling", variant.scheduling,
+            "--h2-window", str(variant.window), "--h2-conn-window", str(variant.connection_window),
+            "--quic-stream-data", str(variant.window),
+            "--quic-max-data", str(variant.connection_window), "--cert-dir", str(cert_dir)]
+    argv += ["--proto", "h1,h2,h3"] if variant.tls else ["--no-tls", "--proto", "h1,h2"]
+    process = link.popen("server", argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True)
+    urls: dict[str, str] = {}
+    ca: Path | None = None
+    assert process.stdout is not None
+    for line in process.stdout:  # ends at "ready" or when the server dies
+        if line.startswith(("h1:", "h2:", "h3:")):
+            name, url = line.split()[:2]
+            urls[name.rstrip(":")] = url
+        elif line.startswith("CA:"):
+            ca = Path(line.split(":", 1)[1].strip())
+        elif line.strip() == "ready":
+            return _Server(process, urls, ca)
+    raise LabError(f"the lab server did not start in {link.server_ns} (exit {process.wait()})")
+
+
+def _one(
+    suite: Suite,
+    link: EmulatedLink,
+    servers: dict[tuple[Any, ...], _Server],
+    outcome: CellOutcome,
+    rep: int,
+    warm: bool,
+    on_cell_rep: Callable[[CellOutcome, int, bool, list[RequestRecord]], None] | None,
+) -> None:
+    variant = outcome.cell.variant
+    server = servers[variant.server_key()]
+    target = Target(host=link.server_addr, port=server.port(variant.protocol), tls=variant.tls,
+                    ca_file=server.ca_file)
+    server_cpu = server.cpu_s()
+    forwarder_cpu = link.counters().forwarder_cpu_s
+    started = time.monotonic()
+    result: dict[str, Any] = {}
+    link.call("client", _client_thread, suite, variant, target, result)
+    wall = time.monotonic() - started
+    if not warm:
+        outcome.wall_s += wall
+        outcome.cpu["client"] += result.get("cpu_s", 0.0)
+        outcome.cpu["server"] += server.cpu_s() - server_cpu
+        outcome.cpu["forwarder"] += link.counters().forwarder_cpu_s - forwarder_cpu
+    records: list[RequestRecord] = result.get("records", [])
+    outcome.records.append((rep, warm, records))
+    if "error" in result:
+        outcome.status = "timeout" if result["error"].startswith("timeout") else "failed"
+        outcome.error = result["error"]
+    if on_cell_rep is not None:
+        on_cell_rep(outcome, rep, warm, records)
+
+
+def _client_thread(suite: Suite, variant: Variant, target: Target, out: dict[str, Any]) -> None:
+    """Runs on a thread inside the client namespace: one repetition of the workload."""
+    cpu0 = time.thread_time()
+    try:
+        out["records"] = asyncio.run(
+            asyncio.wait_for(_workload(suite, variant, target), suite.timeout_s)
+        )
+    except TimeoutError:
+        out["error"] = f"timeout: the cell took over {suite.timeout_s} s"
+    except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the run goes on
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    out["cpu_s"] = time.thread_time() - cpu0
+
+
+async def _workload(suite: Suite, variant: Variant, target: Target) -> list[RequestRecord]:
+    work = suite.workload
+    requests = [Request(path=work.paths[i % len(work.paths)], record_arrivals=work.record_arrivals)
+                for i in range(work.count)]
+    client = make_client(variant.protocol, target, **variant.client_options())
+    try:
+        if variant.primes:
+            # Earn a session ticket; the measured requests then resume it.
+            await client.request(Request(path="/bytes/1"))
+            await client.close()
+        if work.fresh_connection:
+            records = []
+            for request in requests:
+                records.append(await client.request(request))
+                await client.close()
+            return records
+        slots = asyncio.Semaphore(work.concurrency)
+
+        async def one(request: Request) -> RequestRecord:
+            async with slots:
+                return await client.request(request)
+
+        tasks = [asyncio.create_task(one(r)) for r in requests]
+        return list(await asyncio.gather(*tasks))
+    finally:
+        await client.close()
+

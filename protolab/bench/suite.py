@@ -1,0 +1,324 @@
+"""Benchmark suites declared in TOML, validated before anything runs, expanded into cells.
+
+A suite names its protocol variants (each a protocol plus its settings), a link
+(a netem profile, overrides, and sweeps over any override), a workload, repetitions,
+warm-up and a per-cell timeout. Every mistake in a file is a `ConfigError` naming the
+key and what would be valid — never a traceback.
+
+    name = "handshake"
+    description = "..."
+    expected = "..."          # the published result shape this suite is held against
+    repetitions = 5
+    warmup = 1
+    timeout_s = 60
+    seed = 1
+
+    [link]
+    profile = "loopback"
+    overrides = { rate = "10mbit" }
+    sweep = { delay = ["5ms", "25ms"] }   # one link per value (cartesian over keys)
+    points = [{ loss = "2%", burst = "4" }]  # and explicit links after the sweep
+
+    [workload]
+    paths = ["/bytes/100"]
+    count = 1                 # requests per repetition
+    concurrency = 1
+    fresh_connection = true   # every request on its own new connection
+
+    [[variant]]
+    label = "h2-tls13"
+    protocol = "h2"
+    tls_version = "1.3"
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from protolab.errors import ConfigError
+from protolab.netem.profiles import PROFILES, Overrides, build_profile
+
+BUNDLED = ("handshake", "app-hol", "transport-hol", "one-vs-many", "bulk", "demo")
+_PROTOCOLS = ("h1", "h2", "h3")
+_OVERRIDE_KEYS = ("delay", "jitter", "loss", "burst", "rate", "queue", "drop", "reorder", "seed")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One protocol with its settings: client side and the server it needs."""
+
+    label: str
+    protocol: str
+    tls: bool = True
+    tls_version: str = "1.3"
+    cc: str = "cubic"  # TCP congestion control, or aioquic's for h3
+    scheduling: str = "round-robin"  # server DATA scheduling (h2, h3)
+    connections: int = 6  # h1 pool
+    pipeline: int = 1  # h1 pipelining depth
+    keepalive: bool = True
+    resume: bool = False  # h1/h2: resume the TLS session of a priming connection
+    zero_rtt: bool = False  # h3: resume with a ticket and send the request as 0-RTT
+    window: int = 4 << 20  # stream flow-control window (h2 and h3, both sides)
+    connection_window: int = 16 << 20
+
+    def server_key(self) -> tuple[Any, ...]:
+        """Variants with equal keys can share one server process."""
+        return (self.tls, self.tls_version, self.cc, self.scheduling, self.window,
+                self.connection_window)
+
+    def client_options(self) -> dict[str, Any]:
+        if self.protocol == "h1":
+            return {"connections": self.connections, "pipeline": self.pipeline,
+                    "keepalive": self.keepalive, "cc": self.cc, "resume": self.resume}
+        if self.protocol == "h2":
+            return {"cc": self.cc, "resume": self.resume, "initial_window": self.window,
+                    "connection_window": self.connection_window}
+        return {"congestion_control": self.cc, "zero_rtt": self.zero_rtt,
+                "max_stream_data": self.window, "max_data": self.connection_window}
+
+    @property
+    def primes(self) -> bool:
+        """Needs a priming connection so the measured one can resume."""
+        return self.resume or self.zero_rtt
+
+
+@dataclass(frozen=True)
+class Workload:
+    paths: tuple[str, ...] = ("/bytes/100",)
+    count: int = 1
+    concurrency: int = 1
+    fresh_connection: bool = False
+    record_arrivals: bool = False
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    profile: str = "loopback"
+    overrides: dict[str, str] = field(default_factory=dict)
+    sweep: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    extra: tuple[dict[str, str], ...] = ()  # explicit points added after the sweep
+
+    def points(self) -> list[dict[str, str]]:
+        """The override sets of every link: the sweep's cartesian product, then `extra`."""
+        keys = sorted(self.sweep)
+        combos = itertools.product(*(self.sweep[k] for k in keys)) if keys else [()]
+        swept = [{**self.overrides, **dict(zip(keys, combo, strict=True))} for combo in combos]
+        if self.extra and not self.sweep:
+            swept = []  # only the explicit points
+        return swept + [{**self.overrides, **point} for point in self.extra]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    expected: str
+    variants: tuple[Variant, ...]
+    link: LinkSpec
+    workload: Workload
+    repetitions: int = 5
+    warmup: int = 1
+    timeout_s: float = 60.0
+    seed: int = 1
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One variant on one link point; repetitions of it are interleaved with other cells."""
+
+    index: int
+    variant: Variant
+    link_point: dict[str, str]
+
+    def params(self, suite: Suite) -> dict[str, Any]:
+        return {
+            "label": self.variant.label,
+            "variant": self.variant.__dict__,
+            "link_profile": suite.link.profile,
+            "link": self.link_point,
+            "workload": suite.workload.__dict__,
+        }
+
+
+def expand(suite: Suite) -> list[Cell]:
+    cells: list[Cell] = []
+    for point in suite.link.points():
+        for variant in suite.variants:
+            cells.append(Cell(len(cells), variant, point))
+    return cells
+
+
+def link_overrides(point: dict[str, str], seed: int) -> Overrides:
+    drop = point.get("drop")
+    reorder = point.get("reorder")
+    return Overrides(
+        delay=point.get("delay"), jitter=point.get("jitter"), loss=point.get("loss"),
+        burst=point.get("burst"), rate=point.get("rate"), queue=point.get("queue"),
+        drop=tuple(drop.split(";")) if drop else (),
+        reorder=None if reorder is None else reorder.lower() in ("1", "true", "yes"),
+        seed=int(point["seed"]) if "seed" in point else seed,
+    )
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A bundled suite by name, or a TOML file by path."""
+    path = Path(name_or_path)
+    if name_or_path in BUNDLED:
+        text = resources.files("protolab.bench").joinpath(f"suites/{name_or_path}.toml").read_text()
+        source = f"bundled suite {name_or_path}"
+    elif path.is_file():
+        text, source = path.read_text(), str(path)
+    else:
+        raise ConfigError(
+            f"no suite {name_or_path!r}",
+            hint=f"bundled suites: {', '.join(BUNDLED)}; or give a path to a TOML file",
+        )
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return parse_suite(data, source)
+
+
+def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
+    _keys(data, source, {"name", "description", "expected", "repetitions", "warmup",
+                         "timeout_s", "seed", "link", "workload", "variant"})
+    variants = data.get("variant")
+    if not isinstance(variants, list) or not variants:
+        raise ConfigError(f"{source}: needs at least one [[variant]] table")
+    parsed = tuple(_variant(v, f"{source}: variant {i + 1}") for i, v in enumerate(variants))
+    labels = [v.label for v in parsed]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{source}: variant labels must be unique, got {labels}")
+    suite = Suite(
+        name=_get(data, "name", str, source, "unnamed"),
+        description=_get(data, "description", str, source, ""),
+        expected=_get(data, "expected", str, source, ""),
+        variants=parsed,
+        link=_link(data.get("link", {}), f"{source}: [link]"),
+        workload=_workload(data.get("workload", {}), f"{source}: [workload]"),
+        repetitions=_get(data, "repetitions", int, source, 5, low=1, high=1000),
+        warmup=_get(data, "warmup", int, source, 1, low=0, high=100),
+        timeout_s=float(_get(data, "timeout_s", (int, float), source, 60.0, low=0.1, high=3600)),
+        seed=_get(data, "seed", int, source, 1, low=0),
+    )
+    # Build every link now: an impossible parameter fails before anything is created.
+    for point in suite.link.points():
+        build_profile(suite.link.profile, link_overrides(point, suite.seed))
+    return suite
+
+
+def _keys(table: dict[str, Any], where: str, allowed: set[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}", hint=f"allowed: {sorted(allowed)}")
+
+
+def _get(
+    table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any,
+    *, low: float | None = None, high: float | None = None,
+) -> Any:
+    value: Any = table.get(key, default)
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}: {key} has the wrong type ({type(value).__name__}: {value!r})")
+    number: float | None = value if isinstance(value, int | float) else None
+    if number is not None and low is not None and number < low:
+        raise ConfigError(f"{where}: {key} = {value} is below the minimum {low}")
+    if number is not None and high is not None and number > high:
+        raise ConfigError(f"{where}: {key} = {value} is above the maximum {high}")
+    return value
+
+
+def _variant(table: Any, where: str) -> Variant:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _keys(table, where, {"label", "protocol", "tls", "tls_version", "cc", "scheduling",
+                         "connections", "pipeline", "keepalive", "resume", "zero_rtt",
+                         "window", "connection_window"})
+    protocol = _get(table, "protocol", str, where, "")
+    if protocol not in _PROTOCOLS:
+        raise ConfigError(f"{where}: unknown protocol {protocol!r}",
+                          hint=f"choose one of {', '.join(_PROTOCOLS)}")
+    variant = Variant(
+        label=_get(table, "label", str, where, protocol),
+        protocol=protocol,
+        tls=_get(table, "tls", bool, where, True),
+        tls_version=_get(table, "tls_version", str, where, "1.3"),
+        cc=_get(table, "cc", str, where, "cubic"),
+        scheduling=_get(table, "scheduling", str, where, "round-robin"),
+        connections=_get(table, "connections", int, where, 6, low=1, high=256),
+        pipeline=_get(table, "pipeline", int, where, 1, low=1, high=64),
+        keepalive=_get(table, "keepalive", bool, where, True),
+        resume=_get(table, "resume", bool, where, False),
+        zero_rtt=_get(table, "zero_rtt", bool, where, False),
+        window=_get(table, "window", int, where, 4 << 20, low=65_535, high=2**31 - 1),
+        connection_window=_get(table, "connection_window", int, where, 16 << 20,
+                               low=65_535, high=2**31 - 1),
+    )
+    if variant.tls_version not in ("1.2", "1.3"):
+        raise ConfigError(f"{where}: tls_version must be \"1.2\" or \"1.3\"")
+    if variant.scheduling not in ("round-robin", "sequential"):
+        raise ConfigError(f"{where}: scheduling must be round-robin or sequential")
+    if variant.protocol == "h3" and (not variant.tls or variant.cc not in ("cubic", "reno")):
+        raise ConfigError(f"{where}: h3 needs tls = true and cc cubic or reno")
+    if variant.zero_rtt and variant.protocol != "h3":
+        raise ConfigError(f"{where}: zero_rtt is HTTP/3 only (Python's ssl cannot send "
+                          "TLS 1.3 early data)")
+    if variant.resume and (variant.protocol == "h3" or not variant.tls):
+        raise ConfigError(f"{where}: resume is for h1/h2 over TLS (h3 uses zero_rtt)")
+    if variant.cc not in ("cubic", "reno", "bbr"):
+        raise ConfigError(f"{where}: cc must be cubic, reno or bbr")
+    return variant
+
+
+def _link(table: Any, where: str) -> LinkSpec:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _keys(table, where, {"profile", "overrides", "sweep", "points"})
+    profile = _get(table, "profile", str, where, "loopback")
+    if profile not in PROFILES:
+        raise ConfigError(f"{where}: unknown profile {profile!r}",
+                          hint=f"choose one of {', '.join(PROFILES)}")
+    overrides = _get(table, "overrides", dict, where, {})
+    sweep = _get(table, "sweep", dict, where, {})
+    _keys(overrides, f"{where} overrides", set(_OVERRIDE_KEYS))
+    _keys(sweep, f"{where} sweep", set(_OVERRIDE_KEYS))
+    for key, values in sweep.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: sweep.{key} must be a non-empty list")
+    points = _get(table, "points", list, where, [])
+    for i, point in enumerate(points):
+        if not isinstance(point, dict):
+            raise ConfigError(f"{where}: points[{i}] must be a table of overrides")
+        _keys(point, f"{where} points[{i}]", set(_OVERRIDE_KEYS))
+    return LinkSpec(
+        profile=profile,
+        overrides={k: str(v) for k, v in overrides.items()},
+        sweep={k: tuple(str(v) for v in values) for k, values in sweep.items()},
+        extra=tuple({k: str(v) for k, v in point.items()} for point in points),
+    )
+
+
+def _workload(table: Any, where: str) -> Workload:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _keys(table, where, {"paths", "count", "concurrency", "fresh_connection", "record_arrivals"})
+    paths = table.get("paths", ["/bytes/100"])
+    if not isinstance(paths, list) or not paths or not all(
+        isinstance(p, str) and p.startswith("/") for p in paths
+    ):
+        raise ConfigError(f"{where}: paths must be a non-empty list of paths starting with /")
+    return Workload(
+        paths=tuple(paths),
+        count=_get(table, "count", int, where, 1, low=1, high=100_000),
+        concurrency=_get(table, "concurrency", int, where, 1, low=1, high=1000),
+        fresh_connection=_get(table, "fresh_connection", bool, where, False),
+        record_arrivals=_get(table, "record_arrivals", bool, where, False),
+    )
