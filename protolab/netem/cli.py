@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import socket
 import sys
 import time
@@ -106,6 +107,8 @@ def up_command(
 ) -> None:
     """Create a link and keep it until Ctrl-C; use it with `ip netns exec NS CMD`."""
     link_profile = _profile(profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed)
+    # A shell starting us in the background sets SIGINT to "ignore"; "until Ctrl-C" must hold.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with EmulatedLink(link_profile, name=name, pcap=pcap) as link:
         console.print(_profile_table(link_profile))
         console.print(f"link [bold]{link.name}[/] is up (forwarder pid {link.forwarder_pid})")
