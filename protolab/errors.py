@@ -33,3 +33,7 @@ class ProtocolFailure(LabError):
     def __init__(self, kind: str, message: str, *, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.kind = kind
+
+
+class StoreError(LabError):
+    """The results database cannot be used: missing run, newer schema, or not a database."""

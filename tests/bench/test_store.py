@@ -1,0 +1,334 @@
+"""The results store: exact round trips, crash consistency, clear errors, export, compare."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clients.base import MessageTiming, RequestRecord
+from protolab.bench.store import (
+    MESSAGE_COLUMNS,
+    RECORD_COLUMNS,
+    SCHEMA_VERSION,
+    CpuTimes,
+    ResultsStore,
+    manifest,
+)
+from protolab.errors import LabError, StoreError
+
+MS = 1_000_000
+
+
+def record(
+    i: int = 0, *, ttfb_ms: float = 30.0, total_ms: float = 40.0, protocol: str = "h2", **kw: object
+) -> RequestRecord:
+    start = 10_000 * MS + i * 100 * MS
+    fields: dict[str, object] = {
+        "protocol": protocol, "method": "GET", "path": "/bytes/1000", "start_ns": start,
+        "connection_id": 1, "new_connection": i == 0,
+        "conn_start_ns": start if i == 0 else None,
+        "connected_ns": start + 10 * MS if i == 0 else None,
+        "handshake_ns": start + 20 * MS if i == 0 else None,
+        "request_sent_ns": start + 21 * MS,
+        "first_byte_ns": start + int(ttfb_ms * MS), "done_ns": start + int(total_ms * MS),
+        "status": 200, "stream_id": 1 + 2 * i, "bytes_out": 50, "bytes_in": 1100,
+        "body_bytes": 1000, "body_verified": True, "alpn": "h2", "tls_version": "TLSv1.3",
+        "cipher": "TLS_AES_128_GCM_SHA256",
+    }
+    fields.update(kw)
+    return RequestRecord(**fields)  # type: ignore[arg-type]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        self.now += 1.5
+        return self.now
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ResultsStore]:
+    with ResultsStore(tmp_path / "results" / "lab.db", clock=FakeClock()) as s:
+        yield s
+
+
+def test_every_request_record_field_is_stored() -> None:
+    fields = {f.name for f in dataclasses.fields(RequestRecord)}
+    assert fields == {*RECORD_COLUMNS, "arrivals", "messages", "transport"}
+    assert {f.name for f in dataclasses.fields(MessageTiming)} == set(MESSAGE_COLUMNS)
+
+
+def test_samples_round_trip_exactly(store: ResultsStore) -> None:
+    run = store.begin_run("handshake", {"seeds": {"link": 1}})
+    cell = store.add_cell(run, 0, {"protocol": "h2", "rtt_ms": 50, "repetition": 0})
+    records = [
+        record(0, arrivals=((10_030 * MS, 700), (10_035 * MS, 300)),
+               transport={"retransmits": 2, "rtt_us": 50_123}),
+        record(1, body_verified=None, resumed=True, early_data=True, alpn=None,
+               tls_version=None, cipher=None, stream_id=None),
+        record(2, status=None, first_byte_ns=None, done_ns=None, body_verified=False,
+               error="timeout", error_detail="no response in 5 s", bytes_in=0),
+        record(3, start_ns=2**62, new_connection=True),  # large monotonic values survive
+        record(4, protocol="ws", upgraded_ns=10_450 * MS, content=b"\x00{\"a\": 1}",
+               messages=(MessageTiming(1, 10, 10_460 * MS, 10_470 * MS),
+                         MessageTiming(2, 0, None, 10_480 * MS, born_ns=10_475 * MS))),
+        record(5, content=b""),
+    ]
+    ids = store.add_samples(cell, records, repetition=0, warmup=False)
+    assert len(ids) == 6
+    assert store.samples(cell) == records
+
+
+def test_warmup_samples_are_kept_but_not_measured(store: ResultsStore) -> None:
+    run = store.begin_run("demo", {})
+    cell = store.add_cell(run, 0, {"protocol": "h1"})
+    store.add_samples(cell, [record(0)], repetition=0, warmup=True)
+    store.add_samples(cell, [record(1), record(2)], repetition=0, warmup=False)
+    assert [r.start_ns for r in store.samples(cell)] == [record(1).start_ns, record(2).start_ns]
+    assert len(store.samples(cell, include_warmup=True)) == 3
+    stored = store.stored_samples(cell, include_warmup=True)
+    assert [s.warmup for s in stored] == [True, False, False]
+    assert store.cells(run)[0].samples == 2
+    assert store.run(run).samples == 2
+
+
+def test_run_lifecycle_and_listing(store: ResultsStore) -> None:
+    info = manifest(settings={"repeat": 3}, seeds={"link": 7})
+    run = store.begin_run("transport-hol", info)
+    first = store.add_cell(run, 0, {"protocol": "h2", "loss": 0.01})
+    second = store.add_cell(run, 1, {"protocol": "h3", "loss": 0.01})
+    store.add_samples(first, [record(0)], repetition=0, warmup=False)
+    store.finish_cell(first, "ok", cpu=CpuTimes(client=0.5, server=0.25, forwarder=0.1))
+    store.finish_cell(second, "timeout", error="cell timed out after 60 s",
+                      cpu=CpuTimes(client=1.0, saturated=True))
+    store.add_metric(first, "goodput", 8.5, "Mbit/s")
+    store.add_metric(first, "goodput", 9.0, "Mbit/s")  # replaces
+    assert store.run(run).status == "running"
+    store.finish_run(run, "complete")
+
+    (listed,) = store.runs()
+    assert listed == store.run(run)
+    assert (listed.suite, listed.status, listed.cells, listed.cells_ok) == (
+        "transport-hol", "complete", 2, 1)
+    assert listed.pid == os.getpid()
+    assert listed.manifest["settings"] == {"repeat": 3}
+    assert listed.duration_s is not None
+    assert listed.duration_s > 0
+    cells = store.cells(run)
+    assert [c.status for c in cells] == ["ok", "timeout"]
+    assert cells[0].cpu == CpuTimes(client=0.5, server=0.25, forwarder=0.1, saturated=False)
+    assert cells[1].cpu is not None
+    assert cells[1].cpu.saturated
+    assert cells[1].error == "cell timed out after 60 s"
+    assert [(m.name, m.value, m.unit) for m in store.metrics(first)] == [
+        ("goodput", 9.0, "Mbit/s")]
+
+
+def test_unknown_ids_and_bad_statuses_are_clear_errors(store: ResultsStore) -> None:
+    with pytest.raises(StoreError, match="no run 42 in .*lab.db") as err:
+        store.run(42)
+    assert isinstance(err.value, LabError)
+    assert "results list" in str(err.value)
+    with pytest.raises(StoreError, match="no run 42"):
+        store.add_cell(42, 0, {})
+    with pytest.raises(StoreError, match="no cell 9"):
+        store.samples(9)
+    run = store.begin_run("demo", {})
+    cell = store.add_cell(run, 0, {})
+    with pytest.raises(StoreError, match="already has a cell 0"):
+        store.add_cell(run, 0, {})
+    with pytest.raises(StoreError, match="cell status"):
+        store.finish_cell(cell, "great")  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="finishes as"):
+        store.finish_run(run, "running")
+
+
+def test_database_is_wal_with_schema_version(store: ResultsStore, tmp_path: Path) -> None:
+    db = sqlite3.connect(store.path)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        db.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "lab.db"
+    ResultsStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="schema 2; this protolab reads up to 1"):
+        ResultsStore(path)
+
+
+def test_non_sqlite_and_foreign_databases_are_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is a text file, not a database\n" * 200)
+    with pytest.raises(StoreError, match="not a usable results database"):
+        ResultsStore(junk)
+    foreign = tmp_path / "foreign.db"
+    db = sqlite3.connect(foreign)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="not a protolab results store"):
+        ResultsStore(foreign)
+    with pytest.raises(StoreError, match="no results database"):
+        ResultsStore(tmp_path / "missing.db", create=False)
+    assert not (tmp_path / "missing.db").exists()
+
+
+KILLED_RUN = textwrap.dedent("""
+    import os, signal, sys
+    from protolab.bench.store import ResultsStore
+    from tests.bench.test_store import record
+    store = ResultsStore(sys.argv[1])
+    run = store.begin_run("killed", {})
+    done = store.add_cell(run, 0, {"protocol": "h2"})
+    store.add_samples(done, [record(0), record(1)], repetition=0, warmup=False)
+    store.finish_cell(done, "ok")
+    half = store.add_cell(run, 1, {"protocol": "h3"})
+    with store._tx() as db:  # killed in the middle of a write transaction
+        db.execute("INSERT INTO metrics VALUES (?, 'x', 1.0, 'ms')", (half,))
+        os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_killed_run_leaves_consistent_db_marked_interrupted(tmp_path: Path) -> None:
+    path = tmp_path / "lab.db"
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, str(path)], cwd=Path(__file__).parents[2],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    with ResultsStore(path) as store:
+        (run,) = store.runs()
+        assert run.status == "interrupted"
+        assert run.ended_at is not None
+        cells = store.cells(run.id)
+        assert [c.status for c in cells] == ["ok", "running"]
+        assert len(store.samples(cells[0].id)) == 2
+        assert store.metrics(cells[1].id) == []  # the uncommitted write is gone
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        db.close()
+
+
+def test_live_runs_stay_running_and_reused_pids_do_not_count(tmp_path: Path) -> None:
+    path = tmp_path / "lab.db"
+    with ResultsStore(path) as store:
+        live = store.begin_run("live", {})
+        reused = store.begin_run("reused", {})
+    db = sqlite3.connect(path)
+    db.execute("UPDATE runs SET pid_start = pid_start + 1 WHERE id = ?", (reused,))
+    db.commit()
+    db.close()
+    with ResultsStore(path) as store:
+        assert store.run(live).status == "running"
+        assert store.run(reused).status == "interrupted"
+        assert store.mark_stale_runs() == []
+
+
+def fill(store: ResultsStore, suite: str, scale: float) -> int:
+    run = store.begin_run(suite, {})
+    index = 0
+    for protocol in ("h2", "h3"):
+        for repetition in range(2):
+            cell = store.add_cell(run, index, {"protocol": protocol, "rtt_ms": 50,
+                                               "repetition": repetition})
+            index += 1
+            base = 100.0 if protocol == "h2" else 50.0
+            records = [record(i, ttfb_ms=base * scale + i, total_ms=2 * base * scale + i)
+                       for i in range(5)]
+            store.add_samples(cell, [record(9, ttfb_ms=999)], repetition=repetition,
+                              warmup=True)
+            store.add_samples(cell, records, repetition=repetition, warmup=False)
+            store.add_samples(cell, [record(7, error="timeout", first_byte_ns=None,
+                                            done_ns=None, status=None)],
+                              repetition=repetition, warmup=False)
+            store.finish_cell(cell, "ok")
+    store.finish_run(run, "complete")
+    return run
+
+
+def test_compare_matches_cells_and_pools_repetitions(store: ResultsStore) -> None:
+    run_a = fill(store, "a", 1.0)
+    run_b = fill(store, "b", 2.0)
+    comparison = store.compare(run_a, run_b)
+    assert [c.params for c in comparison] == [
+        {"protocol": "h2", "rtt_ms": 50}, {"protocol": "h3", "rtt_ms": 50}]
+    h2 = comparison[0]
+    assert (h2.n_a, h2.n_b) == (10, 10)  # warm-up and failed samples left out
+    assert h2.ttfb.a_ms == pytest.approx(102.0)
+    assert h2.ttfb.b_ms == pytest.approx(202.0)
+    assert h2.ttfb.ratio is not None
+    assert h2.ttfb.ratio.value == pytest.approx(202 / 102)
+    assert h2.ttfb.ratio.ci_low <= h2.ttfb.ratio.value <= h2.ttfb.ratio.ci_high
+    assert h2.total.a_ms == pytest.approx(202.0)
+    assert comparison[1].ttfb.b_ms == pytest.approx(102.0)
+
+
+def test_export_csv_has_one_row_per_sample(store: ResultsStore, tmp_path: Path) -> None:
+    run = fill(store, "a", 1.0)
+    out = tmp_path / "export" / "run.csv"
+    store.export(run, "csv", out)
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 4 * 7
+    assert {"params", "repetition", "warmup", "ttfb_ms", "total_ms", "messages",
+            *RECORD_COLUMNS} - {"content"} <= set(rows[0])
+    measured = [r for r in rows if r["warmup"] == "0" and r["error"] == ""]
+    assert float(measured[0]["ttfb_ms"]) == pytest.approx(100.0)
+    assert json.loads(measured[0]["params"])["protocol"] == "h2"
+
+
+def test_export_json_round_trips_records(store: ResultsStore) -> None:
+    run = fill(store, "a", 1.0)
+    stream = io.StringIO()
+    store.export(run, "json", stream)
+    data = json.loads(stream.getvalue())
+    assert data["run"]["suite"] == "a"
+    assert data["schema"] == SCHEMA_VERSION
+    assert len(data["cells"]) == 4
+    first = data["cells"][0]
+    samples = first["samples"]
+    assert len(samples) == 7
+    fields = {f.name for f in dataclasses.fields(RequestRecord)}
+    exported = [{k: v for k, v in s.items() if k in fields} for s in samples if not s["warmup"]]
+    stored = [json.loads(json.dumps(r.to_json())) for r in store.samples(first["id"])]
+    assert exported == stored
+    with pytest.raises(StoreError, match="unknown export format"):
+        store.export(run, "xml")  # type: ignore[arg-type]
+
+
+def test_manifest_records_versions_machine_and_git(monkeypatch: pytest.MonkeyPatch) -> None:
+    info = manifest(settings={"cc": "cubic"}, seeds={"link": 3})
+    assert info["lab_version"] == "0.1.0"
+    assert info["packages"]["aioquic"] is not None
+    assert info["packages"]["h2"] is not None
+    assert "grpcio" in info["packages"]
+    assert info["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
+    assert info["kernel"]["system"] == "Linux"
+    assert info["cpu"]["count"] >= 1
+    assert (info["settings"], info["seeds"]) == ({"cc": "cubic"}, {"link": 3})
+    assert info["git"] is not None
+    assert len(info["git"]["revision"]) == 40
+    json.dumps(info)  # storable as it is
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert manifest()["git"] is None
