@@ -8,12 +8,14 @@ from clients.base import ProtocolClient, Target
 from clients.h1 import H1Client, H1Options
 from clients.h2 import H2Client, H2Options
 from clients.h3 import H3Client, H3Options
+from clients.ws import WsClient, WsOptions
 from protolab.errors import ConfigError
 
 CLIENTS: dict[str, tuple[type[Any], type[Any]]] = {
     "h1": (H1Client, H1Options),
     "h2": (H2Client, H2Options),
     "h3": (H3Client, H3Options),
+    "ws": (WsClient, WsOptions),
 }
 
 

@@ -65,6 +65,37 @@ class H3Settings:
 
 
 @dataclass(frozen=True)
+class WsSettings:
+    """WebSocket server knobs (servers/ws.py)."""
+
+    compression: bool = False  # permessage-deflate (RFC 7692): changes the bytes, so explicit
+    max_message: int = 1 << 20  # a larger incoming message closes with 1009 (RFC 6455 §7.4.1)
+    ping_interval: float | None = None  # keepalive pings add bytes to measurements: off
+
+    def __post_init__(self) -> None:
+        if self.max_message < 125:
+            raise ConfigError("WebSocket max message size must be at least 125 bytes")
+        if self.ping_interval is not None and self.ping_interval <= 0:
+            raise ConfigError("WebSocket ping interval must be positive")
+
+
+@dataclass(frozen=True)
+class GrpcSettings:
+    """gRPC server knobs (servers/grpc.py): message limits are deliberate, not defaults."""
+
+    max_receive: int = 4 << 20  # larger request message -> RESOURCE_EXHAUSTED
+    max_send: int = 64 << 20  # larger reply -> refused with INVALID_ARGUMENT before sending
+    reflection: bool = True  # so generic tools (grpcurl, grpc-js reflection) can call it
+
+    def __post_init__(self) -> None:
+        if self.max_receive < 1024 or self.max_send < 1024:
+            raise ConfigError("gRPC message limits must be at least 1024 bytes")
+
+
+ALL_PROTOCOLS = ("h1", "h2", "h3", "ws", "grpc")
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8443  # TCP for h1/h2 and UDP for h3 (0 = pick free ports)
@@ -77,11 +108,15 @@ class ServerConfig:
     scheduling: Scheduling = "round-robin"  # which response's DATA goes next (h2 and h3)
     h2: H2Settings = field(default_factory=H2Settings)
     h3: H3Settings = field(default_factory=H3Settings)
+    ws: WsSettings = field(default_factory=WsSettings)
+    grpc: GrpcSettings = field(default_factory=GrpcSettings)
 
     def __post_init__(self) -> None:
-        unknown = set(self.protocols) - {"h1", "h2", "h3"}
+        unknown = set(self.protocols) - set(ALL_PROTOCOLS)
         if unknown or not self.protocols:
-            raise ConfigError(f"unknown protocol(s) {sorted(unknown)}; choose from h1, h2, h3")
+            raise ConfigError(
+                f"unknown protocol(s) {sorted(unknown)}; choose from {', '.join(ALL_PROTOCOLS)}"
+            )
         if "h3" in self.protocols and self.certs is None:
             raise ConfigError("HTTP/3 needs TLS (QUIC has no cleartext mode); drop --no-tls")
         if self.tcp_cc not in CC_ALGORITHMS:

@@ -2,7 +2,9 @@
 
 h1 and h2 share one TCP port (ALPN or preface decides), h3 listens on the same
 port number over UDP when it is free; HTTP/1.1 and HTTP/2 responses advertise
-HTTP/3 with Alt-Svc (RFC 7838) when it runs.
+HTTP/3 with Alt-Svc (RFC 7838) when it runs. WebSocket and gRPC listen on ports of
+their own: the next two numbers after --port (ws = port+1, grpc = port+2), or free
+ones with --port 0.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 
 from protolab.errors import ConfigError
 from servers.common import ServerConfig
@@ -23,19 +26,33 @@ class RunningServers:
     tcp_port: int | None = None
     udp_port: int | None = None
     h3_stats: H3ServerStats = field(default_factory=H3ServerStats)
+    ws_port: int | None = None
+    grpc_port: int | None = None
     _tcp: asyncio.Server | None = None
     _udp: asyncio.DatagramTransport | None = None
+    _ws: Any = None  # websockets.asyncio.server.Server
+    _grpc: Any = None  # servers.grpc.RunningGrpc
 
     def urls(self) -> dict[str, str]:
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
-        scheme = "https" if self.config.certs else "http"
+        tls = self.config.certs is not None
         out: dict[str, str] = {}
         for proto in self.config.protocols:
-            port = self.udp_port if proto == "h3" else self.tcp_port
-            out[proto] = f"{scheme}://{host}:{port}/"
+            if proto == "ws":
+                out[proto] = f"{'wss' if tls else 'ws'}://{host}:{self.ws_port}/"
+            elif proto == "grpc":
+                # grpc:// is the lab's own scheme (gRPC has no URL scheme); TLS per --no-tls.
+                out[proto] = f"grpc://{host}:{self.grpc_port}/"
+            else:
+                port = self.udp_port if proto == "h3" else self.tcp_port
+                out[proto] = f"{'https' if tls else 'http'}://{host}:{port}/"
         return out
 
     async def close(self) -> None:
+        if self._ws is not None:
+            self._ws.close(close_connections=True)
+        if self._grpc is not None:
+            await self._grpc.stop()
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
@@ -58,6 +75,21 @@ async def start_servers(config: ServerConfig) -> RunningServers:
         if tcp_sock is not None:
             alt_svc = f'h3=":{running.udp_port}"; ma=86400' if running.udp_port else None
             running._tcp = await start_tcp_server(config, tcp_sock, alt_svc)
+        if "ws" in config.protocols:
+            from servers.ws import start_ws_server
+
+            ws_sock = _bind_tcp(config, _own_port(config, 1))
+            running.ws_port = ws_sock.getsockname()[1]
+            try:
+                running._ws = await start_ws_server(config, ws_sock)
+            except BaseException:
+                ws_sock.close()
+                raise
+        if "grpc" in config.protocols:
+            from servers.grpc import start_grpc_server
+
+            running._grpc = await start_grpc_server(config, _own_port(config, 2))
+            running.grpc_port = running._grpc.port
     except BaseException:
         if tcp_sock is not None and running._tcp is None:
             tcp_sock.close()
@@ -80,12 +112,17 @@ async def _bind_udp_near(
         return await _bind_udp(config, 0, stats)
 
 
-def _bind_tcp(config: ServerConfig) -> socket.socket:
+def _own_port(config: ServerConfig, offset: int) -> int:
+    return 0 if config.port == 0 else config.port + offset
+
+
+def _bind_tcp(config: ServerConfig, port: int | None = None) -> socket.socket:
+    port = config.port if port is None else port
     try:
-        return listening_socket(config.host, config.port, config.tcp_cc)
+        return listening_socket(config.host, port, config.tcp_cc)
     except OSError as exc:
         raise ConfigError(
-            f"cannot listen on TCP {config.host}:{config.port}: {exc.strerror}",
+            f"cannot listen on TCP {config.host}:{port}: {exc.strerror}",
             hint="choose another --port (0 picks a free one) or --host",
         ) from exc
 

@@ -13,7 +13,8 @@ TIMEOUT = float(os.environ.get("PROTOLAB_TEST_TIMEOUT", "20"))
 
 
 def target_for(running: RunningServers, protocol: str, **fields: Any) -> Target:
-    port = running.udp_port if protocol == "h3" else running.tcp_port
+    port = {"h3": running.udp_port, "ws": running.ws_port, "grpc": running.grpc_port}.get(
+        protocol, running.tcp_port)
     assert port is not None
     certs = running.config.certs
     return Target(
