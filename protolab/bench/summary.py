@@ -1,0 +1,107 @@
+"""Per-cell summaries, derived from raw records (as stored), never instead of them."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from clients.base import RequestRecord
+from protolab.bench.stats import Summary, summarize
+from protolab.bench.suite import Cell, Suite, link_overrides
+from protolab.netem.profiles import build_profile
+
+
+def rtt_ms(suite: Suite, cell: Cell) -> float:
+    """The link's base round trip: propagation delay both ways (jitter and queues excluded)."""
+    profile = build_profile(suite.link.profile, link_overrides(cell.link_point, suite.seed))
+    return (profile.up.delay_ns + profile.down.delay_ns) / 1e6
+
+
+def ttfb_ms(record: RequestRecord) -> float | None:
+    if record.first_byte_ns is None:
+        return None
+    return (record.first_byte_ns - record.start_ns) / 1e6
+
+
+def total_ms(record: RequestRecord) -> float | None:
+    if record.done_ns is None:
+        return None
+    return (record.done_ns - record.start_ns) / 1e6
+
+
+@dataclass(frozen=True)
+class CellSummary:
+    label: str
+    link: dict[str, str]
+    rtt_ms: float
+    samples: int
+    failed: int
+    ttfb: Summary | None
+    total: Summary | None
+    ttfb_rtts: float | None  # median TTFB in link RTTs (None without a link delay)
+    goodput_mbps: float | None  # median over repetitions of body bits / repetition span
+    saturated: tuple[str, ...]
+    status: str
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label, "link": self.link, "rtt_ms": self.rtt_ms,
+            "samples": self.samples, "failed": self.failed,
+            "ttfb_ms": self.ttfb.to_json() if self.ttfb else None,
+            "total_ms": self.total.to_json() if self.total else None,
+            "ttfb_rtts": self.ttfb_rtts, "goodput_mbps": self.goodput_mbps,
+            "cpu_saturated": list(self.saturated), "status": self.status, "error": self.error,
+        }
+
+
+def summarize_cell(
+    suite: Suite,
+    cell: Cell,
+    repetitions: list[list[RequestRecord]],
+    *,
+    saturated: tuple[str, ...] = (),
+    status: str = "ok",
+    error: str | None = None,
+) -> CellSummary:
+    records = [r for rep in repetitions for r in rep]
+    ok = [r for r in records if r.ok]
+    rtt = rtt_ms(suite, cell)
+    ttfbs = [v for v in (ttfb_ms(r) for r in ok) if v is not None]
+    totals = [v for v in (total_ms(r) for r in ok) if v is not None]
+    ttfb = summarize(ttfbs, rng_seed=suite.seed) if ttfbs else None
+    total = summarize(totals, rng_seed=suite.seed) if totals else None
+    return CellSummary(
+        label=cell.variant.label,
+        link=cell.link_point,
+        rtt_ms=rtt,
+        samples=len(records),
+        failed=len(records) - len(ok),
+        ttfb=ttfb,
+        total=total,
+        ttfb_rtts=ttfb.p50 / rtt if ttfb and rtt > 0 else None,
+        goodput_mbps=_median_or_none(
+            [g for rep in repetitions if (g := _goodput(rep)) is not None]
+        ),
+        saturated=saturated,
+        status=status,
+        error=error,
+    )
+
+
+def _goodput(repetition: list[RequestRecord]) -> float | None:
+    """Body bits of one repetition over the span from its first start to its last completion."""
+    records = [r for r in repetition if r.ok]
+    if not records:
+        return None
+    start = min(r.start_ns for r in records)
+    end = max(r.done_ns or r.start_ns for r in records)
+    body = sum(r.body_bytes for r in records)
+    if end <= start or body == 0:
+        return None
+    return body * 8 / ((end - start) / 1e9) / 1e6
+
+
+def _median_or_none(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
