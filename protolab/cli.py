@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clients.base import RequestRecord, Target
+from protolab.bench import results_cli
 from protolab.certs import KEY_TYPES, KeyType, TlsVersion, default_cert_dir, ensure_certs
 from protolab.errors import ConfigError, LabError
 from protolab.fetch import fetch, fetch_resumed, target_from_url
@@ -39,6 +40,7 @@ err_console = Console(stderr=True)
 
 # Sub-command groups register here (one line each).
 app.add_typer(netem_cli.app, name="netem")
+app.add_typer(results_cli.app, name="results")
 
 _L = DEFAULT_LIMITS
 LIMITS_HELP = (

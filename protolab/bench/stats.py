@@ -8,7 +8,7 @@ The largest recordable value is `MAX_VALUE` (one hour in milliseconds); larger o
 negative values raise `ValueError` rather than being clipped silently.
 
 Percentiles follow HDR's nearest-rank rule (the smallest recorded value with at least
-p% of the samples at or below it) and are reported as the upper edge of their bucket.
+p% of the samples at or below it) and are reported as the middle of their bucket.
 Mean, sd, min and max are computed exactly from the values, not from the histogram.
 
 Empty input raises `ValueError`: a cell with no successful sample has no summary, and
@@ -83,7 +83,10 @@ class Histogram:
             raise ValueError(f"percentile must be within 0..100, not {p}")
         if self.count == 0:
             raise ValueError("percentile of an empty histogram")
-        return int(self._hdr.get_value_at_percentile(p)) / SCALE
+        # HDR answers with its bucket's upper edge; the bucket's middle halves the error.
+        value = int(self._hdr.get_value_at_percentile(p))
+        low = int(self._hdr.get_lowest_equivalent_value(value))
+        return (low + value) / 2 / SCALE
 
     def encode(self) -> str:
         """A compact text form (HDR's compressed encoding, base64) for storing or sending."""

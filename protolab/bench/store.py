@@ -343,7 +343,7 @@ class ResultsStore:
                 cursor = db.execute(
                     "INSERT INTO cells (run_id, idx, params, status, started_at)"
                     " VALUES (?, ?, ?, 'running', ?)",
-                    (run_id, index, _dumps(params), self._now()),
+                    (run_id, index, json.dumps(params), self._now()),  # keep key order
                 )
             except sqlite3.IntegrityError as exc:
                 raise StoreError(f"run {run_id} already has a cell {index}") from exc
