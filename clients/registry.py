@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from clients.base import ProtocolClient, Target
+from clients.grpc import GrpcClient, GrpcOptions
 from clients.h1 import H1Client, H1Options
 from clients.h2 import H2Client, H2Options
 from clients.h3 import H3Client, H3Options
@@ -16,6 +17,7 @@ CLIENTS: dict[str, tuple[type[Any], type[Any]]] = {
     "h2": (H2Client, H2Options),
     "h3": (H3Client, H3Options),
     "ws": (WsClient, WsOptions),
+    "grpc": (GrpcClient, GrpcOptions),
 }
 
 

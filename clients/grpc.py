@@ -1,0 +1,259 @@
+"""gRPC client (grpcio asyncio API) behind the lab's one client interface.
+
+A `Request` names a method of `protolab.Lab` by its path, with its arguments in the query:
+
+  /Unary?size=N                      (body, if any, is echoed instead)
+  /ServerStream?count=M&size=S&interval_ms=I
+  /ClientStream?count=M&size=S
+  /Bidi?count=M&size=S               M ping-pong round trips on one call
+  /Records?count=N&seed=K            (keep_body: the serialised RecordList in `content`)
+  /pkg.Service/Method?raw=1          the request body sent as is, unary (tests, other services)
+
+The full form `/protolab.Lab/Unary` works too. The channel is opened on the first
+request: `conn_start_ns` is its creation and `handshake_ns` / `upgraded_ns` the moment
+it became READY (TCP + TLS + HTTP/2 settings, which grpcio does not split). Byte
+counts are protobuf messages plus gRPC's 5-byte length prefix each; HTTP/2 framing
+and headers are inside grpcio and not counted. `status` is the gRPC status code
+(0 = OK); a failed call's error is `grpc_<code>` with the server's details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from clients.base import Capabilities, MessageTiming, Request, RequestRecord, Target, Timeline
+from protolab.errors import ConfigError, ProtocolFailure
+from protolab.proto import lab_pb2
+from protolab.timing import now_ns
+
+SERVICE = "protolab.Lab"
+_PREFIX = 5  # gRPC message prefix: compressed flag + 4-byte length
+
+
+@dataclass(frozen=True)
+class GrpcOptions:
+    max_message: int = 64 << 20  # largest reply message accepted
+    timeout: float = 60.0  # per call, seconds (sent as the gRPC deadline)
+
+    def __post_init__(self) -> None:
+        if self.max_message < 1024:
+            raise ConfigError("gRPC max message size must be at least 1024 bytes")
+
+
+def _query_int(query: dict[str, list[str]], key: str, default: int) -> int:
+    raw = query.get(key, [str(default)])[0]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ProtocolFailure("bad_request", f"{key} must be a non-negative integer: {raw!r}")
+    return int(raw)
+
+
+class GrpcClient:
+    name: ClassVar[str] = "grpc"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        multiplexed=True, over_quic=False, early_data=False, pipelining=False
+    )
+
+    def __init__(self, target: Target, options: GrpcOptions | None = None) -> None:
+        self.target, self.options = target, options or GrpcOptions()
+        self._channel: grpc.aio.Channel | None = None
+        self._ready: asyncio.Task[tuple[int, int]] | None = None
+        self._numbers = 0
+
+    async def request(self, request: Request) -> RequestRecord:
+        tl = Timeline(self.name, request)
+        try:
+            await self._connect(tl)
+            await self._call(request, tl)
+        except TimeoutError:
+            tl.fail("timeout", f"no answer within {self.options.timeout} s")
+        except ProtocolFailure as exc:
+            tl.fail(exc.kind, str(exc))
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            tl.status = code.value[0]
+            tl.fail(f"grpc_{code.name.lower()}", exc.details() or code.name)
+        if tl.error is None:
+            tl.done_ns = tl.done_ns or now_ns()
+        return tl.freeze()
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        self._channel, self._ready = None, None
+
+    async def _connect(self, tl: Timeline) -> None:
+        new = self._channel is None
+        if self._channel is None or self._ready is None:
+            self._numbers += 1
+            self._channel = self._open_channel()
+            self._ready = asyncio.create_task(self._wait_ready(self._channel, now_ns()))
+        try:
+            start, ready = await asyncio.wait_for(asyncio.shield(self._ready),
+                                                  self.options.timeout)
+        except TimeoutError as exc:
+            await self.close()
+            raise ProtocolFailure(
+                "connect_timeout", f"gRPC channel to {self.target.authority} not ready within "
+                f"{self.options.timeout} s (refused, wrong TLS or CA?)") from exc
+        tl.connection_id, tl.new_connection = self._numbers, new
+        if new:
+            tl.conn_start_ns, tl.handshake_ns, tl.upgraded_ns = start, ready, ready
+        tl.alpn = "h2"
+        tl.tls_version = "TLS" if self.target.tls else None  # grpcio does not expose it
+
+    @staticmethod
+    async def _wait_ready(channel: grpc.aio.Channel, start: int) -> tuple[int, int]:
+        await channel.channel_ready()
+        return start, now_ns()
+
+    def _open_channel(self) -> grpc.aio.Channel:
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", self.options.max_message),
+            ("grpc.max_send_message_length", self.options.max_message),
+            ("grpc.enable_retries", 0),  # a retried call would hide a failure's timing
+        ]
+        if not self.target.tls:
+            return grpc.aio.insecure_channel(self.target.authority, options=options)
+        roots = self.target.ca_file.read_bytes() if self.target.ca_file else None
+        if self.target.server_name:
+            options.append(("grpc.ssl_target_name_override", self.target.server_name))
+        credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+        return grpc.aio.secure_channel(self.target.authority, credentials, options=options)
+
+    async def _call(self, request: Request, tl: Timeline) -> None:
+        assert self._channel is not None  # _connect opened it
+        split = urlsplit(request.path)
+        parts = [p for p in split.path.split("/") if p]
+        query = parse_qs(split.query)
+        if len(parts) == 1:
+            service, method = SERVICE, parts[0]
+        elif len(parts) == 2:
+            service, method = parts
+        else:
+            raise ProtocolFailure("bad_request", f"not a gRPC method path: {request.path!r}")
+        full = f"/{service}/{method}"
+        timeout = self.options.timeout
+        channel = self._channel
+        if service != SERVICE or query.get("raw") == ["1"] or method not in _BUILDERS:
+            call = channel.unary_unary(full)
+            await self._unary(call(request.body, timeout=timeout), request.body, tl, None)
+            return
+        if method == "Unary":
+            body = lab_pb2.SizeRequest(size=_query_int(query, "size", 0), body=request.body)
+            await self._unary(channel.unary_unary(full)(body.SerializeToString(),
+                                                        timeout=timeout),
+                              body.SerializeToString(), tl, lab_pb2.Payload)
+        elif method == "Records":
+            body_r = lab_pb2.RecordsRequest(count=_query_int(query, "count", 10),
+                                            seed=_query_int(query, "seed", 0))
+            wire = body_r.SerializeToString()
+            await self._unary(channel.unary_unary(full)(wire, timeout=timeout), wire, tl, None)
+        elif method == "ServerStream":
+            body_s = lab_pb2.StreamRequest(count=_query_int(query, "count", 10),
+                                           size=_query_int(query, "size", 1024),
+                                           interval_ms=_query_int(query, "interval_ms", 0))
+            wire = body_s.SerializeToString()
+            tl.bytes_out = len(wire) + _PREFIX
+            stream = channel.unary_stream(full)(wire, timeout=timeout)
+            tl.request_sent_ns = now_ns()
+            await self._read_stream(stream, tl, rtt=False)
+            await self._finish(stream, tl)
+        elif method == "ClientStream":
+            count, size = _query_int(query, "count", 10), _query_int(query, "size", 1024)
+            await self._client_stream(channel.stream_unary(full), count, size, tl)
+        else:  # Bidi
+            count, size = _query_int(query, "count", 10), _query_int(query, "size", 64)
+            await self._bidi(channel.stream_stream(full), count, size, tl)
+
+    async def _unary(self, call: Any, sent: bytes, tl: Timeline, parse: Any) -> None:
+        tl.bytes_out = len(sent) + _PREFIX
+        tl.request_sent_ns = now_ns()
+        reply: bytes = await call
+        tl.first_byte_ns = tl.done_ns = now_ns()
+        tl.bytes_in = len(reply) + _PREFIX
+        tl.body(reply)
+        tl.first_byte_ns = tl.done_ns
+        if parse is not None:
+            message = parse.FromString(reply)
+            tl.messages.append(MessageTiming(1, len(message.data), message.sent_ns, tl.done_ns))
+        await self._finish(call, tl)
+
+    async def _read_stream(self, stream: Any, tl: Timeline, *, rtt: bool) -> None:
+        async for raw in stream:
+            arrived = now_ns()
+            self._on_message(raw, arrived, tl)
+
+    def _on_message(self, raw: bytes, arrived: int, tl: Timeline) -> lab_pb2.Payload:
+        if tl.first_byte_ns is None:
+            tl.first_byte_ns = arrived
+        tl.bytes_in += len(raw) + _PREFIX
+        try:
+            message: lab_pb2.Payload = lab_pb2.Payload.FromString(raw)
+        except DecodeError as exc:
+            raise ProtocolFailure("bad_message", f"undecodable Payload: {exc}") from exc
+        tl.body_bytes += len(message.data)
+        if tl.request.record_arrivals:
+            tl.arrivals.append((arrived, len(raw)))
+        tl.messages.append(MessageTiming(message.seq, len(message.data), message.sent_ns,
+                                         arrived))
+        return message
+
+    async def _client_stream(self, method: Any, count: int, size: int, tl: Timeline) -> None:
+        data = bytes(size)
+
+        async def messages() -> AsyncIterator[bytes]:
+            for seq in range(1, count + 1):
+                wire = lab_pb2.Payload(seq=seq, sent_ns=now_ns(), data=data).SerializeToString()
+                tl.bytes_out += len(wire) + _PREFIX
+                yield wire
+            tl.request_sent_ns = now_ns()
+
+        call = method(messages(), timeout=self.options.timeout)
+        reply: bytes = await call
+        tl.first_byte_ns = tl.done_ns = now_ns()
+        tl.bytes_in = len(reply) + _PREFIX
+        tl.body(reply)
+        summary = lab_pb2.StreamSummary.FromString(reply)
+        if summary.messages != count or summary.bytes != count * size:
+            raise ProtocolFailure("incomplete", f"server saw {summary.messages} messages, "
+                                  f"{summary.bytes} bytes; sent {count} x {size}")
+        await self._finish(call, tl)
+
+    async def _bidi(self, method: Any, count: int, size: int, tl: Timeline) -> None:
+        """Ping-pong: write one, read its echo, repeat; each round trip on the client clock."""
+        call = method(timeout=self.options.timeout)
+        data = bytes(size)
+        for seq in range(1, count + 1):
+            sent = now_ns()
+            wire = lab_pb2.Payload(seq=seq, sent_ns=sent, data=data).SerializeToString()
+            tl.bytes_out += len(wire) + _PREFIX
+            await call.write(wire)
+            tl.request_sent_ns = tl.request_sent_ns or now_ns()
+            raw = await call.read()
+            if raw is grpc.aio.EOF:
+                raise ProtocolFailure("incomplete", f"stream ended after {seq - 1} replies")
+            arrived = now_ns()
+            reply = self._on_message(raw, arrived, tl)
+            # The round trip is what ping-pong measures: client send -> client receive.
+            tl.messages[-1] = MessageTiming(reply.seq, len(reply.data), sent, arrived)
+        await call.done_writing()
+        tl.done_ns = now_ns()
+        await self._finish(call, tl)
+
+    @staticmethod
+    async def _finish(call: Any, tl: Timeline) -> None:
+        code = await call.code()
+        tl.status = code.value[0]
+        if code is not grpc.StatusCode.OK:
+            tl.fail(f"grpc_{code.name.lower()}", await call.details() or code.name)
+        tl.done_ns = tl.done_ns or now_ns()
+
+
+_BUILDERS = ("Unary", "ServerStream", "ClientStream", "Bidi", "Records")

@@ -1,0 +1,1 @@
+"""protolab's gRPC service definition (lab.proto) and its generated Python modules."""
