@@ -22,11 +22,19 @@ from clients.base import RequestRecord, Target
 from protolab.bench import results_cli
 from protolab.certs import KEY_TYPES, KeyType, TlsVersion, default_cert_dir, ensure_certs
 from protolab.errors import ConfigError, LabError
-from protolab.fetch import fetch, fetch_resumed, target_from_url
+from protolab.fetch import SCHEMES, fetch, fetch_resumed, target_from_url
 from protolab.netem import cli as netem_cli
 from protolab.phases import phases
 from protolab.workload import DEFAULT_LIMITS
-from servers.common import H2Settings, H3Settings, Scheduling, ServerConfig
+from servers.common import (
+    ALL_PROTOCOLS,
+    GrpcSettings,
+    H2Settings,
+    H3Settings,
+    Scheduling,
+    ServerConfig,
+    WsSettings,
+)
 
 app = typer.Typer(
     name="protolab",
@@ -60,11 +68,16 @@ def _protocols(raw: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
 
 
 @app.command(
-    help="Serve the workload over HTTP/1.1, HTTP/2 and HTTP/3 until Ctrl-C.\n\n"
-    "Paths: /bytes/N, /delay/MS/bytes/N, /page/K?size=S, POST /echo, /health.\n\n" + LIMITS_HELP
+    help="Serve the workload over HTTP/1.1, HTTP/2, HTTP/3, WebSocket and gRPC until Ctrl-C.\n\n"
+    "Paths: /bytes/N, /delay/MS/bytes/N, /page/K?size=S, POST /echo, /health, "
+    "/records?count=N[&gzip=1], /events/poll|long-poll|sse?after=SEQ. WebSocket (port+1): "
+    "/echo, /push?count=M&size=S&interval_ms=I. gRPC (port+2): protolab.Lab "
+    "(protolab/proto/lab.proto), with reflection.\n\n" + LIMITS_HELP
 )
 def serve(
-    proto: Annotated[str, typer.Option(help="Comma-separated: h1,h2,h3.")] = "h1,h2,h3",
+    proto: Annotated[
+        str, typer.Option(help="Comma-separated: h1,h2,h3,ws,grpc.")
+    ] = "h1,h2,h3",
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[
         int, typer.Option(help="TCP port for h1/h2 and UDP port for h3; 0 = free.")
@@ -91,6 +104,16 @@ def serve(
     idle_timeout: Annotated[
         float, typer.Option(help="Seconds before closing idle clients.")
     ] = 30.0,
+    ws_compression: Annotated[
+        bool, typer.Option("--ws-compression", help="WebSocket: permessage-deflate.")
+    ] = False,
+    ws_max_message: Annotated[
+        int, typer.Option(help="WebSocket: largest message (else close 1009).")
+    ] = 1 << 20,
+    grpc_max_receive: Annotated[
+        int, typer.Option(help="gRPC: largest request message (else RESOURCE_EXHAUSTED).")
+    ] = 4 << 20,
+    grpc_max_send: Annotated[int, typer.Option(help="gRPC: largest reply message.")] = 64 << 20,
 ) -> None:
     if tls_version not in ("1.2", "1.3"):
         raise ConfigError("--tls-version must be 1.2 or 1.3")
@@ -106,7 +129,7 @@ def serve(
     config = ServerConfig(
         host=host,
         port=port,
-        protocols=_protocols(proto, ("h1", "h2", "h3")),
+        protocols=_protocols(proto, ALL_PROTOCOLS),
         certs=certs,
         tls_version=_tls(tls_version),
         tcp_cc=cc,
@@ -124,6 +147,8 @@ def serve(
             max_stream_data=quic_stream_data,
             qlog_dir=qlog_dir,
         ),
+        ws=WsSettings(compression=ws_compression, max_message=ws_max_message),
+        grpc=GrpcSettings(max_receive=grpc_max_receive, max_send=grpc_max_send),
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     asyncio.run(_serve(config))
@@ -171,8 +196,11 @@ def _scheduling(value: str) -> Scheduling:
 
 @app.command(help="Fetch a URL with the lab's own client and print each request's phases.")
 def get(
-    url: Annotated[str, typer.Argument(help="http:// or https:// URL.")],
-    proto: Annotated[str, typer.Option(help="h1, h2 or h3.")] = "h2",
+    url: Annotated[str, typer.Argument(
+        help="http(s):// URL; ws(s)://HOST:PORT/echo (--data is the message; ?count=K round "
+        "trips) or /push?count=M&size=S&interval_ms=I; grpc(s)://HOST:PORT/METHOD?args "
+        "(Unary?size=N, ServerStream?count=M&size=S, ClientStream, Bidi, Records?count=N).")],
+    proto: Annotated[str, typer.Option(help="h1, h2 or h3 (ws/grpc follow the URL).")] = "h2",
     n: Annotated[int, typer.Option("-n", help="Number of requests.")] = 1,
     parallel: Annotated[int, typer.Option(help="Requests in flight at once.")] = 1,
     cacert: Annotated[
@@ -205,7 +233,8 @@ def get(
     target, path = target_from_url(
         url, ca_file=ca, tls_version=_tls(tls_version) if tls_version else None, keylog_file=keylog
     )
-    protocol = _protocols(proto, ("h1", "h2", "h3"))[0]
+    implied = SCHEMES.get(url.split("://", 1)[0].lower())
+    protocol = implied or _protocols(proto, ("h1", "h2", "h3"))[0]
     per_protocol: dict[str, dict[str, object]] = {
         "h1": {
             "connections": connections,
@@ -216,6 +245,8 @@ def get(
         },
         "h2": {"cc": cc, "resume": resume},
         "h3": {"congestion_control": cc, "zero_rtt": zero_rtt},
+        "ws": {"cc": cc},
+        "grpc": {},
     }
     options = per_protocol[protocol]
     records = asyncio.run(
@@ -226,6 +257,8 @@ def get(
             print(json.dumps({**record.to_json(), **phases(record)}))
     else:
         console.print(records_table(records, title=f"{protocol} {url}"))
+        for line in message_lines(records):
+            console.print(line, highlight=False)
     if any(not r.ok for r in records):
         raise typer.Exit(1)
 
@@ -260,6 +293,21 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def message_lines(records: list[RequestRecord]) -> list[str]:
+    """Per-message timing of message-oriented exchanges (WebSocket, gRPC), one line each."""
+    lines = []
+    for i, record in enumerate(records):
+        delays = sorted((m.received_ns - m.sent_ns) / 1e6 for m in record.messages
+                        if m.sent_ns is not None)
+        if not delays:
+            continue
+        what = "one-way" if any(m.born_ns is not None for m in record.messages) else "rtt/delay"
+        p50, p99 = delays[len(delays) // 2], delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+        lines.append(f"#{i}: {len(record.messages)} messages, {what} ms: min {delays[0]:.3f} "
+                     f"p50 {p50:.3f} p99 {p99:.3f} max {delays[-1]:.3f}")
+    return lines
+
+
 def records_table(records: list[RequestRecord], title: str) -> Table:
     """One row per request, phases in ms; the negotiated TLS goes in the caption."""
     tls = {
@@ -288,7 +336,7 @@ def records_table(records: list[RequestRecord], title: str) -> Table:
         p = phases(record)
         table.add_row(
             str(i),
-            str(record.status or "-"),
+            "-" if record.status is None else str(record.status),
             f"{record.connection_id}{'*' if record.new_connection else ''}",
             _fmt(p["connect_ms"]),
             _fmt(p["tls_ms"]),

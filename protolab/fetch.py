@@ -12,6 +12,11 @@ from clients.registry import make_client
 from protolab.certs import TlsVersion
 from protolab.errors import ConfigError
 
+# URL scheme -> the protocol it implies (None: any HTTP version, chosen with --proto).
+SCHEMES: dict[str, str | None] = {
+    "http": None, "https": None, "ws": "ws", "wss": "ws", "grpc": "grpc", "grpcs": "grpc",
+}
+
 
 def target_from_url(
     url: str,
@@ -20,17 +25,21 @@ def target_from_url(
     tls_version: TlsVersion | None = None,
     keylog_file: Path | None = None,
 ) -> tuple[Target, str]:
-    """The connection target and the request path of an http(s) URL."""
+    """The connection target and the request path of an http(s), ws(s) or grpc(s) URL.
+
+    grpc:// (plaintext) and grpcs:// (TLS) are the lab's own schemes: gRPC has none.
+    """
     split = urlsplit(url)
-    if split.scheme not in ("http", "https") or not split.hostname:
-        raise ConfigError(f"not an http:// or https:// URL: {url!r}")
+    if split.scheme not in SCHEMES or not split.hostname:
+        raise ConfigError(f"not an http(s)://, ws(s):// or grpc(s):// URL: {url!r}")
+    tls = split.scheme in ("https", "wss", "grpcs")
     try:
-        port = split.port or (443 if split.scheme == "https" else 80)
+        port = split.port or (443 if tls else 80)
     except ValueError as exc:
         raise ConfigError(f"bad port in URL {url!r}") from exc
     path = (split.path or "/") + (f"?{split.query}" if split.query else "")
     target = Target(
-        host=split.hostname, port=port, tls=split.scheme == "https", ca_file=ca_file,
+        host=split.hostname, port=port, tls=tls, ca_file=ca_file,
         tls_version=tls_version, keylog_file=keylog_file,
     )
     return target, path

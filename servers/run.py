@@ -41,8 +41,8 @@ class RunningServers:
             if proto == "ws":
                 out[proto] = f"{'wss' if tls else 'ws'}://{host}:{self.ws_port}/"
             elif proto == "grpc":
-                # grpc:// is the lab's own scheme (gRPC has no URL scheme); TLS per --no-tls.
-                out[proto] = f"grpc://{host}:{self.grpc_port}/"
+                # The lab's own schemes (gRPC has none): grpcs:// with TLS, grpc:// without.
+                out[proto] = f"{'grpcs' if tls else 'grpc'}://{host}:{self.grpc_port}/"
             else:
                 port = self.udp_port if proto == "h3" else self.tcp_port
                 out[proto] = f"{'https' if tls else 'http'}://{host}:{port}/"

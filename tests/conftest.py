@@ -83,7 +83,7 @@ def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
         ca: Path | None = None
         assert proc.stdout is not None
         for line in proc.stdout:  # ends at "ready" or when the process dies
-            if line.startswith(("h1:", "h2:", "h3:")):
+            if line.startswith(("h1:", "h2:", "h3:", "ws:", "grpc:")):
                 name, url = line.split()[:2]
                 urls[name.rstrip(":")] = url
             elif line.startswith("CA:"):
