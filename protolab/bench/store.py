@@ -262,6 +262,7 @@ class ResultsStore:
             raise StoreError(f"cannot open results database {self.path}: {exc}") from exc
         try:
             self._open()
+            self.mark_stale_runs()
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise StoreError(
@@ -271,7 +272,6 @@ class ResultsStore:
         except BaseException:
             self._db.close()
             raise
-        self.mark_stale_runs()
 
     def _open(self) -> None:
         self._db.execute("PRAGMA foreign_keys = ON")
