@@ -108,9 +108,11 @@ class H1Client:
         return tl.freeze()
 
     async def close(self) -> None:
-        for conn in list(self._conns):
+        conns = list(self._conns)
+        for conn in conns:
             self._retire(conn, "closed", "client closed")
         self._conns.clear()
+        await asyncio.gather(*(conn.tcp.wait_closed() for conn in conns))
 
     async def _exchange(self, request: Request, tl: Timeline) -> None:
         conn = await self._acquire(tl)

@@ -148,6 +148,7 @@ class H2Client:
         if conn.reader_task is not None:
             conn.reader_task.cancel()
         conn.tcp.writer.close()
+        await conn.tcp.wait_closed()
 
     async def _connection(self, tl: Timeline) -> _Connection:
         async with self._lock:

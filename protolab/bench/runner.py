@@ -34,7 +34,7 @@ from clients.base import Request, RequestRecord, Target
 from clients.registry import make_client
 from protolab.bench.suite import Cell, Suite, Variant, expand, link_overrides
 from protolab.errors import LabError
-from protolab.netem.link import EmulatedLink
+from protolab.netem.link import EmulatedLink, LinkCounters
 from protolab.netem.profiles import build_profile
 
 SATURATED = 0.9  # CPU seconds per wall second above which a part counts as saturated
@@ -53,6 +53,7 @@ class CellOutcome:
     cpu: dict[str, float] = field(
         default_factory=lambda: {"client": 0.0, "server": 0.0, "forwarder": 0.0}
     )
+    link: list[dict[str, int]] = field(default_factory=list)  # per repetition: packet counts
 
     @property
     def saturated(self) -> list[str]:
@@ -82,6 +83,14 @@ class _Server:
 
     def cpu_s(self) -> float:
         return _process_cpu_s(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.communicate(timeout=5)  # drains and closes its stdout
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
 
 
 def _process_cpu_s(pid: int) -> float:
@@ -143,11 +152,15 @@ def _link_and_servers(
 ) -> Iterator[tuple[EmulatedLink, dict[tuple[Any, ...], _Server]]]:
     with EmulatedLink(profile) as link:
         servers: dict[tuple[Any, ...], _Server] = {}
-        for cell in cells:
-            key = cell.variant.server_key()
-            if key not in servers:
-                servers[key] = _start_server(link, cell.variant, cert_dir)
-        yield link, servers  # the link stops the servers it started when it closes
+        try:
+            for cell in cells:
+                key = cell.variant.server_key()
+                if key not in servers:
+                    servers[key] = _start_server(link, cell.variant, cert_dir)
+            yield link, servers
+        finally:
+            for server in servers.values():
+                server.stop()
 
 
 def _start_server(link: EmulatedLink, variant: Variant, cert_dir: Path) -> _Server:
@@ -190,16 +203,18 @@ def _one(
     target = Target(host=link.server_addr, port=server.port(variant.protocol), tls=variant.tls,
                     ca_file=server.ca_file)
     server_cpu = server.cpu_s()
-    forwarder_cpu = link.counters().forwarder_cpu_s
+    before = link.counters()
     started = time.monotonic()
     result: dict[str, Any] = {}
     link.call("client", _client_thread, suite, variant, target, result)
     wall = time.monotonic() - started
+    after = link.counters()
+    outcome.link.append(_link_delta(before, after))
     if not warm:
         outcome.wall_s += wall
         outcome.cpu["client"] += result.get("cpu_s", 0.0)
         outcome.cpu["server"] += server.cpu_s() - server_cpu
-        outcome.cpu["forwarder"] += link.counters().forwarder_cpu_s - forwarder_cpu
+        outcome.cpu["forwarder"] += after.forwarder_cpu_s - before.forwarder_cpu_s
     records: list[RequestRecord] = result.get("records", [])
     outcome.records.append((rep, warm, records))
     if "error" in result:
@@ -207,6 +222,20 @@ def _one(
         outcome.error = result["error"]
     if on_cell_rep is not None:
         on_cell_rep(outcome, rep, warm, records)
+
+
+def _link_delta(before: LinkCounters, after: LinkCounters) -> dict[str, int]:
+    """What crossed the link during one repetition, per direction."""
+    out: dict[str, int] = {}
+    for name in ("up", "down"):
+        b, a = getattr(before, name), getattr(after, name)
+        out[f"{name}_packets"] = a.packets_in - b.packets_in
+        out[f"{name}_bytes"] = a.bytes_in - b.bytes_in
+        out[f"{name}_dropped_loss"] = a.dropped_loss - b.dropped_loss
+        out[f"{name}_dropped_queue"] = a.dropped_queue - b.dropped_queue
+        out[f"{name}_dropped_droplist"] = a.dropped_droplist - b.dropped_droplist
+        out[f"{name}_unseen_drops"] = a.unseen_drops - b.unseen_drops
+    return out
 
 
 def _client_thread(suite: Suite, variant: Variant, target: Target, out: dict[str, Any]) -> None:
