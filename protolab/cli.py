@@ -371,6 +371,43 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command(help="Run a benchmark suite over the emulated link: raw samples into the "
+             "results database, a summary table, charts. SUITE is a bundled name "
+             "(handshake, app-hol, transport-hol, one-vs-many, bulk, demo) or a TOML file.")
+def bench(
+    suite: Annotated[str, typer.Argument(help="Bundled suite name or path to a TOML file.")],
+    db: Annotated[Path, typer.Option(help="Results database.")] = Path("results/protolab.db"),
+    out: Annotated[Path, typer.Option(help="Where charts and run files go.")] = Path("results"),
+    repeat: Annotated[
+        int | None, typer.Option("--repeat", help="Repetitions (overrides the suite).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
+) -> None:
+    from protolab.bench.session import run_bench
+    from protolab.bench.store import ResultsStore
+    from protolab.bench.suite import expand, load_suite
+    from protolab.report.progress import BenchProgress
+
+    loaded = load_suite(suite)
+    if repeat is not None and repeat < 1:
+        raise ConfigError("--repeat must be at least 1")
+    with ResultsStore(db) as store:
+        total = len(expand(loaded)) * ((repeat or loaded.repetitions) + loaded.warmup)
+        with BenchProgress(err_console, loaded.name, total, quiet=as_json) as progress:
+            result = run_bench(loaded, store, out, repetitions=repeat, reporter=progress)
+    if as_json:
+        print(json.dumps({"run": result.run_id, "status": result.status,
+                          "cells": [s.to_json() for s in result.summaries],
+                          "charts": [str(c) for c in result.charts]}, indent=1))
+    else:
+        from protolab.report.progress import summary_table
+
+        console.print(summary_table(loaded, result))
+    if result.status != "complete":
+        err_console.print(f"run {result.run_id} {result.status}; finished cells are kept")
+        raise typer.Exit(130 if result.status == "interrupted" else 1)
+
+
 def main() -> None:
     try:
         app()

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from clients.base import Request, RequestRecord, Target
 from clients.registry import make_client
@@ -48,7 +48,7 @@ class CellOutcome:
     cell: Cell
     records: list[tuple[int, bool, list[RequestRecord]]] = field(default_factory=list)
     error: str | None = None
-    status: str = "ok"
+    status: Literal["ok", "failed", "timeout"] = "ok"
     wall_s: float = 0.0
     cpu: dict[str, float] = field(
         default_factory=lambda: {"client": 0.0, "server": 0.0, "forwarder": 0.0}

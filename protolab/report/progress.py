@@ -1,0 +1,84 @@
+"""Terminal output of a bench run: a progress bar with ETA, then the summary table."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from protolab.bench.runner import Reporter
+from protolab.bench.session import BenchResult
+from protolab.bench.suite import Suite
+
+
+class BenchProgress(Reporter):
+    """One bar for the whole run (cell repetitions done of all, with ETA)."""
+
+    def __init__(self, console: Console, name: str, total: int, *, quiet: bool = False) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[current]}"),
+            console=console, disable=quiet, transient=False,
+        )
+        self._task = self._progress.add_task(name, total=total, current="")
+
+    def __enter__(self) -> BenchProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def start(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
+
+    def step(self, description: str) -> None:
+        self._progress.update(self._task, advance=1, current=description)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def summary_table(suite: Suite, result: BenchResult) -> Table:
+    """One row per cell; the link goes in the title when every cell shares it."""
+    links = {", ".join(f"{k}={v}" for k, v in s.link.items()) or "-" for s in result.summaries}
+    one_link = len(links) <= 1
+    title = f"{suite.name} (run {result.run_id}, {result.status})"
+    if one_link and links:
+        title += f"\n{suite.link.profile} {links.pop()}"
+    table = Table(title=title, caption=f"expected: {' '.join(suite.expected.split())}")
+    columns = ["cell"] + ([] if one_link else ["link"]) + [
+        "n", "ttfb p50", "ttfb p99", "total p50", "total p99", "RTTs"]
+    if not suite.workload.fresh_connection:
+        columns.append("Mbit/s")
+    columns.append("notes")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("cell", "link", "notes")
+                         else "right", overflow="fold")
+    for s in result.summaries:
+        notes = []
+        if s.failed:
+            notes.append(f"{s.failed} failed")
+        if s.saturated:
+            notes.append("CPU-bound: " + ",".join(s.saturated))
+        if s.error:
+            notes.append(s.error[:60])
+        row = [s.label] + ([] if one_link else
+                           [", ".join(f"{k}={v}" for k, v in s.link.items()) or "-"])
+        row += [str(s.samples), _ms(s.ttfb.p50 if s.ttfb else None),
+                _ms(s.ttfb.p99 if s.ttfb else None), _ms(s.total.p50 if s.total else None),
+                _ms(s.total.p99 if s.total else None),
+                f"{s.ttfb_rtts:.2f}" if s.ttfb_rtts is not None else "-"]
+        if not suite.workload.fresh_connection:
+            row.append(f"{s.goodput_mbps:.2f}" if s.goodput_mbps is not None else "-")
+        row.append("; ".join(notes))
+        table.add_row(*row)
+    if result.charts:
+        table.caption = (table.caption or "") + f"\ncharts: {result.out_dir}"
+    return table
