@@ -350,16 +350,16 @@ def records_table(records: list[RequestRecord], title: str) -> Table:
     return table
 
 
-@app.command(help="The main job: serve every protocol on loopback, fetch from each with the "
-             "lab's clients, and print the phase timings side by side.")
-def demo(
+@app.command(help="Serve every protocol on loopback (no emulated link, no root needed), fetch "
+             "from each with the lab's clients, and print the phase timings side by side.")
+def loopback(
     cert_dir: Annotated[Path | None, typer.Option(help="Certificate directory.")] = None,
     out: Annotated[Path, typer.Option(help="Where the raw records go.")] = Path("results"),
 ) -> None:
-    from protolab.demo import run_demo, summary_rows
+    from protolab.loopback import run_loopback, summary_rows
 
-    rows, path = run_demo(cert_dir, out)
-    table = Table(title="protolab demo: loopback, TLS 1.3, times in ms",
+    rows, path = run_loopback(cert_dir, out)
+    table = Table(title="protolab loopback: TLS 1.3, no emulated link, times in ms",
                   caption=f"raw records: {path}")
     for column in ("proto", "connect", "tls", "ttfb", "100B", "1MB", "10KB p50", "10KB max",
                    "0rtt", "result"):

@@ -1,9 +1,6 @@
-"""The lab's main job for now: serve every protocol on loopback, fetch from each with the
-lab's own clients, and put the phase timings side by side.
-
-Later issues replace this with a default benchmark suite over the emulated link; the
-raw records it writes already have the shape the results store will keep.
-"""
+"""`protolab loopback`: serve every protocol on loopback, fetch from each with the lab's
+own clients, and put the phase timings side by side — a first look that needs neither
+root nor the emulated link (the lab's main job is `protolab bench demo`)."""
 
 from __future__ import annotations
 
@@ -22,19 +19,19 @@ from servers.run import RunningServers, start_servers
 
 
 @dataclass(frozen=True)
-class DemoRow:
+class LoopbackRow:
     label: str
     fresh: RequestRecord  # a tiny GET on a new connection: the handshake cost
     bulk: RequestRecord  # 1 MB on the same connection
     burst: list[RequestRecord]  # 20 x 10 KB, 10 in flight
 
 
-def run_demo(cert_dir: Path | None, out_dir: Path) -> tuple[list[DemoRow], Path]:
+def run_loopback(cert_dir: Path | None, out_dir: Path) -> tuple[list[LoopbackRow], Path]:
     """Run every case on loopback and write the raw records; returns rows and the file."""
     certs = ensure_certs(cert_dir)
     rows = asyncio.run(_run_cases(ServerConfig(host="127.0.0.1", port=0, certs=certs)))
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path = out_dir / f"loopback-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(
         {row.label: [r.to_json() for r in [row.fresh, row.bulk, *row.burst]] for row in rows},
         indent=1,
@@ -42,7 +39,7 @@ def run_demo(cert_dir: Path | None, out_dir: Path) -> tuple[list[DemoRow], Path]
     return rows, path
 
 
-async def _run_cases(config: ServerConfig) -> list[DemoRow]:
+async def _run_cases(config: ServerConfig) -> list[LoopbackRow]:
     running = await start_servers(config)
     try:
         return [await _measure(running, proto, label, options)
@@ -61,7 +58,7 @@ _CASES: list[tuple[str, str, dict[str, object]]] = [
 
 async def _measure(
     running: RunningServers, protocol: str, label: str, options: dict[str, object]
-) -> DemoRow:
+) -> LoopbackRow:
     port = running.udp_port if protocol == "h3" else running.tcp_port
     assert port is not None
     assert running.config.certs is not None
@@ -82,10 +79,10 @@ async def _measure(
         burst = list(await asyncio.gather(*(small(i) for i in range(20))))
     finally:
         await client.close()
-    return DemoRow(label, fresh, bulk, burst)
+    return LoopbackRow(label, fresh, bulk, burst)
 
 
-def summary_rows(rows: list[DemoRow]) -> list[list[str]]:
+def summary_rows(rows: list[LoopbackRow]) -> list[list[str]]:
     """Table cells: label, handshake phases of the fresh GET, 1 MB time, burst p50/max."""
     out = []
     for row in rows:
