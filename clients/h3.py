@@ -104,6 +104,7 @@ class _H3ClientProtocol(QuicConnectionProtocol):
         self.resumed = False
         self.terminated: str | None = None
         self.datagrams: _Datagrams | None = None
+        self._pending_transmit: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.datagrams = _Datagrams(cast(asyncio.DatagramTransport, transport))
@@ -114,6 +115,22 @@ class _H3ClientProtocol(QuicConnectionProtocol):
             self.datagrams.counters["datagrams_received"] += 1
             self.datagrams.counters["udp_bytes_received"] += len(data)
         super().datagram_received(data, addr)
+
+    def transmit_soon(self) -> asyncio.Future[None]:
+        """Transmit on the next loop turn, once for every request made in this one, so
+        requests issued together share packets (QUIC's initial window is ten packets too,
+        RFC 9002 §7.2)."""
+        if self._pending_transmit is None:
+            loop = asyncio.get_running_loop()
+            self._pending_transmit = loop.create_future()
+            loop.call_soon(self._transmit_pending)
+        return self._pending_transmit
+
+    def _transmit_pending(self) -> None:
+        future, self._pending_transmit = self._pending_transmit, None
+        self.transmit()
+        if future is not None and not future.done():
+            future.set_result(None)
 
     @property
     def handshake_complete(self) -> bool:
@@ -242,7 +259,7 @@ class H3Client:
         h3.send_headers(sid, headers, end_stream=not request.body)
         if request.body:
             h3.send_data(sid, request.body, end_stream=True)
-        proto.transmit()
+        await proto.transmit_soon()
         tl.request_sent_ns = now_ns()
         if new and sent_early:
             await proto.wait_connected()

@@ -98,6 +98,9 @@ def serve(
     h2_conn_window: Annotated[int, typer.Option(help="HTTP/2 connection window.")] = 16 << 20,
     h2_max_streams: Annotated[int, typer.Option(help="HTTP/2 max concurrent streams.")] = 256,
     h2_frame: Annotated[int, typer.Option(help="HTTP/2 max frame size.")] = 16_384,
+    h2_data_frame: Annotated[
+        int, typer.Option(help="HTTP/2 largest DATA frame sent (finer interleaving when small).")
+    ] = 16_384,
     quic_max_data: Annotated[int, typer.Option(help="QUIC connection window.")] = 16 << 20,
     quic_stream_data: Annotated[int, typer.Option(help="QUIC stream window.")] = 4 << 20,
     qlog_dir: Annotated[Path | None, typer.Option(help="Write server qlog files here.")] = None,
@@ -140,6 +143,7 @@ def serve(
             connection_window=h2_conn_window,
             max_concurrent_streams=h2_max_streams,
             max_frame_size=h2_frame,
+            data_frame_size=h2_data_frame,
         ),
         h3=H3Settings(
             congestion_control=quic_cc,

@@ -253,7 +253,8 @@ class H2ServerConnection:
                 window = self._conn.local_flow_control_window(sid)
                 if window <= 0:
                     break
-                size = min(window, self._conn.max_outbound_frame_size)
+                size = min(window, self._conn.max_outbound_frame_size,
+                           self._config.h2.data_frame_size)
                 piece = self._outbound[sid].take(size)
                 if piece == b"":  # a streamed body with nothing produced yet
                     break

@@ -170,6 +170,7 @@ def _start_server(link: EmulatedLink, variant: Variant, cert_dir: Path) -> _Serv
             "--quic-cc", variant.cc if variant.cc in ("cubic", "reno") else "cubic",
             "--tls-version", variant.tls_version, "--scheduling", variant.scheduling,
             "--h2-window", str(variant.window), "--h2-conn-window", str(variant.connection_window),
+            "--h2-data-frame", str(variant.data_frame),
             "--quic-stream-data", str(variant.window),
             "--quic-max-data", str(variant.connection_window), "--cert-dir", str(cert_dir)]
     argv += ["--proto", "h1,h2,h3"] if variant.tls else ["--no-tls", "--proto", "h1,h2"]

@@ -65,11 +65,12 @@ class Variant:
     zero_rtt: bool = False  # h3: resume with a ticket and send the request as 0-RTT
     window: int = 4 << 20  # stream flow-control window (h2 and h3, both sides)
     connection_window: int = 16 << 20
+    data_frame: int = 16_384  # largest HTTP/2 DATA frame the server sends
 
     def server_key(self) -> tuple[Any, ...]:
         """Variants with equal keys can share one server process."""
         return (self.tls, self.tls_version, self.cc, self.scheduling, self.window,
-                self.connection_window)
+                self.connection_window, self.data_frame)
 
     def client_options(self) -> dict[str, Any]:
         if self.protocol == "h1":
@@ -241,7 +242,7 @@ def _variant(table: Any, where: str) -> Variant:
         raise ConfigError(f"{where}: must be a table")
     _keys(table, where, {"label", "protocol", "tls", "tls_version", "cc", "scheduling",
                          "connections", "pipeline", "keepalive", "resume", "zero_rtt",
-                         "window", "connection_window"})
+                         "window", "connection_window", "data_frame"})
     protocol = _get(table, "protocol", str, where, "")
     if protocol not in _PROTOCOLS:
         raise ConfigError(f"{where}: unknown protocol {protocol!r}",
@@ -261,6 +262,7 @@ def _variant(table: Any, where: str) -> Variant:
         window=_get(table, "window", int, where, 4 << 20, low=65_535, high=2**31 - 1),
         connection_window=_get(table, "connection_window", int, where, 16 << 20,
                                low=65_535, high=2**31 - 1),
+        data_frame=_get(table, "data_frame", int, where, 16_384, low=1, high=16_777_215),
     )
     if variant.tls_version not in ("1.2", "1.3"):
         raise ConfigError(f"{where}: tls_version must be \"1.2\" or \"1.3\"")
