@@ -46,21 +46,20 @@ def _ms(value: float | None) -> str:
 
 
 def summary_table(suite: Suite, result: BenchResult) -> Table:
-    """One row per cell; the link goes in the title when every cell shares it."""
-    links = {", ".join(f"{k}={v}" for k, v in s.link.items()) or "-" for s in result.summaries}
-    one_link = len(links) <= 1
-    title = f"{suite.name} (run {result.run_id}, {result.status})"
-    if one_link and links:
-        title += f"\n{suite.link.profile} {links.pop()}"
+    """One row per cell. What every cell shares (profile, fixed overrides) goes in the
+    title; only the swept link parameters get columns."""
+    swept = sorted({k for s in result.summaries for k, v in s.link.items()
+                    if suite.link.overrides.get(k) != v})
+    fixed = ", ".join(f"{k}={v}" for k, v in suite.link.overrides.items())
+    title = f"{suite.name} (run {result.run_id}, {result.status})\nlink: {suite.link.profile}"
+    title += f" {fixed}" if fixed else ""
     table = Table(title=title, caption=f"expected: {' '.join(suite.expected.split())}")
-    columns = ["cell"] + ([] if one_link else ["link"]) + [
-        "n", "ttfb p50", "ttfb p99", "total p50", "total p99", "RTTs"]
+    numeric = ["n", "ttfb p50", "p99", "total p50", "p99 ", "RTTs"]
     if not suite.workload.fresh_connection:
-        columns.append("Mbit/s")
-    columns.append("notes")
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("cell", "link", "notes")
-                         else "right", overflow="fold")
+        numeric.append("Mbit/s")
+    for column in ["cell", *swept, *numeric, "notes"]:
+        table.add_column(column.strip(), justify="right" if column in numeric else "left",
+                         overflow="fold")
     for s in result.summaries:
         notes = []
         if s.failed:
@@ -69,12 +68,10 @@ def summary_table(suite: Suite, result: BenchResult) -> Table:
             notes.append("CPU-bound: " + ",".join(s.saturated))
         if s.error:
             notes.append(s.error[:60])
-        row = [s.label] + ([] if one_link else
-                           [", ".join(f"{k}={v}" for k, v in s.link.items()) or "-"])
-        row += [str(s.samples), _ms(s.ttfb.p50 if s.ttfb else None),
-                _ms(s.ttfb.p99 if s.ttfb else None), _ms(s.total.p50 if s.total else None),
-                _ms(s.total.p99 if s.total else None),
-                f"{s.ttfb_rtts:.2f}" if s.ttfb_rtts is not None else "-"]
+        row = [s.label, *(s.link.get(k, "-") for k in swept), str(s.samples),
+               _ms(s.ttfb.p50 if s.ttfb else None), _ms(s.ttfb.p99 if s.ttfb else None),
+               _ms(s.total.p50 if s.total else None), _ms(s.total.p99 if s.total else None),
+               f"{s.ttfb_rtts:.2f}" if s.ttfb_rtts is not None else "-"]
         if not suite.workload.fresh_connection:
             row.append(f"{s.goodput_mbps:.2f}" if s.goodput_mbps is not None else "-")
         row.append("; ".join(notes))
