@@ -9,12 +9,15 @@ later, from these records, never inside a client.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from protolab.certs import TlsVersion
+from protolab.errors import ProtocolFailure
 from protolab.timing import now_ns
 from protolab.workload import verify_content
 
@@ -195,6 +198,33 @@ class Timeline:
             content=bytes(self.content) if self.content is not None
             else (b"" if self.request.keep_body and self.error is None else None),
         )
+
+
+async def timed_exchange(
+    protocol: str,
+    request: Request,
+    exchange: Callable[[Request, Timeline], Awaitable[None]],
+    timeout_s: float,
+    on_timeout: Callable[[Timeline], None] | None = None,
+) -> RequestRecord:
+    """Run one exchange under the per-request timeout and freeze its record.
+
+    The one place every client maps failures into the record: a timeout becomes error
+    "timeout" (and `on_timeout` may retire what the exchange left half-done), a
+    `ProtocolFailure` its own typed kind. Nothing escapes: a failed request is a sample.
+    """
+    tl = Timeline(protocol, request)
+    try:
+        await asyncio.wait_for(exchange(request, tl), timeout_s)
+    except TimeoutError:
+        tl.fail("timeout", f"no complete response within {timeout_s} s")
+        if on_timeout is not None:
+            on_timeout(tl)
+    except ProtocolFailure as exc:
+        tl.fail(exc.kind, str(exc))
+    if tl.error is None:
+        tl.done_ns = tl.done_ns or now_ns()
+    return tl.freeze()
 
 
 class ProtocolClient(Protocol):

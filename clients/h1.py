@@ -17,7 +17,14 @@ from typing import ClassVar
 
 import h11
 
-from clients.base import Capabilities, Request, RequestRecord, Target, Timeline
+from clients.base import (
+    Capabilities,
+    Request,
+    RequestRecord,
+    Target,
+    Timeline,
+    timed_exchange,
+)
 from clients.tcp import TcpConnection, open_tcp, tls_context_for
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.tcpsock import DEFAULT_CC
@@ -95,17 +102,9 @@ class H1Client:
         self._changed = asyncio.Condition()
 
     async def request(self, request: Request) -> RequestRecord:
-        tl = Timeline(self.name, request)
-        try:
-            await asyncio.wait_for(self._exchange(request, tl), self.options.timeout)
-        except TimeoutError:
-            tl.fail("timeout", f"no complete response within {self.options.timeout} s")
-            self._drop_waiting(tl)
-        except ProtocolFailure as exc:
-            tl.fail(exc.kind, str(exc))
-        if tl.error is None:
-            tl.done_ns = tl.done_ns or now_ns()
-        return tl.freeze()
+        return await timed_exchange(
+            self.name, request, self._exchange, self.options.timeout, self._drop_waiting
+        )
 
     async def close(self) -> None:
         conns = list(self._conns)

@@ -19,7 +19,14 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from clients.base import Capabilities, Request, RequestRecord, Target, Timeline
+from clients.base import (
+    Capabilities,
+    Request,
+    RequestRecord,
+    Target,
+    Timeline,
+    timed_exchange,
+)
 from clients.tcp import TcpConnection, open_tcp, tls_context_for
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.tcpsock import DEFAULT_CC
@@ -143,16 +150,7 @@ class H2Client:
         self._numbers = 0
 
     async def request(self, request: Request) -> RequestRecord:
-        tl = Timeline(self.name, request)
-        try:
-            await asyncio.wait_for(self._exchange(request, tl), self.options.timeout)
-        except TimeoutError:
-            tl.fail("timeout", f"no complete response within {self.options.timeout} s")
-        except ProtocolFailure as exc:
-            tl.fail(exc.kind, str(exc))
-        if tl.error is None:
-            tl.done_ns = tl.done_ns or now_ns()
-        return tl.freeze()
+        return await timed_exchange(self.name, request, self._exchange, self.options.timeout)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

@@ -31,7 +31,14 @@ from aioquic.quic.events import (
 from aioquic.quic.logger import QuicFileLogger
 from aioquic.tls import SessionTicket
 
-from clients.base import Capabilities, Request, RequestRecord, Target, Timeline
+from clients.base import (
+    Capabilities,
+    Request,
+    RequestRecord,
+    Target,
+    Timeline,
+    timed_exchange,
+)
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.timing import now_ns
 
@@ -199,16 +206,7 @@ class H3Client:
         self._keylog: TextIO | None = None
 
     async def request(self, request: Request) -> RequestRecord:
-        tl = Timeline(self.name, request)
-        try:
-            await asyncio.wait_for(self._exchange(request, tl), self.options.timeout)
-        except TimeoutError:
-            tl.fail("timeout", f"no complete response within {self.options.timeout} s")
-        except ProtocolFailure as exc:
-            tl.fail(exc.kind, str(exc))
-        if tl.error is None:
-            tl.done_ns = tl.done_ns or now_ns()
-        return tl.freeze()
+        return await timed_exchange(self.name, request, self._exchange, self.options.timeout)
 
     async def close(self) -> None:
         """Close the connection at once: CONNECTION_CLOSE goes out, and the draining period

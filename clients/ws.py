@@ -32,7 +32,15 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from clients.base import Capabilities, MessageTiming, Request, RequestRecord, Target, Timeline
+from clients.base import (
+    Capabilities,
+    MessageTiming,
+    Request,
+    RequestRecord,
+    Target,
+    Timeline,
+    timed_exchange,
+)
 from clients.tcp import TcpConnection, open_tcp, tls_context_for
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.events import decode_event
@@ -93,19 +101,15 @@ class WsClient:
         self._numbers = 0
 
     async def request(self, request: Request) -> RequestRecord:
-        tl = Timeline(self.name, request)
-        try:
-            await asyncio.wait_for(self._exchange(request, tl), self.options.timeout)
-        except TimeoutError:
-            tl.fail("timeout", f"no complete exchange within {self.options.timeout} s")
-            if self._echo is not None and self._echo.number == tl.connection_id:
-                self._echo.close()
-                self._echo = None
-        except ProtocolFailure as exc:
-            tl.fail(exc.kind, str(exc))
-        if tl.error is None:
-            tl.done_ns = tl.done_ns or now_ns()
-        return tl.freeze()
+        return await timed_exchange(
+            self.name, request, self._exchange, self.options.timeout, self._retire_echo
+        )
+
+    def _retire_echo(self, tl: Timeline) -> None:
+        """After a timeout the echo connection's state is unknown: do not reuse it."""
+        if self._echo is not None and self._echo.number == tl.connection_id:
+            self._echo.close()
+            self._echo = None
 
     async def close(self) -> None:
         for conn in [self._echo, *self._others]:

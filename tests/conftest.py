@@ -22,7 +22,7 @@ import pytest_asyncio
 from protolab.certs import CertBundle, ensure_certs
 from servers.common import ServerConfig
 from servers.run import RunningServers, start_servers
-from tests.helpers import TIMEOUT
+from tests.helpers import stop_process
 
 
 @pytest.fixture(scope="session")
@@ -94,14 +94,7 @@ def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
 
     yield start
     for proc in started:
-        proc.terminate()
-        try:
-            proc.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()  # else ResourceWarning, an error under filterwarnings
+        stop_process(proc)
 
 
 def run_async(coro: Any) -> Any:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from protolab.certs import CertBundle
-from tests.helpers import TIMEOUT
+from tests.helpers import TIMEOUT, stop_process
 from tests.interop.peers import (
     CADDY_SIZES,
     CaddyServer,
@@ -74,12 +74,7 @@ def caddy(certs: CertBundle, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         _wait_until_ready(proc, host, port, log)
         yield CaddyServer(host=host, port=port, log=log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def _wait_until_ready(proc: subprocess.Popen[bytes], host: str, port: int, log: Path) -> None:

@@ -21,7 +21,7 @@ from protolab.certs import CertBundle
 from protolab.proto.generate import HERE as PROTO_DIR
 from protolab.records import make_records
 from tests.conftest import ServerFactory
-from tests.helpers import TIMEOUT, target_for
+from tests.helpers import TIMEOUT, stop_process, target_for
 
 pytestmark = pytest.mark.interop
 
@@ -58,15 +58,7 @@ def node_server(*args: str) -> Iterator[int]:
         assert line.startswith("port "), f"peer did not start: {line!r} {proc.stderr}"
         yield int(line.split()[1])
     finally:
-        proc.terminate()
-        try:
-            proc.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_process(proc)
 
 
 TLS = pytest.mark.parametrize("tls", [True, False], ids=["tls", "plaintext"])
