@@ -106,6 +106,10 @@ class RequestRecord:
     upgraded_ns: int | None = None  # WebSocket upgrade done / gRPC channel ready
     messages: tuple[MessageTiming, ...] = ()  # per message, for message-oriented protocols
     content: bytes | None = None  # the response body, when the request asked to keep it
+    # Open-loop load: when the load model meant to send this request. Latency counts from
+    # here, so a late send is not hidden (coordinated omission, Tene's "How NOT to
+    # measure latency"); None under closed-loop load.
+    intended_ns: int | None = None
 
     @property
     def ok(self) -> bool:

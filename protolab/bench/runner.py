@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -30,12 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from clients.base import Request, RequestRecord, Target
+from clients.base import ProtocolClient, Request, RequestRecord, Target
 from clients.registry import make_client
 from protolab.bench.suite import Cell, Suite, Variant, expand, link_overrides
 from protolab.errors import LabError
 from protolab.netem.link import EmulatedLink, LinkCounters
 from protolab.netem.profiles import build_profile
+from protolab.timing import now_ns
 
 SATURATED = 0.9  # CPU seconds per wall second above which a part counts as saturated
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -94,6 +96,16 @@ class _Server:
 
 
 def _process_cpu_s(pid: int) -> float:
+    """CPU seconds of every thread of `pid`: schedstat's nanoseconds where the kernel has
+    them (a small cell uses less than /proc/PID/stat's 10 ms tick), else utime + stime."""
+    total_ns = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
+                total_ns += int(handle.read().split()[0])
+        return total_ns / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         with open(f"/proc/{pid}/stat") as handle:
             fields = handle.read().rsplit(")", 1)[1].split()
@@ -225,6 +237,25 @@ def _one(
         on_cell_rep(outcome, rep, warm, records)
 
 
+async def _open_load(
+    client: ProtocolClient, requests: list[Request], rate: float
+) -> list[RequestRecord]:
+    """Constant arrival rate: request i is due at start + i / rate, sent then (or as soon
+    as the client can), and its record keeps when it was due (`intended_ns`)."""
+    start = now_ns()
+    interval_ns = 1e9 / rate
+
+    async def due(i: int, request: Request) -> RequestRecord:
+        intended = start + round(i * interval_ns)
+        wait = (intended - now_ns()) / 1e9
+        if wait > 0:
+            await asyncio.sleep(wait)
+        record = await client.request(request)
+        return dataclasses.replace(record, intended_ns=intended)
+
+    return list(await asyncio.gather(*(due(i, r) for i, r in enumerate(requests))))
+
+
 def _link_delta(before: LinkCounters, after: LinkCounters) -> dict[str, int]:
     """What crossed the link during one repetition, per direction."""
     out: dict[str, int] = {}
@@ -263,6 +294,8 @@ async def _workload(suite: Suite, variant: Variant, target: Target) -> list[Requ
             # Earn a session ticket; the measured requests then resume it.
             await client.request(Request(path="/bytes/1"))
             await client.close()
+        if work.load == "open":
+            return await _open_load(client, requests, work.rate)
         if work.fresh_connection:
             records = []
             for request in requests:

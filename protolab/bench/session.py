@@ -68,7 +68,7 @@ def run_bench(
             forwarder=outcome.cpu["forwarder"], saturated=bool(outcome.saturated)))
         summary = _summary_from_store(store, suite, outcome, cell_id)
         result.summaries.append(summary)
-        _store_metrics(store, cell_id, summary, outcome)
+        _store_metrics(store, suite, cell_id, summary, outcome)
     store.finish_run(run_id, "complete")
     result.status = "complete"
     result.charts = draw_charts(suite, store, cells, cell_ids, out_dir)
@@ -87,7 +87,7 @@ def _summary_from_store(
 
 
 def _store_metrics(
-    store: ResultsStore, cell_id: int, summary: CellSummary, outcome: CellOutcome
+    store: ResultsStore, suite: Suite, cell_id: int, summary: CellSummary, outcome: CellOutcome
 ) -> None:
     if summary.ttfb is not None:
         for name in ("p50", "p90", "p99", "p999"):
@@ -97,6 +97,8 @@ def _store_metrics(
             store.add_metric(cell_id, f"total_{name}", getattr(summary.total, name), "ms")
     if summary.ttfb_rtts is not None:
         store.add_metric(cell_id, "ttfb_rtts", summary.ttfb_rtts, "RTT")
+    if suite.workload.load == "open":
+        store.add_metric(cell_id, "late_sends", summary.late_sends, "requests")
     if summary.goodput_mbps is not None:
         store.add_metric(cell_id, "goodput", summary.goodput_mbps, "Mbit/s")
     for key in ("down_dropped_loss", "down_dropped_queue", "down_dropped_droplist",

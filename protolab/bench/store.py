@@ -37,7 +37,7 @@ from protolab.bench.stats import Ratio, median, median_ratio
 from protolab.errors import StoreError
 from protolab.phases import phases
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DB = Path("results/protolab.db")
 
 RunStatus = Literal["running", "complete", "interrupted", "failed"]
@@ -111,6 +111,7 @@ CREATE TABLE samples (
     error            TEXT,
     error_detail     TEXT,
     upgraded_ns      INTEGER,
+    intended_ns      INTEGER,            -- open-loop: when the load model meant to send it
     content          BLOB,              -- the body, only when the request asked to keep it
     transport        TEXT NOT NULL      -- JSON object of integer counters
 );
@@ -149,7 +150,7 @@ RECORD_COLUMNS = (
     "conn_start_ns", "connected_ns", "handshake_ns", "request_sent_ns", "first_byte_ns",
     "done_ns", "status", "stream_id", "bytes_out", "bytes_in", "body_bytes", "body_verified",
     "alpn", "tls_version", "cipher", "resumed", "early_data", "error", "error_detail",
-    "upgraded_ns", "content",
+    "upgraded_ns", "intended_ns", "content",
 )
 _CSV_RECORD_COLUMNS = tuple(c for c in RECORD_COLUMNS if c != "content")  # CSV: size only
 # MessageTiming fields, columns of `messages` (checked against the dataclass by a test).
@@ -298,7 +299,18 @@ class ResultsStore:
                 )
         else:
             self._db.execute("PRAGMA journal_mode = WAL")
+            self._migrate(version)
         self._db.execute("PRAGMA synchronous = NORMAL")
+
+    def _migrate(self, version: int) -> None:
+        """Bring an older store up to SCHEMA_VERSION, each step in one transaction."""
+        steps = {1: "ALTER TABLE samples ADD COLUMN intended_ns INTEGER;"}
+        for from_version in range(version, SCHEMA_VERSION):
+            with self._lock:
+                self._db.executescript(
+                    f"BEGIN IMMEDIATE;\n{steps[from_version]}\n"
+                    f"PRAGMA user_version = {from_version + 1};\nCOMMIT;"
+                )
 
     def close(self) -> None:
         with self._lock:

@@ -92,9 +92,13 @@ class Variant:
 class Workload:
     paths: tuple[str, ...] = ("/bytes/100",)
     count: int = 1
-    concurrency: int = 1
+    concurrency: int = 1  # closed load: requests in flight at once
     fresh_connection: bool = False
     record_arrivals: bool = False
+    # "closed": the next request waits for a free slot; "open": request i is due at
+    # i / rate seconds whatever happened before, and latency counts from when it was due.
+    load: str = "closed"
+    rate: float = 0.0  # open load: requests per second
 
 
 @dataclass(frozen=True)
@@ -311,16 +315,26 @@ def _link(table: Any, where: str) -> LinkSpec:
 def _workload(table: Any, where: str) -> Workload:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table")
-    _keys(table, where, {"paths", "count", "concurrency", "fresh_connection", "record_arrivals"})
+    _keys(table, where, {"paths", "count", "concurrency", "fresh_connection", "record_arrivals",
+                         "load", "rate"})
     paths = table.get("paths", ["/bytes/100"])
     if not isinstance(paths, list) or not paths or not all(
         isinstance(p, str) and p.startswith("/") for p in paths
     ):
         raise ConfigError(f"{where}: paths must be a non-empty list of paths starting with /")
-    return Workload(
+    workload = Workload(
         paths=tuple(paths),
         count=_get(table, "count", int, where, 1, low=1, high=100_000),
         concurrency=_get(table, "concurrency", int, where, 1, low=1, high=1000),
         fresh_connection=_get(table, "fresh_connection", bool, where, False),
         record_arrivals=_get(table, "record_arrivals", bool, where, False),
+        load=_get(table, "load", str, where, "closed"),
+        rate=float(_get(table, "rate", (int, float), where, 0.0, low=0, high=100_000)),
     )
+    if workload.load not in ("closed", "open"):
+        raise ConfigError(f"{where}: load must be \"closed\" or \"open\"")
+    if workload.load == "open" and workload.rate <= 0:
+        raise ConfigError(f"{where}: an open load needs rate = requests per second (> 0)")
+    if workload.load == "open" and workload.fresh_connection:
+        raise ConfigError(f"{where}: fresh_connection is a closed-load workload")
+    return workload

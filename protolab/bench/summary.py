@@ -18,16 +18,30 @@ def rtt_ms(suite: Suite, cell: Cell) -> float:
     return (profile.up.delay_ns + profile.down.delay_ns) / 1e6
 
 
+def _origin(record: RequestRecord) -> int:
+    """Latency counts from when the request was due (open load) or started (closed)."""
+    return record.intended_ns if record.intended_ns is not None else record.start_ns
+
+
 def ttfb_ms(record: RequestRecord) -> float | None:
     if record.first_byte_ns is None:
         return None
-    return (record.first_byte_ns - record.start_ns) / 1e6
+    return (record.first_byte_ns - _origin(record)) / 1e6
 
 
 def total_ms(record: RequestRecord) -> float | None:
     if record.done_ns is None:
         return None
-    return (record.done_ns - record.start_ns) / 1e6
+    return (record.done_ns - _origin(record)) / 1e6
+
+
+LATE_NS = 1_000_000  # an open-load request sent more than 1 ms after it was due is late
+
+
+def late_sends(records: list[RequestRecord]) -> int:
+    """Open load: requests the client could not send on time (the load model fell behind)."""
+    return sum(1 for r in records
+               if r.intended_ns is not None and r.start_ns - r.intended_ns > LATE_NS)
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,7 @@ class CellSummary:
     ttfb_rtts: float | None  # median TTFB in link RTTs (None without a link delay)
     goodput_mbps: float | None  # median over repetitions of body bits / repetition span
     saturated: tuple[str, ...]
+    late_sends: int  # open load: requests sent more than 1 ms after they were due
     status: str
     error: str | None
 
@@ -52,7 +67,8 @@ class CellSummary:
             "ttfb_ms": self.ttfb.to_json() if self.ttfb else None,
             "total_ms": self.total.to_json() if self.total else None,
             "ttfb_rtts": self.ttfb_rtts, "goodput_mbps": self.goodput_mbps,
-            "cpu_saturated": list(self.saturated), "status": self.status, "error": self.error,
+            "cpu_saturated": list(self.saturated), "late_sends": self.late_sends,
+            "status": self.status, "error": self.error,
         }
 
 
@@ -85,6 +101,7 @@ def summarize_cell(
             [g for rep in repetitions if (g := _goodput(rep)) is not None]
         ),
         saturated=saturated,
+        late_sends=late_sends(records),
         status=status,
         error=error,
     )

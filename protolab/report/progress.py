@@ -64,6 +64,8 @@ def summary_table(suite: Suite, result: BenchResult) -> Table:
         notes = []
         if s.failed:
             notes.append(f"{s.failed} failed")
+        if s.late_sends:
+            notes.append(f"{s.late_sends} sent late")
         if s.saturated:
             notes.append("CPU-bound: " + ",".join(s.saturated))
         if s.error:

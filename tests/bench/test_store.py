@@ -172,8 +172,30 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.close()
-    with pytest.raises(StoreError, match="schema 2; this protolab reads up to 1"):
+    with pytest.raises(
+        StoreError,
+        match=f"schema {SCHEMA_VERSION + 1}; this protolab reads up to {SCHEMA_VERSION}",
+    ):
         ResultsStore(path)
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with ResultsStore(path) as store:
+        run = store.begin_run("old", {})
+    db = sqlite3.connect(path)  # make it look like a store written before intended_ns
+    db.executescript(
+        "ALTER TABLE samples DROP COLUMN intended_ns; PRAGMA user_version = 1;"
+    )
+    db.close()
+    with ResultsStore(path) as store:
+        assert store.run(run).suite == "old"
+        cell = store.add_cell(run, 0, {"label": "x"})
+        store.add_samples(cell, [RequestRecord(protocol="h2", method="GET", path="/",
+                                               start_ns=1, connection_id=1,
+                                               new_connection=True, intended_ns=0)], 0, False)
+        assert store.samples(cell)[0].intended_ns == 0
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_non_sqlite_and_foreign_databases_are_refused(tmp_path: Path) -> None:

@@ -1,0 +1,125 @@
+"""A bench run end to end: store contents, open load, failing cells, Ctrl-C."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clients.base import RequestRecord
+from protolab.bench.runner import Reporter
+from protolab.bench.session import run_bench
+from protolab.bench.store import ResultsStore
+from protolab.bench.suite import parse_suite
+from protolab.bench.summary import late_sends, total_ms
+from protolab.netem.privileges import missing
+
+pytestmark = [pytest.mark.netem, pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def _needs_link() -> None:
+    lacking = missing()
+    if lacking:
+        pytest.skip(f"the emulated link cannot be built here: {'; '.join(lacking)}")
+
+
+def suite(**data: Any) -> Any:
+    return parse_suite({"warmup": 1, "repetitions": 2, **data})
+
+
+def test_raw_samples_metrics_and_charts_land_in_the_store(tmp_path: Path) -> None:
+    s = suite(variant=[{"protocol": "h2"}, {"protocol": "h3"}],
+              link={"overrides": {"delay": "10ms"}, "sweep": {"loss": ["0%", "1%"]}},
+              workload={"paths": ["/bytes/20000"], "count": 5, "concurrency": 5,
+                        "record_arrivals": True})
+    with ResultsStore(tmp_path / "lab.db") as store:
+        result = run_bench(s, store, tmp_path / "out")
+        run = store.run(result.run_id)
+        cells = store.cells(result.run_id)
+        samples = [store.stored_samples(c.id, include_warmup=True) for c in cells]
+        metrics = {m.name for m in store.metrics(cells[0].id)}
+    assert result.status == "complete"
+    assert run.status == "complete"
+    assert run.manifest["settings"]["suite"] == s.name
+    assert run.manifest["packages"]["aioquic"]
+    assert len(cells) == 4
+    assert all(c.status == "ok" for c in cells)
+    # 1 warm-up + 2 measured repetitions of 5 requests, every one kept raw.
+    assert all(len(per_cell) == 15 for per_cell in samples)
+    assert all(sum(x.warmup for x in per_cell) == 5 for per_cell in samples)
+    assert all(x.record.arrivals for per_cell in samples for x in per_cell)
+    assert {"total_p50", "total_p99", "goodput", "link_down_dropped_loss"} <= metrics
+    assert all(c.cpu is not None and c.cpu.client and c.cpu.server for c in cells)
+    names = {p.name for p in result.charts}
+    assert {"cdf-0.png", "cdf-1.svg", "percentiles-vs-loss.png"} <= names
+    assert any(n.startswith("waterfall-") for n in names)
+
+
+def test_open_load_counts_latency_from_the_intended_send_time(tmp_path: Path) -> None:
+    # One HTTP/1.1 connection, 200 ms per response, 10 requests due at 20/s: far more than
+    # the connection serves, so requests queue. An open load keeps sending on schedule
+    # and the queueing shows in the latency; a closed loop would have slowed down instead.
+    s = suite(warmup=0, repetitions=1,
+              variant=[{"protocol": "h1", "connections": 1}],
+              workload={"paths": ["/delay/200/bytes/10"], "count": 10, "load": "open",
+                        "rate": 20})
+    with ResultsStore(tmp_path / "lab.db") as store:
+        result = run_bench(s, store, tmp_path / "out")
+        cell = store.cells(result.run_id)[0]
+        records = store.samples(cell.id)
+        late = {m.name: m.value for m in store.metrics(cell.id)}["late_sends"]
+    intended = sorted(r.intended_ns or 0 for r in records)
+    gaps = [(b - a) / 1e6 for a, b in zip(intended, intended[1:], strict=False)]
+    assert all(abs(g - 50) < 1 for g in gaps)  # due every 50 ms, exactly
+    assert late == late_sends(records)  # a busy machine may send a few late; they are counted
+    latencies = sorted(v for r in records if (v := total_ms(r)) is not None)
+    assert latencies[0] < 400  # the first is served at once
+    assert latencies[-1] > 1000  # the last waited behind nine 200 ms responses
+
+
+def test_late_sends_are_counted() -> None:
+    on_time = RequestRecord(protocol="h2", method="GET", path="/", start_ns=1_000_000,
+                            connection_id=1, new_connection=False, intended_ns=900_000)
+    late = dataclasses.replace(on_time, start_ns=5_000_000)
+    closed = dataclasses.replace(on_time, intended_ns=None, start_ns=9_000_000)
+    assert late_sends([on_time, late, closed]) == 1
+
+
+def test_a_failing_cell_is_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
+    s = suite(warmup=0, repetitions=1, timeout_s=1,
+              variant=[{"label": "slow", "protocol": "h2"}, {"label": "fast", "protocol": "h3"}],
+              workload={"paths": ["/delay/3000/bytes/1"]})
+    s2 = suite(warmup=0, repetitions=1, timeout_s=5, variant=[{"protocol": "h2"}])
+    with ResultsStore(tmp_path / "lab.db") as store:
+        result = run_bench(s, store, tmp_path / "out")
+        cells = store.cells(result.run_id)
+        assert result.status == "complete"
+        assert [c.status for c in cells] == ["timeout", "timeout"]
+        assert all("timeout" in (c.error or "") for c in cells)
+        again = run_bench(s2, store, tmp_path / "out")
+        assert store.cells(again.run_id)[0].status == "ok"
+
+
+class _StopAfter(Reporter):
+    def __init__(self, steps: int) -> None:
+        self.left = steps
+
+    def step(self, description: str) -> None:
+        self.left -= 1
+        if self.left == 0:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_keeps_what_finished_and_marks_the_run(tmp_path: Path) -> None:
+    s = suite(warmup=0, repetitions=3, variant=[{"protocol": "h2"}, {"protocol": "h3"}],
+              workload={"paths": ["/bytes/100"], "count": 2})
+    with ResultsStore(tmp_path / "lab.db") as store:
+        result = run_bench(s, store, tmp_path / "out", reporter=_StopAfter(3))
+        run = store.run(result.run_id)
+        kept = sum(len(store.samples(c.id)) for c in store.cells(result.run_id))
+    assert result.status == "interrupted"
+    assert run.status == "interrupted"
+    assert kept == 3 * 2  # three cell repetitions finished before Ctrl-C
