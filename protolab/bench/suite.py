@@ -24,6 +24,9 @@ key and what would be valid — never a traceback.
     count = 1                 # requests per repetition
     concurrency = 1
     fresh_connection = true   # every request on its own new connection
+    record_arrivals = false   # keep every body data arrival (waterfalls, HOL stalls)
+    load = "closed"           # or "open": request i due at i / rate s, latency from then
+    rate = 0                  # open load: requests per second
 
     [[variant]]
     label = "h2-tls13"
