@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -72,6 +73,8 @@ def test_get_zero_rtt_table(serve_process: Callable[..., ServeProcess]) -> None:
         (["serve", "--h2-frame", "10"], "max frame size"),
         (["get", "ftp://x/", "--proto", "h1"], "not an http"),
         (["get", "https://127.0.0.1:1/", "--proto", "h4"], "unknown protocol"),
+        (["bench", "no-such-suite"], "no suite 'no-such-suite'"),
+        (["netem", "up", "--profile", "moon"], "unknown link profile 'moon'"),
     ],
 )
 def test_bad_options_give_one_clear_line(args: list[str], words: str) -> None:
@@ -79,6 +82,16 @@ def test_bad_options_give_one_clear_line(args: list[str], words: str) -> None:
     assert result.returncode == 2
     assert words in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_suite_file_with_a_mistake_gets_one_line(tmp_path: Path) -> None:
+    suite = tmp_path / "mine.toml"
+    suite.write_text('name = "mine"\nrepetitons = 3\n[[variant]]\nprotocol = "h2"\n')
+    result = protolab("bench", str(suite), "--db", str(tmp_path / "lab.db"))
+    assert result.returncode == 2
+    assert "unknown key(s) ['repetitons']" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "lab.db").exists()  # nothing was started or written
 
 
 def test_get_from_nothing_is_a_typed_failure() -> None:
