@@ -1,0 +1,110 @@
+"""The first application messages: HTTP/1.1 request and status lines, HTTP/2 frames (with
+HPACK-decoded HEADERS via the `hpack` library the h2 stack already uses).
+
+Each `feed()` takes the next bytes of one direction and returns the messages completed by
+them, each as (name, fields, is_request_or_response).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import hpack
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_FRAMES = {0: "DATA", 1: "HEADERS", 2: "PRIORITY", 3: "RST_STREAM", 4: "SETTINGS",
+             5: "PUSH_PROMISE", 6: "PING", 7: "GOAWAY", 8: "WINDOW_UPDATE", 9: "CONTINUATION"}
+H2_SETTINGS = {1: "HEADER_TABLE_SIZE", 2: "ENABLE_PUSH", 3: "MAX_CONCURRENT_STREAMS",
+               4: "INITIAL_WINDOW_SIZE", 5: "MAX_FRAME_SIZE", 6: "MAX_HEADER_LIST_SIZE",
+               8: "ENABLE_CONNECT_PROTOCOL"}
+
+AppMessage = tuple[str, dict[str, Any], bool]
+
+
+class AppDecoder:
+    """One direction of HTTP/1.1 or HTTP/2 (chosen by ALPN, or by the preface)."""
+
+    def __init__(self, alpn: str | None) -> None:
+        self.alpn = alpn
+        self.buf = b""
+        self.h2: bool | None = True if alpn == "h2" else (False if alpn else None)
+        self.preface_seen = False
+        self.hpack = hpack.Decoder()
+        self.h1_started = False
+        self.broken = False
+
+    def feed(self, data: bytes) -> list[AppMessage]:
+        if self.broken:
+            return []
+        self.buf += data
+        if self.h2 is None:
+            if len(self.buf) < len(H2_PREFACE) and H2_PREFACE.startswith(self.buf):
+                return []
+            self.h2 = self.buf.startswith(H2_PREFACE) or self._looks_like_h2_frame()
+        return self._h2() if self.h2 else self._h1()
+
+    def _looks_like_h2_frame(self) -> bool:
+        return len(self.buf) >= 9 and self.buf[3] == 4 and self.buf[5:9] == b"\0\0\0\0"
+
+    def _h1(self) -> list[AppMessage]:
+        if self.h1_started:
+            self.buf = b""
+            return []
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return []
+        head = self.buf[:end].decode("latin-1").split("\r\n")
+        self.h1_started, self.buf = True, b""
+        first = head[0]
+        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:])}
+        fields: dict[str, Any] = {"line": first, "headers": len(head) - 1, "head_bytes": end + 4}
+        for name in ("upgrade", "content-type", "content-length"):
+            if name in headers:
+                fields[name] = headers[name]
+        label = "HTTP response" if first.startswith("HTTP/") else "HTTP request"
+        return [(f"{label}: {first}", fields, True)]
+
+    def _h2(self) -> list[AppMessage]:
+        out: list[AppMessage] = []
+        if not self.preface_seen and self.buf.startswith(H2_PREFACE):
+            self.buf = self.buf[len(H2_PREFACE):]
+            self.preface_seen = True
+            out.append(("HTTP/2 preface", {"bytes": len(H2_PREFACE)}, False))
+        while len(self.buf) >= 9:
+            length = int.from_bytes(self.buf[:3], "big")
+            ftype, flags = self.buf[3], self.buf[4]
+            stream = struct.unpack_from("!I", self.buf, 5)[0] & 0x7FFFFFFF
+            if len(self.buf) < 9 + length:
+                break
+            payload, self.buf = self.buf[9:9 + length], self.buf[9 + length:]
+            name = H2_FRAMES.get(ftype, f"frame({ftype})")
+            fields: dict[str, Any] = {"stream": stream, "length": length, "flags": flags}
+            if ftype == 4 and not flags & 1:
+                fields["settings"] = {
+                    H2_SETTINGS.get(k, str(k)): v
+                    for k, v in (struct.unpack_from("!HI", payload, i)
+                                 for i in range(0, length - length % 6, 6))
+                }
+            elif ftype == 4:
+                name = "SETTINGS ack"
+            elif ftype == 1:
+                fields.update(self._headers(payload, flags))
+            elif ftype == 8 and length >= 4:
+                fields["increment"] = struct.unpack_from("!I", payload)[0] & 0x7FFFFFFF
+            out.append((f"HTTP/2 {name}", fields, stream != 0 and ftype in (0, 1)))
+        return out
+
+    def _headers(self, payload: bytes, flags: int) -> dict[str, Any]:
+        pos = 0
+        if flags & 0x08 and payload:  # PADDED
+            pad, pos = payload[0], 1
+            payload = payload[:len(payload) - pad]
+        if flags & 0x20:  # PRIORITY
+            pos += 5
+        try:
+            headers = self.hpack.decode(payload[pos:])
+        except Exception as exc:  # noqa: BLE001 - hpack raises a family of its own errors
+            self.broken = True
+            return {"error": f"HPACK: {type(exc).__name__}"}
+        return {"headers": {str(k): str(v) for k, v in headers}, "block_bytes": len(payload)}

@@ -1,0 +1,114 @@
+"""Run one connection of a chosen kind through the emulated link and keep what it left.
+
+The files land in one directory so Wireshark and qvis open them side by side:
+`trace.pcap` (what crossed the link), `keylog.txt` (NSS key log: Python's ssl for TCP,
+aioquic's secrets log for QUIC), `qlog/` (the client's qlog, QUIC only) and
+`capture.json` (kind, addresses, the link's round-trip time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from clients.base import RequestRecord, Target
+from protolab.bench.runner import _start_server
+from protolab.bench.suite import Variant
+from protolab.fetch import fetch, fetch_resumed
+from protolab.netem.config import LinkProfile
+from protolab.netem.link import EmulatedLink
+from protolab.trace.kinds import TraceKind
+
+PATH = "/bytes/100"  # a tiny GET: the handshake, not the transfer, is what is traced
+
+
+@dataclass(frozen=True)
+class CaptureFiles:
+    """Where one capture's files are, and what the tracer needs to know about the link."""
+
+    kind: str
+    pcap: Path
+    keylog: Path | None
+    qlog_dir: Path | None
+    client_addr: str
+    server_addr: str
+    server_port: int
+    rtt_ns: int  # the link's configured round-trip propagation delay
+    errors: tuple[str, ...] = ()  # client-side failures, if the request did not complete
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("pcap", "keylog", "qlog_dir"):
+            data[key] = None if data[key] is None else str(data[key])
+        data["errors"] = list(self.errors)
+        return data
+
+
+def link_rtt_ns(profile: LinkProfile) -> int:
+    return profile.up.delay_ns + profile.down.delay_ns
+
+
+def capture(kind: TraceKind, profile: LinkProfile, out_dir: Path) -> CaptureFiles:
+    """Bring the link up, start the lab's server, run `kind`'s client once; needs root."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pcap = out_dir / "trace.pcap"
+    keylog = out_dir / "keylog.txt" if kind.tls_version else None
+    if keylog is not None:
+        keylog.write_text("")  # the clients append; one capture, one key log
+    qlog_dir = out_dir / "qlog" if kind.over_quic else None
+    if qlog_dir is not None:
+        qlog_dir.mkdir(exist_ok=True)
+    variant = Variant(label=kind.name, protocol=kind.protocol, tls=kind.tls_version is not None,
+                      tls_version=kind.tls_version or "1.3")
+    with EmulatedLink(profile, pcap=pcap) as link:
+        server = _start_server(link, variant, out_dir / "certs")
+        try:
+            port = server.port(kind.protocol)
+            target = Target(host=link.server_addr, port=port, tls=variant.tls,
+                            ca_file=server.ca_file,
+                            tls_version="1.2" if kind.tls_version == "1.2" else None,
+                            keylog_file=keylog)
+            records = link.call("client", _run_client, kind, target, qlog_dir)
+        finally:
+            server.stop()
+        files = CaptureFiles(
+            kind=kind.name, pcap=pcap, keylog=keylog, qlog_dir=qlog_dir,
+            client_addr=link.client_addr, server_addr=link.server_addr, server_port=port,
+            rtt_ns=link_rtt_ns(profile),
+            errors=tuple(f"{r.error}: {r.error_detail}" for r in records if not r.ok),
+        )
+    (out_dir / "capture.json").write_text(json.dumps(files.to_json(), indent=1))
+    return files
+
+
+def _options(kind: TraceKind, qlog_dir: Path | None) -> dict[str, Any]:
+    if kind.protocol == "h1":
+        return {"connections": 1, "resume": kind.resumed}
+    if kind.protocol == "h2":
+        return {"resume": kind.resumed}
+    if kind.protocol == "h3":
+        return {"zero_rtt": kind.resumed, "qlog_dir": qlog_dir}
+    return {}
+
+
+def _run_client(kind: TraceKind, target: Target, qlog_dir: Path | None) -> list[RequestRecord]:
+    """Runs on a thread in the client namespace."""
+    options = _options(kind, qlog_dir)
+    if kind.resumed:
+        return asyncio.run(fetch_resumed(kind.protocol, target, PATH, options=options))
+    return asyncio.run(fetch(kind.protocol, target, PATH, options=options))
+
+
+def load_capture(out_dir: Path) -> CaptureFiles:
+    """The `capture.json` a previous capture left in `out_dir`."""
+    data = json.loads((out_dir / "capture.json").read_text())
+    return CaptureFiles(
+        kind=data["kind"], pcap=Path(data["pcap"]),
+        keylog=Path(data["keylog"]) if data["keylog"] else None,
+        qlog_dir=Path(data["qlog_dir"]) if data["qlog_dir"] else None,
+        client_addr=data["client_addr"], server_addr=data["server_addr"],
+        server_port=data["server_port"], rtt_ns=data["rtt_ns"], errors=tuple(data["errors"]),
+    )
