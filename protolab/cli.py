@@ -25,6 +25,7 @@ from protolab.errors import ConfigError, LabError
 from protolab.fetch import SCHEMES, fetch, fetch_resumed, target_from_url
 from protolab.netem import cli as netem_cli
 from protolab.phases import phases
+from protolab.trace import cli as trace_cli
 from protolab.workload import DEFAULT_LIMITS
 from servers.common import (
     ALL_PROTOCOLS,
@@ -49,6 +50,7 @@ err_console = Console(stderr=True)
 # Sub-command groups register here (one line each).
 app.add_typer(netem_cli.app, name="netem")
 app.add_typer(results_cli.app, name="results")
+app.command("trace", help=trace_cli.HELP)(trace_cli.trace_command)
 
 _L = DEFAULT_LIMITS
 LIMITS_HELP = (

@@ -37,6 +37,8 @@ class CaptureFiles:
     server_addr: str
     server_port: int
     rtt_ns: int  # the link's configured round-trip propagation delay
+    up_delay_ns: int = 0  # client->server one-way delay (the pcap stamps at delivery)
+    down_delay_ns: int = 0
     errors: tuple[str, ...] = ()  # client-side failures, if the request did not complete
 
     def to_json(self) -> dict[str, Any]:
@@ -77,7 +79,8 @@ def capture(kind: TraceKind, profile: LinkProfile, out_dir: Path) -> CaptureFile
         files = CaptureFiles(
             kind=kind.name, pcap=pcap, keylog=keylog, qlog_dir=qlog_dir,
             client_addr=link.client_addr, server_addr=link.server_addr, server_port=port,
-            rtt_ns=link_rtt_ns(profile),
+            rtt_ns=link_rtt_ns(profile), up_delay_ns=profile.up.delay_ns,
+            down_delay_ns=profile.down.delay_ns,
             errors=tuple(f"{r.error}: {r.error_detail}" for r in records if not r.ok),
         )
     (out_dir / "capture.json").write_text(json.dumps(files.to_json(), indent=1))
@@ -110,5 +113,7 @@ def load_capture(out_dir: Path) -> CaptureFiles:
         keylog=Path(data["keylog"]) if data["keylog"] else None,
         qlog_dir=Path(data["qlog_dir"]) if data["qlog_dir"] else None,
         client_addr=data["client_addr"], server_addr=data["server_addr"],
-        server_port=data["server_port"], rtt_ns=data["rtt_ns"], errors=tuple(data["errors"]),
+        server_port=data["server_port"], rtt_ns=data["rtt_ns"],
+        up_delay_ns=data.get("up_delay_ns", 0), down_delay_ns=data.get("down_delay_ns", 0),
+        errors=tuple(data["errors"]),
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from protolab.trace.app import AppDecoder
@@ -10,7 +9,15 @@ from protolab.trace.keylog import KeyLog
 from protolab.trace.packets import TCP_ACK, TCP_SYN, Segment
 from protolab.trace.steps import C2S, S2C, Clock, HandshakeStep, Trace
 from protolab.trace.tcpstream import TcpConnection, handshake_name
-from protolab.trace.tls import ALERT, CCS, TlsSession, decode_tls, looks_like_tls
+from protolab.trace.tls import (
+    ALERT,
+    APPDATA,
+    CCS,
+    HANDSHAKE,
+    TlsSession,
+    decode_tls,
+    looks_like_tls,
+)
 
 TCP_NOTES = {
     "SYN": "client opens the connection (its initial sequence number)",
@@ -33,6 +40,7 @@ class _Builder:
         self.response: HandshakeStep | None = None
         self.first_c2s_data: HandshakeStep | None = None
         self.first_s2c_data: HandshakeStep | None = None
+        self.client_encrypted = False  # TLS 1.3 without keys: client's Finished went by
 
     def add(self, seg: Segment, from_client: bool, layer: str, name: str, size: int,
             note: str = "", fields: dict[str, Any] | None = None) -> HandshakeStep:
@@ -137,9 +145,23 @@ def _record_steps(b: _Builder, apps: dict[bool, AppDecoder], record: Any, tls13:
     elif record.app_data is not None:
         _app_steps(b, apps[fc], seg, fc, record.app_data, rec)
     elif record.kind == "Encrypted":
-        step = b.add(seg, fc, "tls", "Encrypted record", record.size,
-                     "cannot be read without the key log", rec)
-        b.app(step, False)
+        # Without keys: TLS 1.2 protects only Finished as a handshake record; in TLS 1.3
+        # each side's handshake ends with its Finished, and what follows is application
+        # data (or the server's tickets, which cannot be told apart).
+        if record.content_type != APPDATA:
+            handshake = record.content_type == HANDSHAKE
+        elif tls13:
+            handshake = not b.client_encrypted
+            b.client_encrypted = b.client_encrypted or fc
+        else:
+            handshake = False
+        name = {HANDSHAKE: "Finished (encrypted)", ALERT: "Alert (encrypted)"}.get(
+            record.content_type,
+            "Encrypted handshake" if handshake else "Encrypted application data")
+        step = b.add(seg, fc, "tls", name, record.size, "cannot be read without the key log",
+                     rec)
+        if not handshake:
+            b.app(step, False)
 
 
 def _app_steps(b: _Builder, app: AppDecoder, seg: Segment, fc: bool, data: bytes,
@@ -151,7 +173,8 @@ def _app_steps(b: _Builder, app: AppDecoder, seg: Segment, fc: bool, data: bytes
         b.app(step, False)
         return
     for name, fields, is_message in messages:
-        step = b.add(seg, fc, "http", name, int(fields.get("length", len(data))), "",
+        first = is_message and (b.request if fc else b.response) is None
+        note = ("the request" if fc else "the first response bytes") if first else ""
+        step = b.add(seg, fc, "http", name, int(fields.get("length", len(data))), note,
                      {**fields, **(rec or {})})
-        if b.app(step, is_message):
-            b.steps[-1] = replace(step, note="the request" if fc else "the first response bytes")
+        b.app(step, is_message)

@@ -141,6 +141,7 @@ def decode_tls(conn: TcpConnection, keylog: KeyLog) -> TlsSession:
             record.app_data = plain
         elif inner == ALERT and len(plain) >= 2:
             record.alert = (plain[0], plain[1])
+    session.problems = list(dict.fromkeys(session.problems))
     return session
 
 
