@@ -52,7 +52,7 @@ def decode_capture(data: bytes, keylog: KeyLog, link: LinkTiming | None = None) 
     for conn in tcp_connections(segments):
         if not conn.up.data and not conn.saw_syn:
             continue
-        first = next(s for s in conn.segments if conn.from_client(s))
+        first = next((s for s in conn.segments if conn.from_client(s)), conn.segments[0])
         clock = Clock(first.ts_ns, link.up_delay_ns, link.down_delay_ns)
         out.traces.append(trace_tcp(conn, keylog, clock))
     out.traces += trace_quic_connections(segments, keylog, link.up_delay_ns,
