@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from protolab.errors import ConfigError
 from protolab.netem.cli import (
@@ -25,19 +26,22 @@ from protolab.netem.cli import (
     SeedOpt,
     _profile,
 )
+from protolab.netem.config import LinkProfile
 from protolab.trace.capture import capture, load_capture
 from protolab.trace.decode import Decoded, LinkTiming, decode_capture
 from protolab.trace.errors import TraceInputError
 from protolab.trace.keylog import load_keylog
 from protolab.trace.kinds import KINDS, get_kind
-from protolab.trace.render import json_report, text_report
+from protolab.trace.render import compare_rows, json_report, ladder, text_report
+from protolab.trace.svg import render_svg
 
 console = Console(highlight=False, soft_wrap=True)
 
 HELP = (
     "Run one connection of KIND through the emulated link (needs root) and show its "
     "handshake step by step with the round trips it cost; or decode a capture you bring "
-    f"with --pcap FILE [--keylog FILE]. KIND: {', '.join(KINDS)}."
+    "with --pcap FILE [--keylog FILE]; or --compare A B (two kinds side by side). "
+    f"KIND: {', '.join(KINDS)}. The pcap, key log, qlog and an SVG diagram stay in --out."
 )
 
 
@@ -50,36 +54,62 @@ def trace_command(
     rtt: Annotated[
         float | None, typer.Option(help="--pcap: the link RTT in ms (else estimated).")
     ] = None,
+    compare: Annotated[
+        tuple[str, str] | None, typer.Option(help="Trace two kinds and put them side by side.")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Where the pcap, key log, qlog go.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Every step and field as JSON.")] = False,
     profile: ProfileOpt = "loopback", delay: DelayOpt = None, jitter: JitterOpt = None,
     loss: LossOpt = None, burst: BurstOpt = None, rate: RateOpt = None, queue: QueueOpt = None,
     drop: DropOpt = None, reorder: ReorderOpt = None, seed: SeedOpt = None,
 ) -> None:
+    if sum(x is not None for x in (kind, pcap, compare)) != 1:
+        raise ConfigError("give one of: KIND (capture now), --pcap FILE, --compare A B",
+                          hint=f"kinds: {', '.join(KINDS)}")
     if pcap is not None:
-        if kind is not None:
-            raise ConfigError("give either KIND (capture now) or --pcap (decode a capture)")
         decoded, files = _brought(pcap, keylog, rtt)
-    else:
-        if kind is None:
-            raise ConfigError("give a KIND to trace or --pcap FILE",
-                              hint=f"kinds: {', '.join(KINDS)}")
-        trace_kind = get_kind(kind)
-        link_profile = _profile(profile, delay, jitter, loss, burst, rate, queue, drop,
-                                reorder, seed)
-        directory = out or Path("results") / "traces" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if not as_json:
-            console.print(f"capturing {kind} ({trace_kind.description}) into {directory} ...")
-        captured = capture(trace_kind, link_profile, directory)
-        keylog_data = load_keylog(captured.keylog)
-        decoded = decode_capture(
-            captured.pcap.read_bytes(), keylog_data,
-            LinkTiming(captured.rtt_ns, link_profile.up.delay_ns, link_profile.down.delay_ns))
-        for trace in decoded.traces:
-            trace.kind = kind
-        decoded.problems += [f"client: {e}" for e in captured.errors]
-        files = {k: str(v) for k, v in (("pcap", captured.pcap), ("keylog", captured.keylog),
-                                        ("qlog", captured.qlog_dir)) if v is not None}
+        _print(decoded, files, as_json)
+        return
+    link = _profile(profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if compare is not None:
+        for name in compare:
+            get_kind(name)
+        root = out or Path("results") / "traces" / f"{compare[0]}-vs-{compare[1]}-{stamp}"
+        pair = [_captured(name, link, root / name, quiet=as_json) for name in compare]
+        _print_compare(pair, as_json)
+        return
+    assert kind is not None  # exactly one of the three was given
+    directory = out or Path("results") / "traces" / f"{kind}-{stamp}"
+    decoded, files = _captured(kind, link, directory, quiet=as_json)
+    _print(decoded, files, as_json)
+
+
+def _captured(
+    kind: str, link: LinkProfile, directory: Path, *, quiet: bool
+) -> tuple[Decoded, dict[str, str]]:
+    trace_kind = get_kind(kind)
+    if not quiet:
+        console.print(f"capturing {kind} ({trace_kind.description}) into {directory} ...")
+    captured = capture(trace_kind, link, directory)
+    decoded = decode_capture(
+        captured.pcap.read_bytes(), load_keylog(captured.keylog),
+        LinkTiming(captured.rtt_ns, captured.up_delay_ns, captured.down_delay_ns))
+    for trace in decoded.traces:
+        trace.kind = kind
+    decoded.problems += [f"client: {e}" for e in captured.errors]
+    files = {k: str(v) for k, v in (("pcap", captured.pcap), ("keylog", captured.keylog),
+                                    ("qlog", captured.qlog_dir)) if v is not None}
+    if decoded.main is not None:
+        svg = directory / "ladder.svg"
+        svg.write_text(render_svg(decoded.main))
+        files["svg"] = str(svg)
+    (directory / "trace.json").write_text(json.dumps(json_report(decoded, files), indent=1,
+                                                     default=str))
+    return decoded, files
+
+
+def _print(decoded: Decoded, files: dict[str, str], as_json: bool) -> None:
     if as_json:
         print(json.dumps(json_report(decoded, files), indent=1, default=str))
     else:
@@ -87,6 +117,28 @@ def trace_command(
             console.print(escape(line))
     if decoded.main is None:
         raise typer.Exit(1)
+
+
+def _print_compare(pair: list[tuple[Decoded, dict[str, str]]], as_json: bool) -> None:
+    (a, fa), (b, fb) = pair
+    if as_json:
+        print(json.dumps({"a": json_report(a, fa), "b": json_report(b, fb)}, indent=1,
+                         default=str))
+    elif a.main is not None and b.main is not None:
+        table = Table(title="handshake comparison (times from the client's first packet)")
+        for column in ("", a.main.kind or "A", b.main.kind or "B"):
+            table.add_column(column)
+        for row in compare_rows(a.main, b.main):
+            table.add_row(*(escape(c) for c in row))
+        for decoded, files in pair:
+            assert decoded.main is not None
+            console.print(escape(f"{decoded.main.kind}: {files.get('svg', '')}"))
+            for line in ladder(decoded.main, notes=False):
+                console.print(escape(line))
+        console.print(table)
+    if a.main is None or b.main is None:
+        for decoded, files in pair:
+            _print(decoded, files, as_json)
 
 
 def _brought(

@@ -109,3 +109,50 @@ def json_report(decoded: Decoded, files: dict[str, str] | None = None) -> dict[s
         "frames": decoded.frames,
         "files": files or {},
     }
+
+
+def _before_first_byte(trace: Trace) -> tuple[int, int, int, int]:
+    """(client packets, client bytes, server packets, server bytes) up to the first byte."""
+    limit = trace.response_step.packet if trace.response_step else 1 << 62
+    seen: dict[int, HandshakeStep] = {}
+    for step in trace.steps:
+        if step.packet <= limit:
+            seen.setdefault(step.packet, step)
+    c = [s for s in seen.values() if s.from_client]
+    s_ = [s for s in seen.values() if not s.from_client]
+    return len(c), sum(x.packet_bytes for x in c), len(s_), sum(x.packet_bytes for x in s_)
+
+
+def compare_rows(a: Trace, b: Trace) -> list[tuple[str, str, str]]:
+    """(what, A, B) rows putting two traces side by side."""
+
+    def negotiated(t: Trace) -> str:
+        n = t.negotiated
+        return ", ".join(str(v) for v in (n.get("transport"), n.get("version"), n.get("cipher"),
+                                          n.get("alpn")) if v)
+
+    def rt(t: Trace, which: str) -> str:
+        r = t.round_trips
+        if r is None:
+            return "-"
+        measured = r.request_rtts if which == "request" else r.first_byte_rtts
+        design = r.predicted_request if which == "request" else r.predicted_first_byte
+        ns = r.request_ns if which == "request" else r.first_byte_ns
+        ms = "-" if ns is None else f"{ns / 1e6:.1f} ms"
+        return f"{_fmt(measured)} RTT ({ms}; design {'-' if design is None else f'{design:g}'})"
+
+    def handshake(t: Trace) -> str:
+        return str(sum(1 for s in t.steps if s.layer in ("tls", "tcp") and s.packet <= (
+            t.response_step.packet if t.response_step else 1 << 62)))
+
+    rows = [("connection", a.kind or "-", b.kind or "-"),
+            ("negotiated", negotiated(a), negotiated(b)),
+            ("request leaves", rt(a, "request"), rt(b, "request")),
+            ("first response byte", rt(a, "first"), rt(b, "first")),
+            ("TCP/TLS messages before it", handshake(a), handshake(b))]
+    pa, pb = _before_first_byte(a), _before_first_byte(b)
+    rows.append(("packets before it (c→s / s→c)", f"{pa[0]} / {pa[2]}", f"{pb[0]} / {pb[2]}"))
+    rows.append(("bytes before it (c→s / s→c)", f"{pa[1]} / {pa[3]}", f"{pb[1]} / {pb[3]}"))
+    rows.append(("verdict", a.round_trips.explanation if a.round_trips else "-",
+                 b.round_trips.explanation if b.round_trips else "-"))
+    return rows

@@ -78,3 +78,45 @@ def test_not_a_capture_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     result = runner.invoke(app, ["trace", "--pcap", str(bad)])
     assert result.exit_code != 0
     assert "not a pcap or pcapng file" in str(result.exception)
+
+
+def test_svg_sequence_diagram_has_an_arrow_per_packet() -> None:
+    import xml.etree.ElementTree as ET
+
+    from protolab.trace.decode import LinkTiming, decode_capture
+    from protolab.trace.keylog import parse_keylog
+    from protolab.trace.svg import render_svg
+
+    data = Path(__file__).parent / "data"
+    decoded = decode_capture((data / "h3-0rtt.pcap").read_bytes(),
+                             parse_keylog((data / "h3-0rtt.keylog").read_text()),
+                             LinkTiming(100_000_000, 50_000_000, 50_000_000))
+    assert decoded.main is not None
+    root = ET.fromstring(render_svg(decoded.main))
+    ns = "{http://www.w3.org/2000/svg}"
+    arrows = [e for e in root.iter(f"{ns}line") if e.get("marker-end")]
+    packets = {(s.packet, s.direction) for s in decoded.main.steps}
+    assert len(arrows) == len(packets)
+    texts = " ".join(e.text or "" for e in root.iter(f"{ns}text"))
+    assert "request leaves" in texts
+    assert "HTTP/3 HEADERS" in texts
+    assert "first response byte after 1.0" in texts
+
+
+@pytest.mark.netem
+@pytest.mark.slow
+def test_compare_puts_two_kinds_side_by_side(tmp_path: Path) -> None:
+    from protolab.netem.privileges import missing
+
+    if missing():
+        pytest.skip("the emulated link cannot be built here")
+    result = runner.invoke(app, ["trace", "--compare", "h2-tls12", "h2-tls13", "--delay",
+                                 "50ms", "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    a, b = doc["a"]["trace"], doc["b"]["trace"]
+    assert a["round_trips"]["predicted_request"] == 3
+    assert b["round_trips"]["predicted_request"] == 2
+    assert b["round_trips"]["request_rtts"] < a["round_trips"]["request_rtts"] - 0.8
+    assert (tmp_path / "h2-tls12" / "ladder.svg").exists()
+    assert (tmp_path / "h2-tls13" / "trace.json").exists()
