@@ -210,6 +210,10 @@ class H2ServerConnection:
         except h2.exceptions.ProtocolError as exc:  # stream closed under us
             log.info("h2 %s: stream %d: cannot respond: %s", self._peer, sid, exc)
             return
+        # HEADERS leave now, in their own write and so their own TLS record: packed with a
+        # 16 KB DATA frame into one record, they could not be decrypted before the whole
+        # record arrived, past TCP's initial window (DESIGN.md: 4.2 RTT instead of 3.1).
+        self._flush()
         if empty:
             self._inbound.pop(sid, None)
         elif response.stream is not None:
