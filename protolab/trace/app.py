@@ -20,6 +20,7 @@ H2_SETTINGS = {1: "HEADER_TABLE_SIZE", 2: "ENABLE_PUSH", 3: "MAX_CONCURRENT_STRE
                8: "ENABLE_CONNECT_PROTOCOL"}
 
 AppMessage = tuple[str, dict[str, Any], bool]
+WS_OPCODES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
 
 
 class AppDecoder:
@@ -32,6 +33,8 @@ class AppDecoder:
         self.preface_seen = False
         self.hpack = hpack.Decoder()
         self.h1_started = False
+        self.grpc_streams: set[int] = set()  # HEADERS said content-type application/grpc
+        self.websocket = False  # after an Upgrade: websocket head, frames follow (RFC 6455)
         self.broken = False
 
     def feed(self, data: bytes) -> list[AppMessage]:
@@ -48,6 +51,8 @@ class AppDecoder:
         return len(self.buf) >= 9 and self.buf[3] == 4 and self.buf[5:9] == b"\0\0\0\0"
 
     def _h1(self) -> list[AppMessage]:
+        if self.websocket:
+            return self._ws()
         if self.h1_started:
             self.buf = b""
             return []
@@ -55,7 +60,7 @@ class AppDecoder:
         if end < 0:
             return []
         head = self.buf[:end].decode("latin-1").split("\r\n")
-        self.h1_started, self.buf = True, b""
+        self.h1_started, self.buf = True, self.buf[end + 4:]
         first = head[0]
         headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:])}
         fields: dict[str, Any] = {"line": first, "headers": len(head) - 1, "head_bytes": end + 4}
@@ -63,7 +68,36 @@ class AppDecoder:
             if name in headers:
                 fields[name] = headers[name]
         label = "HTTP response" if first.startswith("HTTP/") else "HTTP request"
-        return [(f"{label}: {first}", fields, True)]
+        out: list[AppMessage] = [(f"{label}: {first}", fields, True)]
+        if headers.get("upgrade", "").lower() == "websocket":
+            self.websocket = True
+            out += self._ws()
+        else:
+            self.buf = b""
+        return out
+
+    def _ws(self) -> list[AppMessage]:
+        out: list[AppMessage] = []
+        while len(self.buf) >= 2:
+            b0, b1 = self.buf[0], self.buf[1]
+            length, pos = b1 & 0x7F, 2
+            if length == 126:
+                if len(self.buf) < 4:
+                    break
+                length, pos = int.from_bytes(self.buf[2:4], "big"), 4
+            elif length == 127:
+                if len(self.buf) < 10:
+                    break
+                length, pos = int.from_bytes(self.buf[2:10], "big"), 10
+            masked = bool(b1 & 0x80)
+            pos += 4 if masked else 0
+            if len(self.buf) < pos + length:
+                break
+            self.buf = self.buf[pos + length:]
+            opcode = WS_OPCODES.get(b0 & 0x0F, f"opcode {b0 & 0x0F}")
+            out.append((f"WebSocket {opcode}", {"length": length, "fin": bool(b0 & 0x80),
+                                                "masked": masked, "header_bytes": pos}, False))
+        return out
 
     def _h2(self) -> list[AppMessage]:
         out: list[AppMessage] = []
@@ -90,6 +124,14 @@ class AppDecoder:
                 name = "SETTINGS ack"
             elif ftype == 1:
                 fields.update(self._headers(payload, flags))
+                ctype = fields.get("headers", {}).get("content-type", "")
+                if ctype.startswith("application/grpc"):
+                    self.grpc_streams.add(stream)
+            elif ftype == 0 and stream in self.grpc_streams and length >= 5:
+                # gRPC's length-prefixed message: 1-byte compressed flag, 4-byte length.
+                fields["grpc_compressed"] = bool(payload[0])
+                fields["grpc_message_bytes"] = int.from_bytes(payload[1:5], "big")
+                name = "DATA (gRPC message)"
             elif ftype == 8 and length >= 4:
                 fields["increment"] = struct.unpack_from("!I", payload)[0] & 0x7FFFFFFF
             out.append((f"HTTP/2 {name}", fields, stream != 0 and ftype in (0, 1)))

@@ -132,8 +132,23 @@ def explain(trace: Trace, rt: RoundTrips) -> str:
             reasons.append("the server's handshake flight arrived over more than one round "
                            "trip (TCP's initial window, or QUIC's anti-amplification limit of "
                            "3x the bytes received, RFC 9000 §8.1)")
+    if extra > 0 and _waited_for_server_settings(trace):
+        reasons.append("the client waited for the server's HTTP/2 SETTINGS before sending "
+                       "its first request (grpcio does; HTTP/2 does not require it)")
     if extra < 0:
         reasons.append("fewer round trips than predicted: resumption or early data")
     if not reasons:
         reasons.append("processing time at the endpoints, or a delayed flight")
     return f"{extra:+.1f} RTT: " + "; ".join(reasons)
+
+
+def _waited_for_server_settings(trace: Trace) -> bool:
+    request = trace.request_step
+    settings = next((s for s in trace.steps if not s.from_client
+                     and s.name == "HTTP/2 SETTINGS"), None)
+    preface = next((s for s in trace.steps if s.name == "HTTP/2 preface"), None)
+    if request is None or settings is None or preface is None:
+        return False
+    rtt = trace.round_trips.rtt_ns if trace.round_trips else 0
+    return (request.sent_ns >= settings.received_ns
+            and request.sent_ns - preface.sent_ns > (rtt or 1) / 2)

@@ -50,6 +50,12 @@ KINDS: dict[str, TraceKind] = {
         TraceKind("h3", "h3", "1.3", False, "quic", "HTTP/3 over QUIC, 1-RTT handshake"),
         TraceKind("h3-0rtt", "h3", "1.3", True, "quic-0rtt",
                   "HTTP/3 over QUIC, resumed with the request as 0-RTT early data"),
+        TraceKind("ws", "ws", "1.3", False, "tls1.3",
+                  "WebSocket upgrade over TLS 1.3 and one echoed message"),
+        # grpcio (BoringSSL inside gRPC's C core) cannot write a key log: the first call is
+        # traced over cleartext HTTP/2, where its HEADERS and first message can be read.
+        TraceKind("grpc", "grpc", None, False, "cleartext",
+                  "gRPC's first unary call over cleartext HTTP/2 (h2c)"),
     )
 }
 
