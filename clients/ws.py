@@ -291,3 +291,4 @@ class WsClient:
                 conn.flush()
                 await conn.tcp.writer.drain()
         conn.close()
+        await conn.tcp.wait_closed()
