@@ -45,6 +45,8 @@ class CaptureFiles:
     up_delay_ns: int = 0  # client->server one-way delay (the pcap stamps at delivery)
     down_delay_ns: int = 0
     errors: tuple[str, ...] = ()  # client-side failures, if the request did not complete
+    dropped_up: int = 0  # packets the link dropped (loss, queue, drop rules), client->server
+    dropped_down: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -84,12 +86,14 @@ def capture(kind: TraceKind, profile: LinkProfile, out_dir: Path) -> CaptureFile
             records = link.call("client", _run_client, kind, target, qlog_dir)
         finally:
             server.stop()
+        counters = link.counters()
         files = CaptureFiles(
             kind=kind.name, pcap=pcap, keylog=keylog, qlog_dir=qlog_dir,
             client_addr=link.client_addr, server_addr=link.server_addr, server_port=port,
             rtt_ns=link_rtt_ns(profile), up_delay_ns=profile.up.delay_ns,
             down_delay_ns=profile.down.delay_ns,
             errors=tuple(f"{r.error}: {r.error_detail}" for r in records if not r.ok),
+            dropped_up=counters.up.dropped, dropped_down=counters.down.dropped,
         )
     (out_dir / "capture.json").write_text(json.dumps(files.to_json(), indent=1))
     return files
@@ -145,5 +149,6 @@ def load_capture(out_dir: Path) -> CaptureFiles:
         client_addr=data["client_addr"], server_addr=data["server_addr"],
         server_port=data["server_port"], rtt_ns=data["rtt_ns"],
         up_delay_ns=data.get("up_delay_ns", 0), down_delay_ns=data.get("down_delay_ns", 0),
-        errors=tuple(data["errors"]),
+        errors=tuple(data["errors"]), dropped_up=data.get("dropped_up", 0),
+        dropped_down=data.get("dropped_down", 0),
     )

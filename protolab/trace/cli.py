@@ -94,7 +94,8 @@ def _captured(
     captured = capture(trace_kind, link, directory)
     decoded = decode_capture(
         captured.pcap.read_bytes(), load_keylog(captured.keylog),
-        LinkTiming(captured.rtt_ns, captured.up_delay_ns, captured.down_delay_ns))
+        LinkTiming(captured.rtt_ns, captured.up_delay_ns, captured.down_delay_ns,
+                   captured.dropped_up, captured.dropped_down))
     for trace in decoded.traces:
         trace.kind = kind
     decoded.problems += [f"client: {e}" for e in captured.errors]
@@ -153,7 +154,8 @@ def _brought(
         # One of protolab's own captures: its link's delays are known.
         try:
             own = load_capture(pcap.parent)
-            timing = LinkTiming(timing.rtt_ns or own.rtt_ns, own.up_delay_ns, own.down_delay_ns)
+            timing = LinkTiming(timing.rtt_ns or own.rtt_ns, own.up_delay_ns, own.down_delay_ns,
+                                own.dropped_up, own.dropped_down)
         except (ValueError, KeyError, TypeError):
             pass
     decoded = decode_capture(data, load_keylog(keylog), timing)

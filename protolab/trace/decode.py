@@ -22,6 +22,8 @@ class LinkTiming:
     rtt_ns: int | None = None
     up_delay_ns: int = 0
     down_delay_ns: int = 0
+    dropped_up: int = 0  # packets the link dropped, which a delivery-side capture lacks
+    dropped_down: int = 0
 
 
 @dataclass
@@ -58,6 +60,11 @@ def decode_capture(data: bytes, keylog: KeyLog, link: LinkTiming | None = None) 
     out.traces += trace_quic_connections(segments, keylog, link.up_delay_ns,
                                          link.down_delay_ns, out.problems)
     for trace in out.traces:
+        if link.dropped_up or link.dropped_down:
+            trace.problems.append(
+                f"the link dropped {link.dropped_up} client->server and {link.dropped_down} "
+                "server->client packet(s) during the capture: the capture holds what was "
+                "delivered, so a lost packet shows only as its retransmission, late")
         rtt, source = _rtt(link, trace.steps)
         trace.round_trips = account(trace, rtt, source, trace.request_step,
                                     trace.response_step)
@@ -119,7 +126,8 @@ def explain(trace: Trace, rt: RoundTrips) -> str:
         return "as the protocol's design predicts"
     reasons = []
     names = [s.name for s in trace.steps]
-    if "retransmission" in names or any("lost" in p for p in trace.problems):
+    if any(n.endswith("(retransmitted)") for n in names) or any(
+            "dropped" in p for p in trace.problems):
         reasons.append("a packet was lost and retransmitted (a timeout costs at least one RTT)")
     if "HelloRetryRequest" in names:
         reasons.append("the server asked for another key share (HelloRetryRequest): one RTT")

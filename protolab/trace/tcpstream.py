@@ -25,13 +25,17 @@ class ByteStream:
     segments: list[Segment] = field(default_factory=list)
     _base: int | None = None  # sequence number of byte 0
     _pending: dict[int, bytes] = field(default_factory=dict)  # offset -> out-of-order payload
+    _highest: int = 0  # end of the furthest data seen
+    syn_seen: bool = False
 
     def start(self, isn_plus_one: int) -> None:
         if self._base is None:
             self._base = isn_plus_one
 
     def add(self, seg: Segment) -> bool:
-        """Take a segment's payload; True when it carried nothing new (a retransmission)."""
+        """Take a segment's payload; True for a retransmission: nothing new, or data that
+        fills a hole behind later data (its first copy was lost before the capture point;
+        without reordering on the link nothing else leaves such a hole)."""
         if not seg.payload:
             return False
         if self._base is None:
@@ -43,6 +47,8 @@ class ByteStream:
             return True
         if offset in self._pending and len(self._pending[offset]) >= len(seg.payload):
             return True
+        fills_hole = offset < self._highest and offset + len(seg.payload) <= self._highest
+        self._highest = max(self._highest, offset + len(seg.payload))
         self._pending[offset] = seg.payload
         grew = False
         while True:
@@ -57,7 +63,7 @@ class ByteStream:
         if grew:
             self.ends.append(len(self.data))
             self.segments.append(seg)
-        return False
+        return fills_hole
 
     def completed_by(self, offset: int) -> Segment | None:
         """The segment whose arrival made byte `offset` readable in order."""
@@ -82,7 +88,9 @@ class TcpConnection:
         self.segments.append(seg)
         stream = self.up if self.from_client(seg) else self.down
         if seg.flags & TCP_SYN:
-            self.saw_syn = True
+            if stream.syn_seen:
+                self.retransmissions.append(seg)  # the first SYN (or SYN-ACK) was lost
+            self.saw_syn = stream.syn_seen = True
             stream.start((seg.seq + 1) % (1 << 32))
             return
         if stream.add(seg):

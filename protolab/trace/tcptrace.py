@@ -102,7 +102,8 @@ def trace_tcp(conn: TcpConnection, keylog: KeyLog, clock: Clock) -> Trace:
                   {"flags": seg.flag_names(), "window": seg.window})
         elif item[0] == "retx":
             seg = item[1]
-            b.add(seg, conn.from_client(seg), "tcp", "retransmission", len(seg.payload),
+            what = handshake_name(seg) or "data"
+            b.add(seg, conn.from_client(seg), "tcp", f"{what} (retransmitted)", len(seg.payload),
                   "data sent again: the link lost (or delayed) the first copy",
                   {"seq": seg.seq, "flags": seg.flag_names()})
         elif item[0] == "clear":

@@ -20,9 +20,9 @@ Traced = Callable[[str], tuple[CaptureFiles, Decoded]]
 
 
 def decode_files(files: CaptureFiles) -> Decoded:
-    half = files.rtt_ns // 2
     return decode_capture(files.pcap.read_bytes(), load_keylog(files.keylog),
-                          LinkTiming(files.rtt_ns, half, half))
+                          LinkTiming(files.rtt_ns, files.up_delay_ns, files.down_delay_ns,
+                                     files.dropped_up, files.dropped_down))
 
 
 @pytest.fixture(scope="session")
