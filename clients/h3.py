@@ -10,6 +10,7 @@ accepted early data — both read from the connection, not inferred from timing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections import defaultdict
 from dataclasses import dataclass
@@ -217,6 +218,11 @@ class H3Client:
             if self.options.zero_rtt and proto.handshake_complete:
                 await self._await_ticket()
             proto.close()
+            if self.options.qlog_dir is not None:
+                # aioquic writes the qlog file when the connection has terminated, after
+                # draining (3 PTO): wait for that, bounded, or the file never appears.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proto.wait_closed(), 5.0)
         if transport is not None:
             transport.close()
         if self._keylog is not None:

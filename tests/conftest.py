@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 
 from protolab.certs import CertBundle, ensure_certs
+from protolab.labserver import read_banner
 from servers.common import ServerConfig
 from servers.run import RunningServers, start_servers
 from tests.helpers import stop_process
@@ -79,18 +80,10 @@ def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
                 stdout=subprocess.PIPE, stderr=log_file, text=True, env=env,
             )
         started.append(proc)
-        urls: dict[str, str] = {}
-        ca: Path | None = None
-        assert proc.stdout is not None
-        for line in proc.stdout:  # ends at "ready" or when the process dies
-            if line.startswith(("h1:", "h2:", "h3:", "ws:", "grpc:")):
-                name, url = line.split()[:2]
-                urls[name.rstrip(":")] = url
-            elif line.startswith("CA:"):
-                ca = Path(line.split(":", 1)[1].strip())
-            elif line.strip() == "ready":
-                return ServeProcess(urls, ca, proc, log)
-        raise AssertionError(f"protolab serve did not become ready: {log.read_text()}")
+        banner = read_banner(proc.stdout or ())
+        if banner is None:
+            raise AssertionError(f"protolab serve did not become ready: {log.read_text()}")
+        return ServeProcess(banner.urls, banner.ca_file, proc, log)
 
     yield start
     for proc in started:

@@ -22,9 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,13 +31,12 @@ from typing import Any, Literal
 from clients.base import ProtocolClient, Request, RequestRecord, Target
 from clients.registry import make_client
 from protolab.bench.suite import Cell, Suite, Variant, expand, link_overrides
-from protolab.errors import LabError
+from protolab.labserver import LabServer, start_in_namespace
 from protolab.netem.link import EmulatedLink, LinkCounters
 from protolab.netem.profiles import build_profile
 from protolab.timing import now_ns
 
 SATURATED = 0.9  # CPU seconds per wall second above which a part counts as saturated
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -72,46 +68,6 @@ class Reporter:
 
     def start(self, total: int) -> None: ...
     def step(self, description: str) -> None: ...
-
-
-@dataclass
-class _Server:
-    process: subprocess.Popen[str]
-    urls: dict[str, str]
-    ca_file: Path | None
-
-    def port(self, protocol: str) -> int:
-        return int(self.urls[protocol].rsplit(":", 1)[1].strip("/"))
-
-    def cpu_s(self) -> float:
-        return _process_cpu_s(self.process.pid)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.communicate(timeout=5)  # drains and closes its stdout
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.communicate()
-
-
-def _process_cpu_s(pid: int) -> float:
-    """CPU seconds of every thread of `pid`: schedstat's nanoseconds where the kernel has
-    them (a small cell uses less than /proc/PID/stat's 10 ms tick), else utime + stime."""
-    total_ns = 0
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
-                total_ns += int(handle.read().split()[0])
-        return total_ns / 1e9
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime + stime
 
 
 def run_cells(
@@ -161,51 +117,40 @@ def _point_key(suite: Suite, cell: Cell) -> int:
 @contextlib.contextmanager
 def _link_and_servers(
     profile: Any, cells: list[Cell], cert_dir: Path
-) -> Iterator[tuple[EmulatedLink, dict[tuple[Any, ...], _Server]]]:
+) -> Iterator[tuple[EmulatedLink, dict[tuple[Any, ...], LabServer]]]:
     with EmulatedLink(profile) as link:
-        servers: dict[tuple[Any, ...], _Server] = {}
+        servers: dict[tuple[Any, ...], LabServer] = {}
         try:
             for cell in cells:
                 key = cell.variant.server_key()
                 if key not in servers:
-                    servers[key] = _start_server(link, cell.variant, cert_dir)
+                    servers[key] = start_in_namespace(link, server_options(cell.variant),
+                                                      cert_dir)
             yield link, servers
         finally:
             for server in servers.values():
                 server.stop()
 
 
-def _start_server(link: EmulatedLink, variant: Variant, cert_dir: Path) -> _Server:
-    argv = [sys.executable, "-m", "protolab", "serve", "--host", link.server_addr,
-            "--port", "0", "--cc", variant.cc,
-            # aioquic has no BBR; a bbr variant is a TCP-only setting (suite validation).
-            "--quic-cc", variant.cc if variant.cc in ("cubic", "reno") else "cubic",
-            "--tls-version", variant.tls_version, "--scheduling", variant.scheduling,
-            "--h2-window", str(variant.window), "--h2-conn-window", str(variant.connection_window),
-            "--h2-data-frame", str(variant.data_frame),
-            "--quic-stream-data", str(variant.window),
-            "--quic-max-data", str(variant.connection_window), "--cert-dir", str(cert_dir)]
-    argv += ["--proto", "h1,h2,h3"] if variant.tls else ["--no-tls", "--proto", "h1,h2"]
-    process = link.popen("server", argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         text=True)
-    urls: dict[str, str] = {}
-    ca: Path | None = None
-    assert process.stdout is not None
-    for line in process.stdout:  # ends at "ready" or when the server dies
-        if line.startswith(("h1:", "h2:", "h3:")):
-            name, url = line.split()[:2]
-            urls[name.rstrip(":")] = url
-        elif line.startswith("CA:"):
-            ca = Path(line.split(":", 1)[1].strip())
-        elif line.strip() == "ready":
-            return _Server(process, urls, ca)
-    raise LabError(f"the lab server did not start in {link.server_ns} (exit {process.wait()})")
+def server_options(variant: Variant) -> list[str]:
+    """`protolab serve` options for the server a variant needs."""
+    options = ["--cc", variant.cc,
+               # aioquic has no BBR; a bbr variant is a TCP-only setting (suite validation).
+               "--quic-cc", variant.cc if variant.cc in ("cubic", "reno") else "cubic",
+               "--tls-version", variant.tls_version, "--scheduling", variant.scheduling,
+               "--h2-window", str(variant.window),
+               "--h2-conn-window", str(variant.connection_window),
+               "--h2-data-frame", str(variant.data_frame),
+               "--quic-stream-data", str(variant.window),
+               "--quic-max-data", str(variant.connection_window)]
+    return options + (["--proto", "h1,h2,h3"] if variant.tls
+                      else ["--no-tls", "--proto", "h1,h2"])
 
 
 def _one(
     suite: Suite,
     link: EmulatedLink,
-    servers: dict[tuple[Any, ...], _Server],
+    servers: dict[tuple[Any, ...], LabServer],
     outcome: CellOutcome,
     rep: int,
     warm: bool,

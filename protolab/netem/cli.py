@@ -57,7 +57,7 @@ SeedOpt = Annotated[int | None, typer.Option(help="Seed of the link's RNGs.")]
 PcapOpt = Annotated[Path | None, typer.Option(help="Write what crossed the link to this pcap.")]
 
 
-def _profile(
+def profile_from_options(
     profile: str, delay: str | None, jitter: str | None, loss: str | None, burst: str | None,
     rate: str | None, queue: str | None, drop: list[str] | None, reorder: bool | None,
     seed: int | None,
@@ -106,7 +106,9 @@ def up_command(
     reorder: ReorderOpt = None, seed: SeedOpt = None, pcap: PcapOpt = None,
 ) -> None:
     """Create a link and keep it until Ctrl-C; use it with `ip netns exec NS CMD`."""
-    link_profile = _profile(profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed)
+    link_profile = profile_from_options(
+        profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed
+    )
     # A shell starting us in the background sets SIGINT to "ignore"; "until Ctrl-C" must hold.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     with EmulatedLink(link_profile, name=name, pcap=pcap) as link:
@@ -186,7 +188,9 @@ def run_command(
     reorder: ReorderOpt = None, seed: SeedOpt = None, pcap: PcapOpt = None,
 ) -> None:
     """Run CMD in the client namespace of a fresh link (like a mahimahi shell)."""
-    link_profile = _profile(profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed)
+    link_profile = profile_from_options(
+        profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed
+    )
     server_argv = shlex.split(server_cmd) if server_cmd else []
     if server_cmd is not None and not server_argv:
         raise ConfigError("--server-cmd is empty")
@@ -222,7 +226,9 @@ def check_command(
     = False,
 ) -> None:
     """Build a link, measure RTT, loss and TCP goodput, and compare with the configuration."""
-    link_profile = _profile(profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed)
+    link_profile = profile_from_options(
+        profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed
+    )
     with EmulatedLink(link_profile, pcap=pcap) as link:
         report = run_check(link, probes=probes, goodput_s=seconds)
     if as_json:

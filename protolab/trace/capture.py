@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from clients.base import RequestRecord, Target
-from protolab.bench.runner import _Server, _start_server
+from protolab.bench.runner import server_options
 from protolab.bench.suite import Variant
-from protolab.errors import LabError
 from protolab.fetch import fetch, fetch_resumed
+from protolab.labserver import start_in_namespace
 from protolab.netem.config import LinkProfile
 from protolab.netem.link import EmulatedLink
 from protolab.trace.kinds import TraceKind
@@ -74,9 +72,11 @@ def capture(kind: TraceKind, profile: LinkProfile, out_dir: Path) -> CaptureFile
                       tls_version=kind.tls_version or "1.3")
     with EmulatedLink(profile, pcap=pcap) as link:
         if kind.protocol in ("ws", "grpc"):
-            server = _start_message_server(link, kind, out_dir / "certs")
+            options = ["--proto", kind.protocol]
+            options += ["--tls-version", kind.tls_version] if kind.tls_version else ["--no-tls"]
         else:
-            server = _start_server(link, variant, out_dir / "certs")
+            options = server_options(variant)
+        server = start_in_namespace(link, options, out_dir / "certs")
         try:
             port = server.port(kind.protocol)
             target = Target(host=link.server_addr, port=port, tls=variant.tls,
@@ -117,26 +117,6 @@ def _run_client(kind: TraceKind, target: Target, qlog_dir: Path | None) -> list[
         return asyncio.run(fetch_resumed(kind.protocol, target, path, options=options))
     return asyncio.run(fetch(kind.protocol, target, path, options=options,
                              body=BODIES.get(kind.protocol, b"")))
-
-
-def _start_message_server(link: EmulatedLink, kind: TraceKind, cert_dir: Path) -> _Server:
-    """The lab's server for WebSocket or gRPC, which `bench.runner._start_server` (HTTP
-    only) does not start: same command, same readiness lines."""
-    argv = [sys.executable, "-m", "protolab", "serve", "--host", link.server_addr,
-            "--port", "0", "--cert-dir", str(cert_dir), "--proto", kind.protocol]
-    argv += ["--tls-version", kind.tls_version] if kind.tls_version else ["--no-tls"]
-    process = link.popen("server", argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         text=True)
-    urls: dict[str, str] = {}
-    ca: Path | None = None
-    for line in process.stdout or ():
-        if line.startswith(f"{kind.protocol}:"):
-            urls[kind.protocol] = line.split()[1].split("?")[0].rstrip("/")
-        elif line.startswith("CA:"):
-            ca = Path(line.split(":", 1)[1].strip())
-        elif line.strip() == "ready":
-            return _Server(process, urls, ca)
-    raise LabError(f"the lab server did not start in {link.server_ns} (exit {process.wait()})")
 
 
 def load_capture(out_dir: Path) -> CaptureFiles:

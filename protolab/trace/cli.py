@@ -24,7 +24,7 @@ from protolab.netem.cli import (
     RateOpt,
     ReorderOpt,
     SeedOpt,
-    _profile,
+    profile_from_options,
 )
 from protolab.netem.config import LinkProfile
 from protolab.trace.capture import capture, load_capture
@@ -70,7 +70,9 @@ def trace_command(
         decoded, files = _brought(pcap, keylog, rtt)
         _print(decoded, files, as_json)
         return
-    link = _profile(profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed)
+    link = profile_from_options(
+        profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed
+    )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if compare is not None:
         for name in compare:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from protolab.errors import ConfigError, LabError
+from protolab.labserver import read_banner
 from protolab.netem import namespaces, state
 from protolab.netem.link import EmulatedLink
 from protolab.netem.profiles import build_profile
@@ -182,15 +183,10 @@ def _serve(link: EmulatedLink, cert_dir: Path) -> tuple[subprocess.Popen[str], d
          "--cert-dir", str(cert_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
-    urls: dict[str, str] = {}
-    assert proc.stdout is not None
-    for line in proc.stdout:  # ends at "ready" or when the server dies
-        if line.startswith(("h1:", "h2:", "h3:")):
-            key, url = line.split()[:2]
-            urls[key.rstrip(":")] = url
-        elif line.strip() == "ready":
-            return proc, urls
-    raise AssertionError("protolab serve did not become ready in the server namespace")
+    banner = read_banner(proc.stdout or ())
+    if banner is None:
+        raise AssertionError("protolab serve did not become ready in the server namespace")
+    return proc, banner.urls
 
 
 @pytest.mark.netem

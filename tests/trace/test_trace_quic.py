@@ -22,9 +22,11 @@ def test_quic_handshake_sequence_and_round_trips(
 ) -> None:
     files, decoded = traced(kind)
     assert not files.errors
-    # The qlog directory is handed to the client; aioquic writes the file only when the
-    # connection terminates after draining, which clients/h3.py's close() does not await.
+    # qvis opens the client's qlog, kept beside the pcap and key log.
     assert files.qlog_dir is not None
+    qlogs = list(files.qlog_dir.glob("*.qlog"))
+    assert qlogs
+    assert all(q.stat().st_size > 0 for q in qlogs)
     trace = decoded.main
     assert trace is not None
     assert trace.transport == "quic"
