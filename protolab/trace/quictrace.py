@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pylsqpack
 from aioquic.buffer import Buffer, BufferReadError  # type: ignore[attr-defined]
 
 from protolab.trace.keylog import KeyLog
@@ -62,6 +63,10 @@ class _Conn:
     crypto_done: dict[tuple[str, bool], int] = field(default_factory=dict)
     crypto_pending: dict[tuple[str, bool], bytes] = field(default_factory=dict)
     streams: dict[tuple[int, bool], _Stream] = field(default_factory=dict)
+    # QPACK (RFC 9204): one decoder per sending side, fed that side's encoder stream and
+    # sized by the *receiving* side's SETTINGS (table capacity, blocked streams).
+    qpack: dict[bool, pylsqpack.Decoder] = field(default_factory=dict)
+    h3_settings: dict[bool, dict[str, int]] = field(default_factory=dict)
     client_random: bytes | None = None
     suite: int | None = None
     negotiated: dict[str, Any] = field(default_factory=dict)
@@ -257,15 +262,17 @@ def _stream(conn: _Conn, frame: QuicFrame, from_client: bool, pstep: HandshakeSt
     if int(frame.fields["offset"]) == len(stream.delivered):
         # (out of order or repeated data is skipped: the first frames are what is shown)
         stream.delivered += frame.data
-        for name, fields in _h3_frames(stream, sid):
+        for name, fields in _h3_frames(conn, stream, sid, from_client):
             steps.append(HandshakeStep(
                 sent, received, C2S if from_client else S2C, "http", name, seg.index + 1,
-                seg.ip_len, int(fields.get("length", 0)), "", {**fields, "stream": sid}))
+                seg.ip_len, int(fields.get("length", 0)), _headline(fields),
+                {**fields, "stream": sid}))
     if bidi and (trace.request_step if from_client else trace.response_step) is None:
         first = steps[0] if steps else pstep
         if steps:
+            role = "the request" if from_client else "the first response bytes"
             steps[0] = first = replace(
-                first, note="the request" if from_client else "the first response bytes")
+                first, note=f"{role}: {first.note}" if first.note else role)
         if from_client:
             trace.request_step = first
         else:
@@ -273,7 +280,42 @@ def _stream(conn: _Conn, frame: QuicFrame, from_client: bool, pstep: HandshakeSt
     trace.steps += steps
 
 
-def _h3_frames(stream: _Stream, sid: int) -> list[tuple[str, dict[str, Any]]]:
+def _headline(fields: dict[str, Any]) -> str:
+    """'GET /bytes/100' or 'status 200' from a decoded HEADERS frame; '' otherwise."""
+    headers = fields.get("headers")
+    if not isinstance(headers, list):
+        return ""
+    pseudo = dict(h.split(": ", 1) for h in headers if h.startswith(":") and ": " in h)
+    if ":status" in pseudo:
+        return f"status {pseudo[':status']}"
+    return f"{pseudo.get(':method', '?')} {pseudo.get(':path', '?')}"
+
+
+def _qpack(conn: _Conn, sender_is_client: bool) -> pylsqpack.Decoder:
+    """The decoder for field sections `sender_is_client`'s side encodes (pylsqpack: the
+    QPACK implementation aioquic itself uses)."""
+    decoder = conn.qpack.get(sender_is_client)
+    if decoder is None:
+        peer = conn.h3_settings.get(not sender_is_client, {})
+        decoder = pylsqpack.Decoder(peer.get("QPACK_MAX_TABLE_CAPACITY", 0),
+                                    peer.get("QPACK_BLOCKED_STREAMS", 0))
+        conn.qpack[sender_is_client] = decoder
+    return decoder
+
+
+def _field_section(conn: _Conn, sid: int, from_client: bool, payload: bytes) -> list[str] | str:
+    try:
+        _, headers = _qpack(conn, from_client).feed_header(sid, payload)
+    except pylsqpack.StreamBlocked:
+        return "(waits for QPACK encoder instructions not captured)"
+    except (pylsqpack.DecompressionFailed, ValueError) as exc:
+        return f"(QPACK decoding failed: {exc})"
+    return [f"{n.decode('latin-1')}: {v.decode('latin-1')}" for n, v in headers]
+
+
+def _h3_frames(
+    conn: _Conn, stream: _Stream, sid: int, from_client: bool
+) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
     base = stream.parsed
     buf = Buffer(data=stream.delivered[base:])
@@ -283,8 +325,17 @@ def _h3_frames(stream: _Stream, sid: int) -> list[tuple[str, dict[str, Any]]]:
             stream.parsed = base + buf.tell()
             kind = H3_UNI.get(stream.uni_type, f"type 0x{stream.uni_type:x}")
             out.append((f"HTTP/3 {kind} stream", {"length": 0}))
+        if stream.uni_type == 0x02:  # QPACK encoder: dynamic table inserts for its side
+            data = stream.delivered[stream.parsed:]
+            stream.parsed += len(data)
+            if data:
+                try:
+                    _qpack(conn, from_client).feed_encoder(data)
+                except pylsqpack.EncoderStreamError:
+                    out.append(("QPACK encoder stream error", {"length": len(data)}))
+            return out
         if stream.uni_type not in (None, 0):
-            return out  # QPACK and push streams: not followed
+            return out  # the QPACK decoder and push streams: not followed
         while not buf.eof():
             ftype = buf.pull_uint_var()
             length = buf.pull_uint_var()
@@ -298,6 +349,12 @@ def _h3_frames(stream: _Stream, sid: int) -> list[tuple[str, dict[str, Any]]]:
                     k, val = settings.pull_uint_var(), settings.pull_uint_var()
                     values[H3_SETTINGS.get(k, f"0x{k:x}")] = val
                 fields["settings"] = values
+                conn.h3_settings[from_client] = values
+                # Sections the other side encoded before these SETTINGS could only use the
+                # static table; from now on its decoder needs this side's capacity.
+                conn.qpack.pop(not from_client, None)
+            elif ftype == 0x01:
+                fields["headers"] = _field_section(conn, sid, from_client, payload)
             out.append((f"HTTP/3 {H3_FRAMES.get(ftype, f'frame 0x{ftype:x}')}", fields))
     except BufferReadError:
         pass  # an incomplete frame: the rest arrives in a later packet

@@ -36,6 +36,9 @@ def test_quic_handshake_sequence_and_round_trips(
     assert n["early_data"] is (kind == "h3-0rtt")
     assert n["resumed"] is (kind == "h3-0rtt")
     assert not [s for s in trace.steps if s.name.endswith("(encrypted)")]
+    headers = [s.fields["headers"] for s in trace.steps if s.name == "HTTP/3 HEADERS"]
+    assert ":method: GET" in headers[0]  # the request, QPACK-decoded
+    assert ":status: 200" in headers[1]  # the response
     rt = trace.round_trips
     assert rt is not None
     assert rt.request_rtts == pytest.approx(request_rtts, abs=0.15)
