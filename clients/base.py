@@ -204,6 +204,32 @@ class Timeline:
         )
 
 
+class NextTurn:
+    """Run `action` once on the next event-loop turn for everyone who asks during this one.
+
+    Requests issued together must leave together, as a browser's do: written one by one,
+    ten tiny requests are ten TCP segments (or QUIC packets) that fill the initial window
+    (RFC 6928; RFC 9002 §7.2) and hold the next request back a round trip for an ACK.
+    """
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self._action = action
+        self._pending: asyncio.Future[None] | None = None
+
+    def __call__(self) -> asyncio.Future[None]:
+        if self._pending is None:
+            loop = asyncio.get_running_loop()
+            self._pending = loop.create_future()
+            loop.call_soon(self._run)
+        return self._pending
+
+    def _run(self) -> None:
+        future, self._pending = self._pending, None
+        self._action()
+        if future is not None and not future.done():
+            future.set_result(None)
+
+
 async def timed_exchange(
     protocol: str,
     request: Request,

@@ -21,6 +21,7 @@ import h2.settings
 
 from clients.base import (
     Capabilities,
+    NextTurn,
     Request,
     RequestRecord,
     Target,
@@ -102,23 +103,10 @@ class _Connection:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     alive: bool = True
     reader_task: asyncio.Task[None] | None = None
-    pending_flush: asyncio.Future[None] | None = None
+    flush_soon: NextTurn = field(init=False)
 
-    def flush_soon(self) -> asyncio.Future[None]:
-        """Flush on the next loop turn, once for every request made in this one: requests
-        issued together leave in one write, as a browser's would, instead of one TCP
-        segment each (ten tiny segments fill the initial window, RFC 6928, and the next
-        request would wait a round trip for an ACK)."""
-        if self.pending_flush is None:
-            self.pending_flush = asyncio.get_running_loop().create_future()
-            asyncio.get_running_loop().call_soon(self._flush_pending)
-        return self.pending_flush
-
-    def _flush_pending(self) -> None:
-        future, self.pending_flush = self.pending_flush, None
-        self.flush()
-        if future is not None and not future.done():
-            future.set_result(None)
+    def __post_init__(self) -> None:
+        self.flush_soon = NextTurn(self.flush)  # requests made together share one write
 
     def flush(self) -> None:
         data = self.h2.data_to_send()

@@ -34,6 +34,7 @@ from aioquic.tls import SessionTicket
 
 from clients.base import (
     Capabilities,
+    NextTurn,
     Request,
     RequestRecord,
     Target,
@@ -112,7 +113,7 @@ class _H3ClientProtocol(QuicConnectionProtocol):
         self.resumed = False
         self.terminated: str | None = None
         self.datagrams: _Datagrams | None = None
-        self._pending_transmit: asyncio.Future[None] | None = None
+        self.transmit_soon = NextTurn(self.transmit)  # requests made together share packets
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.datagrams = _Datagrams(cast(asyncio.DatagramTransport, transport))
@@ -123,22 +124,6 @@ class _H3ClientProtocol(QuicConnectionProtocol):
             self.datagrams.counters["datagrams_received"] += 1
             self.datagrams.counters["udp_bytes_received"] += len(data)
         super().datagram_received(data, addr)
-
-    def transmit_soon(self) -> asyncio.Future[None]:
-        """Transmit on the next loop turn, once for every request made in this one, so
-        requests issued together share packets (QUIC's initial window is ten packets too,
-        RFC 9002 §7.2)."""
-        if self._pending_transmit is None:
-            loop = asyncio.get_running_loop()
-            self._pending_transmit = loop.create_future()
-            loop.call_soon(self._transmit_pending)
-        return self._pending_transmit
-
-    def _transmit_pending(self) -> None:
-        future, self._pending_transmit = self._pending_transmit, None
-        self.transmit()
-        if future is not None and not future.done():
-            future.set_result(None)
 
     @property
     def handshake_complete(self) -> bool:

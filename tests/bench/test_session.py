@@ -14,16 +14,10 @@ from protolab.bench.session import run_bench
 from protolab.bench.store import ResultsStore
 from protolab.bench.suite import parse_suite
 from protolab.bench.summary import late_sends, total_ms
-from protolab.netem.privileges import missing
 
-pytestmark = [pytest.mark.netem, pytest.mark.slow]
+pytestmark = [pytest.mark.netem, pytest.mark.slow, pytest.mark.usefixtures("needs_link")]
 
 
-@pytest.fixture(autouse=True)
-def _needs_link() -> None:
-    lacking = missing()
-    if lacking:
-        pytest.skip(f"the emulated link cannot be built here: {'; '.join(lacking)}")
 
 
 def suite(**data: Any) -> Any:

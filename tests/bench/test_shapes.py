@@ -16,16 +16,10 @@ from protolab.bench.runner import CellOutcome, run_cells
 from protolab.bench.stats import HANDSHAKE_RTTS
 from protolab.bench.suite import parse_suite
 from protolab.bench.summary import summarize_cell, total_ms
-from protolab.netem.privileges import missing
 
-pytestmark = [pytest.mark.netem, pytest.mark.slow]
+pytestmark = [pytest.mark.netem, pytest.mark.slow, pytest.mark.usefixtures("needs_link")]
 
 
-@pytest.fixture(autouse=True)
-def _needs_link() -> None:
-    lacking = missing()
-    if lacking:
-        pytest.skip(f"the emulated link cannot be built here: {'; '.join(lacking)}")
 
 
 def run(tmp_path: Path, data: dict[str, Any], repetitions: int = 1) -> list[CellOutcome]:
