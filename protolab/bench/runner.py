@@ -35,6 +35,7 @@ from protolab.labserver import LabServer, start_in_namespace
 from protolab.netem.link import EmulatedLink, LinkCounters
 from protolab.netem.profiles import build_profile
 from protolab.timing import now_ns
+from protolab.workload import Body
 
 SATURATED = 0.9  # CPU seconds per wall second above which a part counts as saturated
 
@@ -143,8 +144,11 @@ def server_options(variant: Variant) -> list[str]:
                "--h2-data-frame", str(variant.data_frame),
                "--quic-stream-data", str(variant.window),
                "--quic-max-data", str(variant.connection_window)]
-    return options + (["--proto", "h1,h2,h3"] if variant.tls
-                      else ["--no-tls", "--proto", "h1,h2"])
+    protocols = ["h1", "h2", "h3"] if variant.tls else ["h1", "h2"]
+    if variant.protocol not in protocols:
+        protocols.append(variant.protocol)  # ws or grpc, on a port of its own
+    return options + (["--proto", ",".join(protocols)] if variant.tls
+                      else ["--no-tls", "--proto", ",".join(protocols)])
 
 
 def _one(
@@ -231,7 +235,9 @@ def _client_thread(suite: Suite, variant: Variant, target: Target, out: dict[str
 
 async def _workload(suite: Suite, variant: Variant, target: Target) -> list[RequestRecord]:
     work = suite.workload
-    requests = [Request(path=work.paths[i % len(work.paths)], record_arrivals=work.record_arrivals)
+    body = b"".join(bytes(chunk) for chunk in Body(work.body_bytes).chunks())
+    requests = [Request(method="POST" if body else "GET", path=work.paths[i % len(work.paths)],
+                        body=body, record_arrivals=work.record_arrivals)
                 for i in range(work.count)]
     client = make_client(variant.protocol, target, **variant.client_options())
     try:

@@ -25,6 +25,7 @@ key and what would be valid — never a traceback.
     concurrency = 1
     fresh_connection = true   # every request on its own new connection
     record_arrivals = false   # keep every body data arrival (waterfalls, HOL stalls)
+    body_bytes = 0            # request body: POST for HTTP (/echo), the ws/gRPC message
     load = "closed"           # or "open": request i due at i / rate s, latency from then
     rate = 0                  # open load: requests per second
 
@@ -47,7 +48,8 @@ from protolab.errors import ConfigError
 from protolab.netem.profiles import PROFILES, Overrides, build_profile
 
 BUNDLED = ("handshake", "app-hol", "transport-hol", "one-vs-many", "bulk", "demo")
-_PROTOCOLS = ("h1", "h2", "h3")
+_PROTOCOLS = ("h1", "h2", "h3", "ws", "grpc")
+_MESSAGE_PROTOCOLS = ("ws", "grpc")  # served on ports of their own, next to h1/h2/h3
 _OVERRIDE_KEYS = ("delay", "jitter", "loss", "burst", "rate", "queue", "drop", "reorder", "seed")
 
 
@@ -73,12 +75,17 @@ class Variant:
     def server_key(self) -> tuple[Any, ...]:
         """Variants with equal keys can share one server process."""
         return (self.tls, self.tls_version, self.cc, self.scheduling, self.window,
-                self.connection_window, self.data_frame)
+                self.connection_window, self.data_frame,
+                self.protocol if self.protocol in _MESSAGE_PROTOCOLS else "http")
 
     def client_options(self) -> dict[str, Any]:
         if self.protocol == "h1":
             return {"connections": self.connections, "pipeline": self.pipeline,
                     "keepalive": self.keepalive, "cc": self.cc, "resume": self.resume}
+        if self.protocol == "ws":
+            return {"cc": self.cc}
+        if self.protocol == "grpc":
+            return {}  # grpcio opens its sockets in C: the kernel's congestion control
         if self.protocol == "h2":
             return {"cc": self.cc, "resume": self.resume, "initial_window": self.window,
                     "connection_window": self.connection_window}
@@ -98,6 +105,7 @@ class Workload:
     concurrency: int = 1  # closed load: requests in flight at once
     fresh_connection: bool = False
     record_arrivals: bool = False
+    body_bytes: int = 0  # request body (POST for HTTP; the echoed message for ws, gRPC's body)
     # "closed": the next request waits for a free slot; "open": request i is due at
     # i / rate seconds whatever happened before, and latency counts from when it was due.
     load: str = "closed"
@@ -277,6 +285,8 @@ def _variant(table: Any, where: str) -> Variant:
         raise ConfigError(f"{where}: scheduling must be round-robin or sequential")
     if variant.protocol == "h3" and (not variant.tls or variant.cc not in ("cubic", "reno")):
         raise ConfigError(f"{where}: h3 needs tls = true and cc cubic or reno")
+    if variant.protocol == "grpc" and variant.cc != "cubic":
+        raise ConfigError(f"{where}: grpcio cannot set TCP congestion control; leave cc unset")
     if variant.zero_rtt and variant.protocol != "h3":
         raise ConfigError(f"{where}: zero_rtt is HTTP/3 only (Python's ssl cannot send "
                           "TLS 1.3 early data)")
@@ -319,7 +329,7 @@ def _workload(table: Any, where: str) -> Workload:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table")
     _keys(table, where, {"paths", "count", "concurrency", "fresh_connection", "record_arrivals",
-                         "load", "rate"})
+                         "load", "rate", "body_bytes"})
     paths = table.get("paths", ["/bytes/100"])
     if not isinstance(paths, list) or not paths or not all(
         isinstance(p, str) and p.startswith("/") for p in paths
@@ -331,6 +341,7 @@ def _workload(table: Any, where: str) -> Workload:
         concurrency=_get(table, "concurrency", int, where, 1, low=1, high=1000),
         fresh_connection=_get(table, "fresh_connection", bool, where, False),
         record_arrivals=_get(table, "record_arrivals", bool, where, False),
+        body_bytes=_get(table, "body_bytes", int, where, 0, low=0, high=16 << 20),
         load=_get(table, "load", str, where, "closed"),
         rate=float(_get(table, "rate", (int, float), where, 0.0, low=0, high=100_000)),
     )

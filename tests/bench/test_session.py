@@ -117,3 +117,25 @@ def test_ctrl_c_keeps_what_finished_and_marks_the_run(tmp_path: Path) -> None:
     assert result.status == "interrupted"
     assert run.status == "interrupted"
     assert kept == 3 * 2  # three cell repetitions finished before Ctrl-C
+
+
+def test_websocket_and_grpc_variants_run_through_the_link(tmp_path: Path) -> None:
+    echo = suite(warmup=0, repetitions=1, link={"overrides": {"delay": "10ms"}},
+                 variant=[{"label": "ws-echo", "protocol": "ws"},
+                          {"label": "h2-echo", "protocol": "h2"}],
+                 workload={"paths": ["/echo?count=3"], "count": 2, "body_bytes": 512})
+    unary = suite(warmup=0, repetitions=1, link={"overrides": {"delay": "10ms"}},
+                  variant=[{"label": "grpc-unary", "protocol": "grpc"}],
+                  workload={"paths": ["/Unary?size=2048"], "count": 3})
+    with ResultsStore(tmp_path / "lab.db") as store:
+        echo_run = run_bench(echo, store, tmp_path / "out")
+        unary_run = run_bench(unary, store, tmp_path / "out")
+        cells = store.cells(echo_run.run_id)
+        ws, h2 = (store.samples(c.id) for c in cells)
+        grpc = store.samples(store.cells(unary_run.run_id)[0].id)
+    assert [c.status for c in cells] == ["ok", "ok"]
+    assert all(r.ok and len(r.messages) == 3 for r in ws)  # three echoed messages each
+    assert all(r.ok and r.body_bytes == 512 for r in h2)  # POST /echo of the same body
+    assert all(r.ok and r.body_bytes >= 2048 for r in grpc)
+    assert ws[0].upgraded_ns is not None  # the upgrade, timed on the connection's first use
+    assert grpc[0].upgraded_ns is not None  # the channel becoming ready
