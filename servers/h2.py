@@ -116,8 +116,9 @@ class H2ServerConnection:
                     break
                 if not data:
                     break
+                # No drain() here: the reader must keep reading requests (and WINDOW_UPDATEs)
+                # while responses fill the send buffer; only the sender waits on it.
                 self._receive(data)
-                await self._writer.drain()
         except h2.exceptions.ProtocolError as exc:
             log.info("h2 %s: protocol error, closing: %s", self._peer, exc)
             # Tell the peer why (RFC 9113 §5.4.1); h2 has not always queued a GOAWAY itself.
