@@ -54,6 +54,8 @@ async def start_tcp_server(
         # a response that starts later waits behind everything already queued (the
         # HOL experiments measured requests 3..10 of a page held back ~2.5 RTT).
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_LIMIT)
+        # Not high=0: asyncio's SSL transport then pauses the writer with nothing buffered
+        # and never resumes it (size >= high holds at 0).
         writer.transport.set_write_buffer_limits(high=4096, low=1024)
         peer = peer_name(writer.get_extra_info("peername"))
         try:
