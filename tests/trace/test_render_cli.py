@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -28,7 +29,11 @@ def test_ladder_shows_arrows_times_and_markers(traced: Traced) -> None:
     request = next(line for line in lines if "◆ request leaves" in line)
     assert float(request.split()[1]) == pytest.approx(3, abs=0.15)  # the RTT column
     text = "\n".join(text_report(decoded))
-    assert "request left after 3.0" in text
+    # The summary line carries the same figure (a fresh checkout's first run compiles
+    # modules on the way, so allow the noise the ladder check allows).
+    match = re.search(r"request left after ([0-9.]+) RTT", text)
+    assert match is not None
+    assert float(match.group(1)) == pytest.approx(3, abs=0.15)
     assert "(design: 3)" in text
 
 
