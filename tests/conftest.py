@@ -6,7 +6,6 @@ subprocess: the "ready" line), so no test guesses a port or sleeps to wait.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -88,7 +87,3 @@ def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     yield start
     for proc in started:
         stop_process(proc)
-
-
-def run_async(coro: Any) -> Any:
-    return asyncio.run(coro)
