@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from clients.base import RequestRecord, Target
@@ -24,7 +23,9 @@ from protolab.certs import KEY_TYPES, KeyType, TlsVersion, default_cert_dir, ens
 from protolab.errors import ConfigError, LabError
 from protolab.fetch import SCHEMES, fetch, fetch_resumed, target_from_url
 from protolab.netem import cli as netem_cli
+from protolab.netem import userns
 from protolab.phases import phases
+from protolab.terminal import make_console, print_error
 from protolab.trace import cli as trace_cli
 from protolab.workload import DEFAULT_LIMITS
 from servers.common import (
@@ -44,8 +45,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 # Sub-command groups register here (one line each).
 app.add_typer(netem_cli.app, name="netem")
@@ -395,6 +396,8 @@ def bench(
     from protolab.report.progress import BenchProgress
 
     loaded = load_suite(suite)
+    if userns.should_reexec():  # not root, but the unprivileged path can build the link
+        userns.reexec(sys.argv[1:])
     if repeat is not None and repeat < 1:
         raise ConfigError("--repeat must be at least 1")
     with ResultsStore(db) as store:
@@ -418,5 +421,5 @@ def main() -> None:
     try:
         app()
     except LabError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        print_error(err_console, str(exc))
         sys.exit(2)

@@ -75,6 +75,11 @@ def test_get_zero_rtt_table(serve_process: Callable[..., ServeProcess]) -> None:
         (["get", "https://127.0.0.1:1/", "--proto", "h4"], "unknown protocol"),
         (["bench", "no-such-suite"], "no suite 'no-such-suite'"),
         (["netem", "up", "--profile", "moon"], "unknown link profile 'moon'"),
+        # Square brackets in a message are text, not rich markup (a MarkupError before).
+        (["netem", "up", "--drop", "sideways:1"], "--drop 'sideways:1' is not DIRECTION:N[,N...]"),
+        (["netem", "up", "--delay", "[bold]5ms"], "[bold]5ms"),
+        (["bench", "demo", "--db", "/nonexistent/protolab/x.db"],
+         "directory /nonexistent/protolab does not exist"),
     ],
 )
 def test_bad_options_give_one_clear_line(args: list[str], words: str) -> None:
@@ -82,6 +87,8 @@ def test_bad_options_give_one_clear_line(args: list[str], words: str) -> None:
     assert result.returncode == 2
     assert words in result.stderr
     assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not Path("/nonexistent").exists()  # a mistyped --db makes no directory tree
 
 
 def test_a_suite_file_with_a_mistake_gets_one_line(tmp_path: Path) -> None:
@@ -92,6 +99,14 @@ def test_a_suite_file_with_a_mistake_gets_one_line(tmp_path: Path) -> None:
     assert "unknown key(s) ['repetitons']" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "lab.db").exists()  # nothing was started or written
+
+
+def test_a_suite_message_keeps_its_brackets(tmp_path: Path) -> None:
+    suite = tmp_path / "empty.toml"
+    suite.write_text('name = "empty"\n')
+    result = protolab("bench", str(suite), "--db", str(tmp_path / "lab.db"))
+    assert result.returncode == 2
+    assert "needs at least one [[variant]] table" in result.stderr
 
 
 def test_get_from_nothing_is_a_typed_failure() -> None:

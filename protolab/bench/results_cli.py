@@ -7,20 +7,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from clients.base import RequestRecord
 from protolab.bench.stats import Ratio, summarize
 from protolab.bench.store import DEFAULT_DB, CellInfo, MedianComparison, ResultsStore, RunInfo
 from protolab.errors import ConfigError
 from protolab.phases import phases
+from protolab.terminal import make_console, styled
 
 app = typer.Typer(
     help="Stored benchmark runs: list them, show one, export it, compare two.",
     no_args_is_help=True,
 )
-console = Console()
+console = make_console()
 
 DbOpt = Annotated[Path, typer.Option("--db", help="Results database.")]
 RunArg = Annotated[int, typer.Argument(help="Run id (see `protolab results list`).")]
@@ -82,7 +83,7 @@ def show(run: RunArg, db: DbOpt = DEFAULT_DB) -> None:
         total = _summary(records, "total_ms")
         notes = [f"{m.name}={m.value:g} {m.unit}" for m in metrics]
         if cell.cpu and cell.cpu.saturated:
-            notes.insert(0, "[yellow]CPU saturated[/]")
+            notes.insert(0, "CPU saturated")
         if cell.error:
             notes.append(cell.error)
         table.add_row(
@@ -168,9 +169,9 @@ def _params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items())
 
 
-def _status(status: str) -> str:
+def _status(status: str) -> Text:
     colour = {"complete": "green", "ok": "green", "running": "cyan"}.get(status, "red")
-    return f"[{colour}]{status}[/]"
+    return styled(status, colour)
 
 
 def _when(run: RunInfo) -> str:
@@ -188,6 +189,8 @@ def _git(manifest: dict[str, Any]) -> str:
     git = manifest.get("git")
     if not git:
         return "-"
+    if git.get("revision") is None:
+        return str(git.get("note", "-"))
     return str(git.get("revision", "?"))[:10] + ("+dirty" if git.get("dirty") else "")
 
 

@@ -253,10 +253,16 @@ class ResultsStore:
             )
         self._clock = clock
         self._lock = threading.RLock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create {self.path.parent}: {exc.strerror}") from exc
+        if create and not self.path.parent.is_dir():
+            # Only the default location is made on demand; a mistyped --db directory is an
+            # error, not a new directory tree.
+            if self.path != DEFAULT_DB:
+                raise StoreError(f"directory {self.path.parent} does not exist",
+                                 hint="create it first, or choose another --db")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create {self.path.parent}: {exc.strerror}") from exc
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -692,8 +698,9 @@ def _package_version(name: str) -> str | None:
         return None
 
 
-def _git_revision() -> dict[str, Any] | None:
-    """HEAD of the checkout protolab runs from, and whether it has local changes."""
+def _git_revision() -> dict[str, Any]:
+    """HEAD of the checkout protolab runs from, and whether it has local changes; where that
+    cannot be known (no git, an unpacked archive) the reason instead of a revision."""
     repo = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(
@@ -704,8 +711,10 @@ def _git_revision() -> dict[str, Any] | None:
             ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout.strip()
+    except FileNotFoundError:
+        return {"revision": None, "dirty": None, "note": "git is not installed"}
     except (OSError, subprocess.SubprocessError):
-        return None
+        return {"revision": None, "dirty": None, "note": "not a git checkout"}
     return {"revision": head, "dirty": bool(dirty)}
 
 

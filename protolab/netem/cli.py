@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from protolab.errors import ConfigError, LabError
 from protolab.netem import userns
@@ -22,14 +22,15 @@ from protolab.netem.check import run_check
 from protolab.netem.config import LinkProfile
 from protolab.netem.link import EmulatedLink, LinkCounters, remove_link
 from protolab.netem.profiles import PROFILES, Overrides, build_profile, describe
+from protolab.terminal import make_console, styled
 
 app = typer.Typer(
     help="Emulated network link: two namespaces joined by a userspace forwarder "
     "(delay, jitter, loss, bursts, drop lists, rate, queue).",
     no_args_is_help=True,
 )
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 
 @app.callback()
@@ -94,7 +95,7 @@ def _counters_table(counters: LinkCounters) -> Table:
 def profiles_command() -> None:
     """List the named profiles."""
     for profile in PROFILES.values():
-        console.print(f"[bold]{profile.name}[/]: {profile.description}")
+        console.print(Text.assemble((profile.name, "bold"), f": {profile.description}"))
 
 
 @app.command("up")
@@ -113,9 +114,9 @@ def up_command(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     with EmulatedLink(link_profile, name=name, pcap=pcap) as link:
         console.print(_profile_table(link_profile))
-        console.print(f"link [bold]{link.name}[/] is up (forwarder pid {link.forwarder_pid})")
-        console.print(f"  client namespace [bold]{link.client_ns}[/]  address {link.client_addr}")
-        console.print(f"  server namespace [bold]{link.server_ns}[/]  address {link.server_addr}")
+        console.print(f"link {link.name} is up (forwarder pid {link.forwarder_pid})")
+        console.print(f"  client namespace {link.client_ns}  address {link.client_addr}")
+        console.print(f"  server namespace {link.server_ns}  address {link.server_addr}")
         console.print(f"  e.g. ip netns exec {link.client_ns} ping {link.server_addr}")
         console.print("Ctrl-C to remove it.")
         try:
@@ -239,12 +240,13 @@ def check_command(
         for column in ("metric", "configured", "measured", "verdict", "note"):
             table.add_column(column)
         for row in report.rows:
-            verdict = {True: "[green]ok[/]", False: "[bold red]OFF[/]", None: "-"}[row.ok]
+            verdict = {True: styled("ok", "green"), False: styled("OFF", "bold red"),
+                       None: Text("-")}[row.ok]
             table.add_row(row.metric, row.configured, row.measured, verdict, row.note)
         console.print(table)
         console.print(_counters_table(report.counters))
     if not report.ok:
-        err.print("[bold red]the link is not applied as configured[/]")
+        err.print(styled("the link is not applied as configured", "bold red"))
         raise typer.Exit(1)
 
 

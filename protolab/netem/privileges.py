@@ -20,8 +20,9 @@ CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 UNPRIVILEGED_HOWTO = (
     "run as root (sudo), or on a host where /dev/net/tun is mode 0666 run "
-    "`unshare --user --map-root-user --mount sh -c 'mount -t tmpfs none /run && exec "
-    "protolab netem ...'`; see docs/netem.md#privileges"
+    "`unshare --user --map-root-user --mount --net sh -c 'mount -t tmpfs none /run && exec "
+    "protolab netem ...'` (protolab takes that path by itself when it can); "
+    "see docs/netem.md#privileges"
 )
 
 

@@ -18,8 +18,9 @@ class BenchProgress(Reporter):
 
     def __init__(self, console: Console, name: str, total: int, *, quiet: bool = False) -> None:
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[current]}"),
+            TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+            MofNCompleteColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            TextColumn("{task.fields[current]}", markup=False),
             console=console, disable=quiet, transient=False,
         )
         self._task = self._progress.add_task(name, total=total, current="")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from protolab.errors import ConfigError
+from protolab.netem import userns
 from protolab.netem.cli import (
     BurstOpt,
     DelayOpt,
@@ -73,6 +75,8 @@ def trace_command(
     link = profile_from_options(
         profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed
     )
+    if userns.should_reexec():  # not root, but the unprivileged path can build the link
+        userns.reexec(sys.argv[1:])
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if compare is not None:
         for name in compare:

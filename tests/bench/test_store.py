@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -349,8 +350,20 @@ def test_manifest_records_versions_machine_and_git(monkeypatch: pytest.MonkeyPat
     assert info["kernel"]["system"] == "Linux"
     assert info["cpu"]["count"] >= 1
     assert (info["settings"], info["seeds"]) == ({"cc": "cubic"}, {"link": 3})
-    assert info["git"] is not None
-    assert len(info["git"]["revision"]) == 40
     json.dumps(info)  # storable as it is
     monkeypatch.setenv("PATH", "/nonexistent")
-    assert manifest()["git"] is None
+    assert manifest()["git"] == {"revision": None, "dirty": None, "note": "git is not installed"}
+
+
+def test_manifest_records_the_git_revision_of_a_checkout() -> None:
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed: the manifest then says so (tested above)")
+    repo = Path(__file__).resolve().parents[2]
+    inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=repo,
+                            capture_output=True, text=True, check=False)
+    info = manifest()["git"]
+    if inside.returncode != 0:
+        assert info["note"] == "not a git checkout"
+        pytest.skip("this copy of protolab is not a git checkout")
+    assert len(info["revision"]) == 40
+    assert isinstance(info["dirty"], bool)

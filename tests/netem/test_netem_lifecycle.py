@@ -247,6 +247,11 @@ def test_cli_check_measures_and_agrees(netem_available: None) -> None:
 @pytest.mark.netem
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare is missing")
 def test_user_namespace_path_builds_a_working_link(netem_available: None) -> None:
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "--net", "true"],
+                           capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    if probe.returncode != 0:
+        pytest.skip("unprivileged user namespaces cannot be created here: "
+                    + (probe.stderr.strip() or f"unshare exited {probe.returncode}"))
     # The same route an unprivileged user takes (user+mount+net namespaces, tmpfs /run),
     # entered here as root because /dev/net/tun is 0600 on these machines.
     result = subprocess.run(
@@ -260,3 +265,47 @@ def test_user_namespace_path_builds_a_working_link(netem_available: None) -> Non
     assert result.returncode == 0, result.stderr
     # Connection refused (111) proves the SYN crossed the link and the server side answered.
     assert result.stdout.strip().splitlines()[-1] == "111"
+
+
+@pytest.mark.parametrize("argv", [["bench", "demo"], ["trace", "h1-clear", "--delay", "5ms"]])
+def test_bench_and_trace_take_the_unprivileged_path_as_netem_does(
+        argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from protolab import cli
+    from protolab.netem import userns
+
+    taken: list[list[str]] = []
+
+    def reexec(args: list[str]) -> None:
+        taken.append(args)
+        raise SystemExit(0)  # the real one replaces the process
+
+    monkeypatch.setattr(userns, "should_reexec", lambda: True)
+    monkeypatch.setattr(userns, "reexec", reexec)
+    monkeypatch.setattr(sys, "argv", ["protolab", *argv])
+    CliRunner().invoke(cli.app, argv)
+    assert taken == [argv]
+
+
+@pytest.mark.netem
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare is missing")
+def test_trace_runs_inside_a_user_namespace(netem_available: None, tmp_path: Path) -> None:
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "--net", "true"],
+                           capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    if probe.returncode != 0:
+        pytest.skip("unprivileged user namespaces cannot be created here: "
+                    + (probe.stderr.strip() or f"unshare exited {probe.returncode}"))
+    result = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "--net", "--",
+         sys.executable, "-m", "protolab.netem.userns", "trace", "h1-clear", "--delay", "20ms",
+         "--json", "--out", str(tmp_path / "trace")],
+        capture_output=True, text=True, timeout=TIMEOUT * 2, check=False,
+        env={**os.environ, "PROTOLAB_NETEM_USERNS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["trace"]["kind"] == "h1-clear"
+    assert report["trace"]["steps"], "the capture through the link holds the handshake"
+    assert (tmp_path / "trace" / "trace.pcap").stat().st_size > 0
