@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from clients.base import Request, Target
 from clients.registry import make_client
 from protolab.bench.runner import _link_and_servers, run_cells
 from protolab.bench.suite import BUNDLED, expand, link_overrides, parse_suite
+from protolab.core.record import Request, Target
 from protolab.netem.profiles import build_profile
 
 

@@ -28,7 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 import grpc
 from google.protobuf.message import DecodeError
 
-from clients.base import Capabilities, MessageTiming, Request, RequestRecord, Target, Timeline
+from clients.base import Capabilities
+from protolab.core.record import MessageTiming, Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.proto import lab_pb2
 from protolab.timing import now_ns

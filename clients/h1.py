@@ -17,15 +17,9 @@ from typing import ClassVar
 
 import h11
 
-from clients.base import (
-    Capabilities,
-    Request,
-    RequestRecord,
-    Target,
-    Timeline,
-    timed_exchange,
-)
+from clients.base import Capabilities, timed_exchange
 from clients.tcp import TcpConnection, open_tcp, tls_context_for
+from protolab.core.record import Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.tcpsock import DEFAULT_CC
 from protolab.timing import now_ns

@@ -19,16 +19,9 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from clients.base import (
-    Capabilities,
-    NextTurn,
-    Request,
-    RequestRecord,
-    Target,
-    Timeline,
-    timed_exchange,
-)
+from clients.base import Capabilities, NextTurn, timed_exchange
 from clients.tcp import TcpConnection, open_tcp, tls_context_for
+from protolab.core.record import Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.tcpsock import DEFAULT_CC
 from protolab.timing import now_ns

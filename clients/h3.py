@@ -32,15 +32,8 @@ from aioquic.quic.events import (
 from aioquic.quic.logger import QuicFileLogger
 from aioquic.tls import SessionTicket
 
-from clients.base import (
-    Capabilities,
-    NextTurn,
-    Request,
-    RequestRecord,
-    Target,
-    Timeline,
-    timed_exchange,
-)
+from clients.base import Capabilities, NextTurn, timed_exchange
+from protolab.core.record import Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.timing import now_ns
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from clients.base import ProtocolClient, Target
+from clients.base import ProtocolClient
 from clients.grpc import GrpcClient, GrpcOptions
 from clients.h1 import H1Client, H1Options
 from clients.h2 import H2Client, H2Options
 from clients.h3 import H3Client, H3Options
 from clients.ws import WsClient, WsOptions
+from protolab.core.record import Target
 from protolab.errors import ConfigError
 
 CLIENTS: dict[str, tuple[type[Any], type[Any]]] = {

@@ -13,8 +13,8 @@ import socket
 import ssl
 from dataclasses import dataclass
 
-from clients.base import Target, Timeline
 from protolab.certs import ResumingContext, client_tls_context
+from protolab.core.record import Target, Timeline
 from protolab.errors import ProtocolFailure
 from protolab.tcpsock import set_congestion_control, tcp_info
 from protolab.timing import now_ns

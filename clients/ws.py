@@ -32,16 +32,9 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from clients.base import (
-    Capabilities,
-    MessageTiming,
-    Request,
-    RequestRecord,
-    Target,
-    Timeline,
-    timed_exchange,
-)
+from clients.base import Capabilities, timed_exchange
 from clients.tcp import TcpConnection, open_tcp, tls_context_for
+from protolab.core.record import MessageTiming, Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.events import decode_event
 from protolab.tcpsock import DEFAULT_CC

@@ -17,14 +17,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from clients.base import RequestRecord, Target
 from protolab.bench import results_cli
 from protolab.certs import KEY_TYPES, KeyType, TlsVersion, default_cert_dir, ensure_certs
+from protolab.core.latency import phases
+from protolab.core.record import RequestRecord, Target
 from protolab.errors import ConfigError, LabError
 from protolab.fetch import SCHEMES, fetch, fetch_resumed, target_from_url
 from protolab.netem import cli as netem_cli
 from protolab.netem import userns
-from protolab.phases import phases
 from protolab.terminal import make_console, print_error
 from protolab.trace import cli as trace_cli
 from protolab.workload import DEFAULT_LIMITS

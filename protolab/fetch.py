@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from clients.base import Request, RequestRecord, Target
 from clients.registry import make_client
 from protolab.certs import TlsVersion
+from protolab.core.record import Request, RequestRecord, Target
 from protolab.errors import ConfigError
 
 # URL scheme -> the protocol it implies (None: any HTTP version, chosen with --proto).

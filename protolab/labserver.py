@@ -7,7 +7,6 @@ process — the bench runner, the tracer, tests — reads that banner here.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -17,10 +16,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from protolab.core.procfs import process_cpu_s
 from protolab.errors import LabError
 
 _URL_LINE = re.compile(r"^([a-z0-9]+):\s+(\S+://\S+)")
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -82,22 +81,3 @@ def start_in_namespace(link: Any, options: list[str], cert_dir: Path) -> LabServ
         raise LabError(f"the lab server did not start in {link.server_ns} "
                        f"(exit {process.wait()})")
     return LabServer(process, banner.urls, banner.ca_file)
-
-
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds of every thread of `pid`: schedstat's nanoseconds where the kernel has
-    them (a small cell uses less than /proc/PID/stat's 10 ms tick), else utime + stime."""
-    total_ns = 0
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
-                total_ns += int(handle.read().split()[0])
-        return total_ns / 1e9
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime + stime

@@ -6,7 +6,7 @@ import os
 import subprocess
 from typing import Any
 
-from clients.base import Target
+from protolab.core.record import Target
 from servers.run import RunningServers
 
 

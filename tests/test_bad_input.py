@@ -11,8 +11,8 @@ import ssl
 
 import pytest
 
-from clients.base import Request
 from clients.registry import make_client
+from protolab.core.record import Request
 from servers.run import RunningServers
 from tests.conftest import ServerFactory
 from tests.helpers import TIMEOUT, target_for

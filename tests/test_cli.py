@@ -79,7 +79,7 @@ def test_get_zero_rtt_table(serve_process: Callable[..., ServeProcess]) -> None:
         (["netem", "up", "--drop", "sideways:1"], "--drop 'sideways:1' is not DIRECTION:N[,N...]"),
         (["netem", "up", "--delay", "[bold]5ms"], "[bold]5ms"),
         (["bench", "demo", "--db", "/nonexistent/protolab/x.db"],
-         "directory /nonexistent/protolab does not exist"),
+         "directory /nonexistent does not exist"),
     ],
 )
 def test_bad_options_give_one_clear_line(args: list[str], words: str) -> None:

@@ -10,8 +10,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from clients.base import Request, RequestRecord
 from clients.registry import make_client
+from protolab.core.record import Request, RequestRecord
 from servers.common import WsSettings
 from servers.run import RunningServers
 from tests.conftest import ServerFactory

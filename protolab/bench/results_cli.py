@@ -10,11 +10,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from clients.base import RequestRecord
 from protolab.bench.stats import Ratio, summarize
 from protolab.bench.store import DEFAULT_DB, CellInfo, MedianComparison, ResultsStore, RunInfo
+from protolab.core.latency import phases
+from protolab.core.record import RequestRecord
 from protolab.errors import ConfigError
-from protolab.phases import phases
 from protolab.terminal import make_console, styled
 
 app = typer.Typer(

@@ -11,12 +11,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clients.base import RequestRecord
 from protolab.bench.runner import CellOutcome, Reporter, run_cells
-from protolab.bench.stats import HANDSHAKE_RTTS
 from protolab.bench.store import CpuTimes, ResultsStore, manifest
 from protolab.bench.suite import Cell, Suite, expand
-from protolab.bench.summary import CellSummary, summarize_cell, total_ms, ttfb_ms
+from protolab.bench.summary import CellSummary, summarize_cell
+from protolab.core.latency import total_ms, ttfb_ms
+from protolab.core.record import RequestRecord
+from protolab.core.rtt import HANDSHAKE_RTTS
 from protolab.report import charts
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -32,18 +32,6 @@ _MAX_SCALED = int(MAX_VALUE * SCALE)
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_CONFIDENCE = 0.95
-
-# Round trips from the first packet to the first response byte of a tiny GET on a fresh
-# connection (DESIGN.md, "What physics says"; RFC 8446 for TLS 1.3, RFC 9000/9001 for QUIC).
-HANDSHAKE_RTTS: Mapping[str, float] = {
-    "cleartext": 2,
-    "tls1.2": 4,
-    "tls1.3": 3,
-    "tls1.3-resumed": 3,
-    "quic": 2,
-    "quic-0rtt": 1,
-}
-
 
 class Histogram:
     """A mergeable HDR histogram of non-negative values (see the module doc for units)."""

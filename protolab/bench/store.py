@@ -32,10 +32,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from clients.base import MessageTiming, RequestRecord
 from protolab.bench.stats import Ratio, median, median_ratio
+from protolab.core.latency import phases
+from protolab.core.record import MessageTiming, RequestRecord
 from protolab.errors import StoreError
-from protolab.phases import phases
 
 SCHEMA_VERSION = 2
 DEFAULT_DB = Path("results/protolab.db")
@@ -254,13 +254,13 @@ class ResultsStore:
         self._clock = clock
         self._lock = threading.RLock()
         if create and not self.path.parent.is_dir():
-            # Only the default location is made on demand; a mistyped --db directory is an
-            # error, not a new directory tree.
-            if self.path != DEFAULT_DB:
-                raise StoreError(f"directory {self.path.parent} does not exist",
+            # The database's own directory is made (as `mkdir` would: results/ in a fresh
+            # checkout), never a tree: a mistyped --db path is an error, not new directories.
+            if not self.path.parent.parent.is_dir():
+                raise StoreError(f"directory {self.path.parent.parent} does not exist",
                                  hint="create it first, or choose another --db")
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.parent.mkdir(exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create {self.path.parent}: {exc.strerror}") from exc
         try:

@@ -6,9 +6,10 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from clients.base import RequestRecord
 from protolab.bench.stats import Summary, summarize
 from protolab.bench.suite import Cell, Suite, link_overrides
+from protolab.core.latency import late_sends, total_ms, ttfb_ms
+from protolab.core.record import RequestRecord
 from protolab.netem.profiles import build_profile
 
 
@@ -16,32 +17,6 @@ def rtt_ms(suite: Suite, cell: Cell) -> float:
     """The link's base round trip: propagation delay both ways (jitter and queues excluded)."""
     profile = build_profile(suite.link.profile, link_overrides(cell.link_point, suite.seed))
     return (profile.up.delay_ns + profile.down.delay_ns) / 1e6
-
-
-def _origin(record: RequestRecord) -> int:
-    """Latency counts from when the request was due (open load) or started (closed)."""
-    return record.intended_ns if record.intended_ns is not None else record.start_ns
-
-
-def ttfb_ms(record: RequestRecord) -> float | None:
-    if record.first_byte_ns is None:
-        return None
-    return (record.first_byte_ns - _origin(record)) / 1e6
-
-
-def total_ms(record: RequestRecord) -> float | None:
-    if record.done_ns is None:
-        return None
-    return (record.done_ns - _origin(record)) / 1e6
-
-
-LATE_NS = 1_000_000  # an open-load request sent more than 1 ms after it was due is late
-
-
-def late_sends(records: list[RequestRecord]) -> int:
-    """Open load: requests the client could not send on time (the load model fell behind)."""
-    return sum(1 for r in records
-               if r.intended_ns is not None and r.start_ns - r.intended_ns > LATE_NS)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Literal, TypeVar
 
+from protolab.core.procfs import process_start
 from protolab.errors import ConfigError, LabError
 from protolab.netem import namespaces as ns
 from protolab.netem import privileges, state
@@ -156,7 +157,7 @@ class EmulatedLink:
             free = [i for i in range(256) if i not in used]
             if not free:
                 raise LabError("256 links exist already; remove some with `protolab netem down`")
-            owner_start = state.process_start(os.getpid())
+            owner_start = process_start(os.getpid())
             self._record = state.LinkRecord(
                 name=self.name, client_ns=self.client_ns, server_ns=self.server_ns,
                 subnet=free[0], owner_pid=os.getpid(), owner_start=owner_start or 0,
@@ -207,7 +208,7 @@ class EmulatedLink:
             theirs.close()
         self._record = state.LinkRecord(
             **{**self._record.__dict__, "forwarder_pid": self._forwarder.pid,
-               "forwarder_start": state.process_start(self._forwarder.pid)},
+               "forwarder_start": process_start(self._forwarder.pid)},
         )
         state.write(self._record)
         mine.settimeout(self._ready_timeout_s)

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from protolab.core.procfs import alive
 from protolab.netem import namespaces as ns
 
 STATE_DIR_ENV = "PROTOLAB_NETEM_STATE"
@@ -40,20 +41,6 @@ class LinkRecord:
 
 def state_dir() -> Path:
     return Path(os.environ.get(STATE_DIR_ENV, DEFAULT_STATE_DIR))
-
-
-def process_start(pid: int) -> int | None:
-    """The kernel's start time of `pid` in clock ticks, or None when no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name may contain spaces and parentheses: split after the last ')'.
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def alive(pid: int | None, start: int | None) -> bool:
-    return pid is not None and start is not None and process_start(pid) == start
 
 
 @contextlib.contextmanager

@@ -17,8 +17,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from clients.base import RequestRecord
-from protolab.bench.stats import HANDSHAKE_RTTS, Summary, fit_line
+from protolab.bench.stats import Summary, fit_line
+from protolab.core.record import RequestRecord
+from protolab.core.rtt import HANDSHAKE_RTTS
 
 FORMATS: tuple[str, ...] = ("png", "svg")
 DPI = 150

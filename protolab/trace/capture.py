@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from clients.base import RequestRecord, Target
 from protolab.bench.runner import server_options
 from protolab.bench.suite import Variant
+from protolab.core.record import RequestRecord, Target
 from protolab.fetch import fetch, fetch_resumed
 from protolab.labserver import start_in_namespace
 from protolab.netem.config import LinkProfile

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from protolab.bench.stats import HANDSHAKE_RTTS
+from protolab.core.rtt import HANDSHAKE_RTTS
 from protolab.trace.keylog import KeyLog
 from protolab.trace.packets import Segment, parse_frame
 from protolab.trace.pcapfile import read_capture

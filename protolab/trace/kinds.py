@@ -1,6 +1,6 @@
 """What `protolab trace` can capture, and the round trips the protocol's design predicts.
 
-Predictions follow DESIGN.md ("What physics says") and `bench.stats.HANDSHAKE_RTTS`:
+Predictions follow DESIGN.md ("What physics says") and `protolab.core.rtt.HANDSHAKE_RTTS`:
 counted from the first packet of the traced connection, in link round-trip times.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protolab.bench.stats import HANDSHAKE_RTTS
+from protolab.core.rtt import HANDSHAKE_RTTS
 from protolab.errors import ConfigError
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from clients.base import RequestRecord
 from protolab.bench.runner import Reporter
 from protolab.bench.session import run_bench
 from protolab.bench.store import ResultsStore
 from protolab.bench.suite import parse_suite
-from protolab.bench.summary import late_sends, total_ms
+from protolab.core.latency import late_sends, total_ms
+from protolab.core.record import RequestRecord
 
 pytestmark = [pytest.mark.netem, pytest.mark.slow, pytest.mark.usefixtures("needs_link")]
 

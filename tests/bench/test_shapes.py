@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from clients.base import RequestRecord
 from protolab.bench.runner import CellOutcome, run_cells
-from protolab.bench.stats import HANDSHAKE_RTTS
 from protolab.bench.suite import parse_suite
-from protolab.bench.summary import summarize_cell, total_ms
+from protolab.bench.summary import summarize_cell
+from protolab.core.latency import total_ms
+from protolab.core.record import RequestRecord
+from protolab.core.rtt import HANDSHAKE_RTTS
 
 pytestmark = [pytest.mark.netem, pytest.mark.slow, pytest.mark.usefixtures("needs_link")]
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from protolab.bench.stats import (
-    HANDSHAKE_RTTS,
     MAX_VALUE,
     SCALE,
     Histogram,
@@ -22,6 +21,7 @@ from protolab.bench.stats import (
     summarize,
     t_quantile,
 )
+from protolab.core.rtt import HANDSHAKE_RTTS
 
 
 def nearest_rank(values: list[float], p: float) -> float:

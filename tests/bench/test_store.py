@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from clients.base import MessageTiming, RequestRecord
 from protolab.bench.store import (
     MESSAGE_COLUMNS,
     RECORD_COLUMNS,
@@ -27,6 +26,7 @@ from protolab.bench.store import (
     ResultsStore,
     manifest,
 )
+from protolab.core.record import MessageTiming, RequestRecord
 from protolab.errors import LabError, StoreError
 
 MS = 1_000_000

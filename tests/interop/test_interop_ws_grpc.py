@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from clients.base import Request, Target
 from clients.registry import make_client
 from protolab.certs import CertBundle
+from protolab.core.record import Request, Target
 from protolab.proto.generate import HERE as PROTO_DIR
 from protolab.records import make_records
 from tests.conftest import ServerFactory

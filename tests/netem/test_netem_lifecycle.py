@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from protolab.core.procfs import process_start
 from protolab.errors import ConfigError, LabError
 from protolab.labserver import read_banner
 from protolab.netem import namespaces, state
@@ -77,7 +78,7 @@ def test_forwarder_exits_when_its_owner_dies(
 ) -> None:
     name = f"orphan{secrets.token_hex(3)}"
     proc, forwarder = _start_owner(name, created_namespaces)
-    start = state.process_start(forwarder)
+    start = process_start(forwarder)
     os.kill(proc.pid, signal.SIGKILL)
     _finish(proc)
     # The control socket's EOF is the forwarder's signal to leave: wait for that exit.
@@ -89,7 +90,7 @@ def test_forwarder_exits_when_its_owner_dies(
         pass
     finally:
         os.close(pidfd)
-    assert state.process_start(forwarder) != start or _is_zombie(forwarder)
+    assert process_start(forwarder) != start or _is_zombie(forwarder)
     removed = state.cleanup_leftovers(only=name)
     assert name in removed
 
