@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from clients.registry import make_client
 from protolab.bench.runner import _link_and_servers, run_cells
 from protolab.bench.suite import BUNDLED, expand, link_overrides, parse_suite
 from protolab.core.record import Request, Target
 from protolab.netem.profiles import build_profile
+from protolab.registry import make_client
 
 
 def overhead(protocol: str, count: int, work: Path) -> tuple[float, float]:

@@ -35,8 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients.registry import make_client
 from protolab.core.record import Request, RequestRecord, Target
+from protolab.registry import make_client
 
 PROTOCOLS = ("h1", "h2", "h3")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")

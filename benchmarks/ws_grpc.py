@@ -21,11 +21,11 @@ import statistics
 import time
 from pathlib import Path
 
-from clients.registry import make_client
 from protolab.certs import ensure_certs
 from protolab.core.record import Request, Target
 from protolab.proto.convert import records_from_proto, records_to_proto
 from protolab.records import make_records, records_from_json, records_json
+from protolab.registry import make_client
 from servers.common import ServerConfig
 from servers.run import RunningServers, start_servers
 

@@ -11,22 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from protolab.core.record import Request, RequestRecord, Timeline
 from protolab.errors import ProtocolFailure
 from protolab.timing import now_ns
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a protocol can do, so callers branch on features, not on protocol names."""
-
-    multiplexed: bool  # many requests in flight on one connection, interleaved
-    over_quic: bool  # UDP/QUIC transport rather than TCP
-    early_data: bool  # can send a request in the first flight (0-RTT)
-    pipelining: bool  # requests in flight in order, without interleaving
 
 
 class NextTurn:
@@ -86,7 +75,6 @@ class ProtocolClient(Protocol):
     """One client per protocol: the runner sees only this."""
 
     name: ClassVar[str]
-    capabilities: ClassVar[Capabilities]
 
     async def request(self, request: Request) -> RequestRecord:
         """Send one request (opening a connection if needed) and return its raw record."""

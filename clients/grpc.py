@@ -28,7 +28,6 @@ from urllib.parse import parse_qs, urlsplit
 import grpc
 from google.protobuf.message import DecodeError
 
-from clients.base import Capabilities
 from protolab.core.record import MessageTiming, Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.proto import lab_pb2
@@ -57,9 +56,6 @@ def _query_int(query: dict[str, list[str]], key: str, default: int) -> int:
 
 class GrpcClient:
     name: ClassVar[str] = "grpc"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        multiplexed=True, over_quic=False, early_data=False, pipelining=False
-    )
 
     def __init__(self, target: Target, options: GrpcOptions | None = None) -> None:
         self.target, self.options = target, options or GrpcOptions()

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import h11
 
-from clients.base import Capabilities, timed_exchange
+from clients.base import timed_exchange
 from clients.tcp import TcpConnection, open_tcp, tls_context_for
 from protolab.core.record import Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
@@ -83,9 +83,6 @@ class _Connection:
 
 class H1Client:
     name: ClassVar[str] = "h1"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        multiplexed=False, over_quic=False, early_data=False, pipelining=True
-    )
 
     def __init__(self, target: Target, options: H1Options | None = None) -> None:
         self.target, self.options = target, options or H1Options()

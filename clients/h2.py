@@ -19,7 +19,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from clients.base import Capabilities, NextTurn, timed_exchange
+from clients.base import NextTurn, timed_exchange
 from clients.tcp import TcpConnection, open_tcp, tls_context_for
 from protolab.core.record import Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
@@ -32,7 +32,7 @@ _PREFACE_LEN = 24
 
 @dataclass(frozen=True)
 class H2Options:
-    initial_window: int = 4 << 20
+    window: int = 4 << 20  # stream flow-control window (SETTINGS_INITIAL_WINDOW_SIZE)
     connection_window: int = 16 << 20
     max_frame_size: int = 16_384
     cc: str = DEFAULT_CC
@@ -40,7 +40,7 @@ class H2Options:
     resume: bool = False  # offer the last connection's TLS session on a new connection
 
     def __post_init__(self) -> None:
-        if not 65_535 <= self.initial_window <= 2**31 - 1:
+        if not 65_535 <= self.window <= 2**31 - 1:
             raise ConfigError("HTTP/2 initial window must be 65535..2^31-1 bytes")
         if not 65_535 <= self.connection_window <= 2**31 - 1:
             raise ConfigError("HTTP/2 connection window must be 65535..2^31-1 bytes")
@@ -119,9 +119,6 @@ class _Connection:
 
 class H2Client:
     name: ClassVar[str] = "h2"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        multiplexed=True, over_quic=False, early_data=False, pipelining=False
-    )
 
     def __init__(self, target: Target, options: H2Options | None = None) -> None:
         self.target, self.options = target, options or H2Options()
@@ -174,7 +171,7 @@ class H2Client:
         conn.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self.options.initial_window,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self.options.window,
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: self.options.max_frame_size,
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
             },

@@ -32,7 +32,7 @@ from aioquic.quic.events import (
 from aioquic.quic.logger import QuicFileLogger
 from aioquic.tls import SessionTicket
 
-from clients.base import Capabilities, NextTurn, timed_exchange
+from clients.base import NextTurn, timed_exchange
 from protolab.core.record import Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.timing import now_ns
@@ -40,18 +40,18 @@ from protolab.timing import now_ns
 
 @dataclass(frozen=True)
 class H3Options:
-    congestion_control: str = "cubic"
-    max_data: int = 16 << 20
-    max_stream_data: int = 4 << 20
+    cc: str = "cubic"  # aioquic's congestion control
+    connection_window: int = 16 << 20  # initial_max_data
+    window: int = 4 << 20  # initial_max_stream_data
     zero_rtt: bool = False  # resume with a cached ticket and send the first request as 0-RTT
     ticket_wait: float = 5.0  # seconds close() waits for a session ticket when zero_rtt
     qlog_dir: Path | None = None
     timeout: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.congestion_control not in ("reno", "cubic"):
+        if self.cc not in ("reno", "cubic"):
             raise ConfigError(
-                f"aioquic has no congestion control {self.congestion_control!r}",
+                f"aioquic has no congestion control {self.cc!r}",
                 hint="choose reno or cubic",
             )
 
@@ -168,9 +168,6 @@ class _H3ClientProtocol(QuicConnectionProtocol):
 
 class H3Client:
     name: ClassVar[str] = "h3"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        multiplexed=True, over_quic=True, early_data=True, pipelining=False
-    )
 
     def __init__(self, target: Target, options: H3Options | None = None) -> None:
         if not target.tls:
@@ -269,9 +266,9 @@ class H3Client:
                 alpn_protocols=H3_ALPN,
                 is_client=True,
                 server_name=self.target.server_name or self.target.host,
-                congestion_control_algorithm=self.options.congestion_control,
-                max_data=self.options.max_data,
-                max_stream_data=self.options.max_stream_data,
+                congestion_control_algorithm=self.options.cc,
+                max_data=self.options.connection_window,
+                max_stream_data=self.options.window,
                 quic_logger=QuicFileLogger(str(self.options.qlog_dir))
                 if self.options.qlog_dir else None,
                 secrets_log_file=self._secrets_log(),

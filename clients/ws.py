@@ -32,7 +32,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from clients.base import Capabilities, timed_exchange
+from clients.base import timed_exchange
 from clients.tcp import TcpConnection, open_tcp, tls_context_for
 from protolab.core.record import MessageTiming, Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
@@ -81,9 +81,6 @@ class _Connection:
 
 class WsClient:
     name: ClassVar[str] = "ws"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        multiplexed=False, over_quic=False, early_data=False, pipelining=False
-    )
 
     def __init__(self, target: Target, options: WsOptions | None = None) -> None:
         self.target, self.options = target, options or WsOptions()

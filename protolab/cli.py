@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from protolab import registry
 from protolab.bench import results_cli
 from protolab.certs import KEY_TYPES, KeyType, TlsVersion, default_cert_dir, ensure_certs
 from protolab.core.latency import phases
@@ -241,23 +242,17 @@ def get(
         url, ca_file=ca, tls_version=_tls(tls_version) if tls_version else None, keylog_file=keylog
     )
     implied = SCHEMES.get(url.split("://", 1)[0].lower())
-    protocol = implied or _protocols(proto, ("h1", "h2", "h3"))[0]
-    per_protocol: dict[str, dict[str, object]] = {
-        "h1": {
-            "connections": connections,
-            "pipeline": pipeline,
-            "keepalive": not no_keepalive,
-            "cc": cc,
-            "resume": resume,
-        },
-        "h2": {"cc": cc, "resume": resume},
-        "h3": {"congestion_control": cc, "zero_rtt": zero_rtt},
-        "ws": {"cc": cc},
-        "grpc": {},
-    }
-    options = per_protocol[protocol]
+    protocol = implied or _protocols(proto, registry.by_capability(messages=False))[0]
+    spec = registry.get(protocol)
+    knobs = {**registry.KNOB_DEFAULTS, "connections": connections, "pipeline": pipeline,
+             "keepalive": not no_keepalive, "cc": cc, "resume": resume,
+             "zero_rtt": zero_rtt, "tls": target.tls}
+    problems = spec.validate(knobs)
+    if problems:
+        raise ConfigError(problems[0])
+    options = spec.client_options(knobs)
     records = asyncio.run(
-        _get(protocol, target, path, n, parallel, data, options, zero_rtt or resume)
+        _get(protocol, target, path, n, parallel, data, options, spec.primes(knobs))
     )
     if as_json:
         for record in records:

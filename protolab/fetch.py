@@ -7,15 +7,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from clients.registry import make_client
+from protolab import registry
 from protolab.certs import TlsVersion
 from protolab.core.record import Request, RequestRecord, Target
 from protolab.errors import ConfigError
+from protolab.registry import make_client
 
 # URL scheme -> the protocol it implies (None: any HTTP version, chosen with --proto).
-SCHEMES: dict[str, str | None] = {
-    "http": None, "https": None, "ws": "ws", "wss": "ws", "grpc": "grpc", "grpcs": "grpc",
-}
+SCHEMES: dict[str, str | None] = registry.scheme_protocols()
 
 
 def target_from_url(
@@ -32,7 +31,7 @@ def target_from_url(
     split = urlsplit(url)
     if split.scheme not in SCHEMES or not split.hostname:
         raise ConfigError(f"not an http(s)://, ws(s):// or grpc(s):// URL: {url!r}")
-    tls = split.scheme in ("https", "wss", "grpcs")
+    tls = split.scheme in registry.tls_schemes()
     try:
         port = split.port or (443 if tls else 80)
     except ValueError as exc:

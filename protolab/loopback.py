@@ -10,10 +10,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients.registry import make_client
 from protolab.certs import ensure_certs
 from protolab.core.latency import phases
 from protolab.core.record import Request, RequestRecord, Target
+from protolab.registry import make_client
 from servers.common import ServerConfig
 from servers.run import RunningServers, start_servers
 

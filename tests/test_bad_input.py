@@ -11,8 +11,8 @@ import ssl
 
 import pytest
 
-from clients.registry import make_client
 from protolab.core.record import Request
+from protolab.registry import make_client
 from servers.run import RunningServers
 from tests.conftest import ServerFactory
 from tests.helpers import TIMEOUT, target_for

@@ -14,11 +14,11 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from clients.registry import make_client
 from protolab.core.record import Request, RequestRecord
 from protolab.proto import generate
 from protolab.proto.convert import records_from_proto
 from protolab.records import make_records, records_from_json
+from protolab.registry import make_client
 from servers.common import GrpcSettings
 from servers.run import RunningServers
 from tests.conftest import ServerFactory

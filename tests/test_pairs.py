@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from clients.registry import make_client
 from protolab.core.record import Request, RequestRecord
+from protolab.registry import make_client
 from protolab.workload import page_objects
 from servers.common import H2Settings
 from tests.conftest import ServerFactory

@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 
-from clients.registry import make_client
 from protolab.core.record import Request
 from protolab.events import EventHub, StreamSpec, decode_event, parse_spec
 from protolab.push import poll_answer
 from protolab.records import make_records, records_from_json, records_json
+from protolab.registry import make_client
 from protolab.timing import now_ns
 from protolab.workload import WorkloadRequest, plan
 from servers.run import RunningServers

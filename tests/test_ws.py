@@ -10,8 +10,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from clients.registry import make_client
 from protolab.core.record import Request, RequestRecord
+from protolab.registry import make_client
 from servers.common import WsSettings
 from servers.run import RunningServers
 from tests.conftest import ServerFactory

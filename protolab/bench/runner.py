@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from clients.base import ProtocolClient
-from clients.registry import make_client
 from protolab.bench.suite import Cell, Suite, Variant, expand, link_overrides
 from protolab.core.record import Request, RequestRecord, Target
 from protolab.labserver import LabServer, start_in_namespace
 from protolab.netem.link import EmulatedLink, LinkCounters
 from protolab.netem.profiles import build_profile
+from protolab.registry import make_client
 from protolab.timing import now_ns
 from protolab.workload import Body
 

@@ -37,6 +37,7 @@ key and what would be valid — never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import tomllib
 from dataclasses import dataclass, field
@@ -44,18 +45,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from protolab import registry
 from protolab.errors import ConfigError
 from protolab.netem.profiles import PROFILES, Overrides, build_profile
+from protolab.registry import KNOB_DEFAULTS, SERVER_KNOBS, ProtocolSpec
 
 BUNDLED = ("handshake", "app-hol", "transport-hol", "one-vs-many", "bulk", "demo")
-_PROTOCOLS = ("h1", "h2", "h3", "ws", "grpc")
-_MESSAGE_PROTOCOLS = ("ws", "grpc")  # served on ports of their own, next to h1/h2/h3
 _OVERRIDE_KEYS = ("delay", "jitter", "loss", "burst", "rate", "queue", "drop", "reorder", "seed")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One protocol with its settings: client side and the server it needs."""
+    """One protocol with its settings (knobs, named as in `registry.KNOB_DEFAULTS`); which
+    of them its client and server take is the registry's business."""
 
     label: str
     protocol: str
@@ -72,30 +74,31 @@ class Variant:
     connection_window: int = 16 << 20
     data_frame: int = 16_384  # largest HTTP/2 DATA frame the server sends
 
+    @property
+    def spec(self) -> ProtocolSpec:
+        return registry.get(self.protocol)
+
+    def knobs(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in KNOB_DEFAULTS}
+
     def server_key(self) -> tuple[Any, ...]:
         """Variants with equal keys can share one server process."""
-        return (self.tls, self.tls_version, self.cc, self.scheduling, self.window,
-                self.connection_window, self.data_frame,
-                self.protocol if self.protocol in _MESSAGE_PROTOCOLS else "http")
+        return (*(getattr(self, k) for k in SERVER_KNOBS), self.spec.server_group)
 
     def client_options(self) -> dict[str, Any]:
-        if self.protocol == "h1":
-            return {"connections": self.connections, "pipeline": self.pipeline,
-                    "keepalive": self.keepalive, "cc": self.cc, "resume": self.resume}
-        if self.protocol == "ws":
-            return {"cc": self.cc}
-        if self.protocol == "grpc":
-            return {}  # grpcio opens its sockets in C: the kernel's congestion control
-        if self.protocol == "h2":
-            return {"cc": self.cc, "resume": self.resume, "initial_window": self.window,
-                    "connection_window": self.connection_window}
-        return {"congestion_control": self.cc, "zero_rtt": self.zero_rtt,
-                "max_stream_data": self.window, "max_data": self.connection_window}
+        return self.spec.client_options(self.knobs())
 
     @property
     def primes(self) -> bool:
         """Needs a priming connection so the measured one can resume."""
-        return self.resume or self.zero_rtt
+        return self.spec.primes(self.knobs())
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Variant:
+        return _variant(data, "variant")
 
 
 @dataclass(frozen=True)
@@ -252,48 +255,36 @@ def _get(
     return value
 
 
+# Each knob's type and range, checked at the edge (a suite file); the protocol's own
+# constraints come from the registry.
+_KNOB_RANGES: dict[str, tuple[type, float | None, float | None]] = {
+    "tls": (bool, None, None), "tls_version": (str, None, None), "cc": (str, None, None),
+    "scheduling": (str, None, None), "connections": (int, 1, 256), "pipeline": (int, 1, 64),
+    "keepalive": (bool, None, None), "resume": (bool, None, None),
+    "zero_rtt": (bool, None, None), "window": (int, 65_535, 2**31 - 1),
+    "connection_window": (int, 65_535, 2**31 - 1), "data_frame": (int, 1, 16_777_215),
+}
+
+
 def _variant(table: Any, where: str) -> Variant:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table")
-    _keys(table, where, {"label", "protocol", "tls", "tls_version", "cc", "scheduling",
-                         "connections", "pipeline", "keepalive", "resume", "zero_rtt",
-                         "window", "connection_window", "data_frame"})
+    _keys(table, where, {"label", "protocol", *KNOB_DEFAULTS})
     protocol = _get(table, "protocol", str, where, "")
-    if protocol not in _PROTOCOLS:
+    if protocol not in registry.PROTOCOLS:
         raise ConfigError(f"{where}: unknown protocol {protocol!r}",
-                          hint=f"choose one of {', '.join(_PROTOCOLS)}")
-    variant = Variant(
-        label=_get(table, "label", str, where, protocol),
-        protocol=protocol,
-        tls=_get(table, "tls", bool, where, True),
-        tls_version=_get(table, "tls_version", str, where, "1.3"),
-        cc=_get(table, "cc", str, where, "cubic"),
-        scheduling=_get(table, "scheduling", str, where, "round-robin"),
-        connections=_get(table, "connections", int, where, 6, low=1, high=256),
-        pipeline=_get(table, "pipeline", int, where, 1, low=1, high=64),
-        keepalive=_get(table, "keepalive", bool, where, True),
-        resume=_get(table, "resume", bool, where, False),
-        zero_rtt=_get(table, "zero_rtt", bool, where, False),
-        window=_get(table, "window", int, where, 4 << 20, low=65_535, high=2**31 - 1),
-        connection_window=_get(table, "connection_window", int, where, 16 << 20,
-                               low=65_535, high=2**31 - 1),
-        data_frame=_get(table, "data_frame", int, where, 16_384, low=1, high=16_777_215),
-    )
+                          hint=f"choose one of {', '.join(registry.NAMES)}")
+    knobs = {name: _get(table, name, kind, where, KNOB_DEFAULTS[name], low=low, high=high)
+             for name, (kind, low, high) in _KNOB_RANGES.items()}
+    variant = Variant(label=_get(table, "label", str, where, protocol), protocol=protocol,
+                      **knobs)
     if variant.tls_version not in ("1.2", "1.3"):
         raise ConfigError(f"{where}: tls_version must be \"1.2\" or \"1.3\"")
     if variant.scheduling not in ("round-robin", "sequential"):
         raise ConfigError(f"{where}: scheduling must be round-robin or sequential")
-    if variant.protocol == "h3" and (not variant.tls or variant.cc not in ("cubic", "reno")):
-        raise ConfigError(f"{where}: h3 needs tls = true and cc cubic or reno")
-    if variant.protocol == "grpc" and variant.cc != "cubic":
-        raise ConfigError(f"{where}: grpcio cannot set TCP congestion control; leave cc unset")
-    if variant.zero_rtt and variant.protocol != "h3":
-        raise ConfigError(f"{where}: zero_rtt is HTTP/3 only (Python's ssl cannot send "
-                          "TLS 1.3 early data)")
-    if variant.resume and (variant.protocol == "h3" or not variant.tls):
-        raise ConfigError(f"{where}: resume is for h1/h2 over TLS (h3 uses zero_rtt)")
-    if variant.cc not in ("cubic", "reno", "bbr"):
-        raise ConfigError(f"{where}: cc must be cubic, reno or bbr")
+    problems = variant.spec.validate(variant.knobs())
+    if problems:
+        raise ConfigError(f"{where}: {problems[0]}")
     return variant
 
 

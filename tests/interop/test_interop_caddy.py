@@ -11,9 +11,9 @@ import asyncio
 
 import pytest
 
-from clients.registry import make_client
 from protolab.certs import CertBundle
 from protolab.core.record import Request, Target
+from protolab.registry import make_client
 from tests.helpers import TIMEOUT
 from tests.interop.peers import CADDY_SIZES, CaddyServer
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from clients.registry import make_client
 from protolab.certs import CertBundle
 from protolab.core.record import Request, Target
 from protolab.proto.generate import HERE as PROTO_DIR
 from protolab.records import make_records
+from protolab.registry import make_client
 from tests.conftest import ServerFactory
 from tests.helpers import TIMEOUT, stop_process, target_for
 

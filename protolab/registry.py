@@ -1,0 +1,225 @@
+"""The one registry of protocols: everything the lab knows about h1, h2, h3, ws and grpc.
+
+Callers — the runner, the tracer, the CLI, `protolab loopback`, suite validation — ask
+this registry and never compare protocol names themselves. An entry says how a protocol
+travels (transport, URL schemes, which server listener serves it), what it can do
+(capabilities), which of a suite variant's knobs its client takes, what it refuses
+(validation), and how a client is made. Knobs have one name on every side: a variant's
+`window` is the client's `window` option and the server's `window` setting.
+
+Adding a protocol is a client module, a server module and one entry in `PROTOCOLS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from clients.base import ProtocolClient
+from protolab.core.record import Target
+from protolab.errors import ConfigError
+
+# Every knob a suite variant can set, with its default; each protocol takes a subset.
+KNOB_DEFAULTS: Mapping[str, Any] = {
+    "tls": True,
+    "tls_version": "1.3",
+    "cc": "cubic",  # TCP congestion control, or aioquic's for QUIC
+    "scheduling": "round-robin",  # server DATA scheduling (multiplexed protocols)
+    "connections": 6,  # HTTP/1.1 pool size
+    "pipeline": 1,  # HTTP/1.1 pipelining depth
+    "keepalive": True,
+    "resume": False,  # resume the TLS session of a priming connection
+    "zero_rtt": False,  # resume with a ticket and send the request as 0-RTT early data
+    "window": 4 << 20,  # stream flow-control window (both sides)
+    "connection_window": 16 << 20,
+    "data_frame": 16_384,  # largest HTTP/2 DATA frame the server sends
+}
+# Knobs that configure the server process; variants equal in these (and in the server
+# group) share one server.
+SERVER_KNOBS = ("tls", "tls_version", "cc", "scheduling", "window", "connection_window",
+                "data_frame")
+TCP_CC = ("cubic", "reno", "bbr")
+QUIC_CC = ("cubic", "reno")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a protocol can do; callers branch on these, never on its name."""
+
+    multiplexed: bool  # many requests in flight on one connection, interleaved
+    over_quic: bool  # UDP/QUIC transport: qlog, QUIC secrets instead of a TLS key log
+    early_data: bool  # can send a request in the first flight (0-RTT)
+    pipelining: bool  # requests in flight in order, without interleaving
+    tls_resumption: bool  # a new TCP+TLS connection can resume a session (h1, h2)
+    sets_cc: bool  # the lab sets its socket's congestion control (grpcio opens its own)
+    cleartext: bool  # can run without TLS
+    messages: bool  # message-oriented (records carry per-message timings)
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """One protocol, as the lab's layers need to know it."""
+
+    name: str  # registry key, also `RequestRecord.protocol`
+    title: str
+    transport: str  # "tcp" or "udp"
+    schemes: tuple[str, str | None]  # URL scheme with TLS, without (None: no cleartext)
+    implied_by_scheme: bool  # its schemes name it alone (ws://, grpc://), not "any HTTP"
+    server_group: str  # which server serves it: "http" (h1, h2, h3 together), or its own
+    capabilities: Capabilities
+    client: str  # "module:Class" of the client, imported when first made
+    options: str  # "module:Class" of the client's options dataclass
+    knobs: tuple[str, ...]  # variant knobs its client takes (same names as its options)
+    probe_path: str  # a tiny request, for traces and first looks
+    probe_body: bytes = b""
+    cc_choices: tuple[str, ...] = TCP_CC
+
+    def scheme(self, tls: bool) -> str:
+        scheme = self.schemes[0] if tls else self.schemes[1]
+        if scheme is None:
+            raise ConfigError(f"{self.title} has no cleartext mode", hint="keep TLS on")
+        return scheme
+
+    def validate(self, knobs: Mapping[str, Any]) -> list[str]:
+        """What is wrong with these knob values for this protocol (empty: nothing)."""
+        caps = self.capabilities
+        problems = []
+        if not knobs["tls"] and not caps.cleartext:
+            problems.append(f"{self.name} needs tls = true")
+        if knobs["cc"] not in self.cc_choices:
+            problems.append(f"{self.name}: cc must be one of {', '.join(self.cc_choices)}")
+        if not caps.sets_cc and knobs["cc"] != KNOB_DEFAULTS["cc"]:
+            problems.append(f"{self.name}: the lab cannot set this client's congestion "
+                            "control (it opens its sockets itself); leave cc unset")
+        if knobs["zero_rtt"] and not caps.early_data:
+            problems.append(f"{self.name}: zero_rtt needs a protocol with early data (h3; "
+                            "Python's ssl cannot send TLS 1.3 early data)")
+        if knobs["resume"] and not (caps.tls_resumption and knobs["tls"]):
+            problems.append(f"{self.name}: resume is for TCP+TLS session resumption "
+                            "(h1, h2 over TLS; h3 uses zero_rtt)")
+        return problems
+
+    def client_options(self, knobs: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+        """The client's options from knob values: the knobs it takes, by the same name."""
+        return {**{k: knobs[k] for k in self.knobs if k in knobs}, **extra}
+
+    def make_client(self, target: Target, **options: Any) -> ProtocolClient:
+        """A client for `target`; an option it does not take is a ConfigError."""
+        client_cls, options_cls = _load(self.client), _load(self.options)
+        known = {f.name for f in fields(options_cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"{self.name}: unknown client option(s) {unknown}",
+                              hint=f"{self.name} takes {', '.join(sorted(known))}")
+        try:
+            opts = options_cls(**options)
+        except TypeError as exc:
+            raise ConfigError(f"{self.name}: {exc}") from None
+        client: ProtocolClient = client_cls(target, opts)
+        return client
+
+    def primes(self, knobs: Mapping[str, Any]) -> bool:
+        """Whether the measured connection resumes a session a priming one earned."""
+        caps = self.capabilities
+        return bool((knobs["resume"] and caps.tls_resumption)
+                    or (knobs["zero_rtt"] and caps.early_data))
+
+
+def _load(ref: str) -> Any:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+PROTOCOLS: Mapping[str, ProtocolSpec] = {
+    spec.name: spec
+    for spec in (
+        ProtocolSpec(
+            name="h1", title="HTTP/1.1", transport="tcp", schemes=("https", "http"),
+            implied_by_scheme=False, server_group="http", probe_path="/bytes/100",
+            capabilities=Capabilities(
+                multiplexed=False, over_quic=False, early_data=False, pipelining=True,
+                tls_resumption=True, sets_cc=True, cleartext=True, messages=False),
+            client="clients.h1:H1Client", options="clients.h1:H1Options",
+            knobs=("connections", "pipeline", "keepalive", "cc", "resume"),
+        ),
+        ProtocolSpec(
+            name="h2", title="HTTP/2", transport="tcp", schemes=("https", "http"),
+            implied_by_scheme=False, server_group="http", probe_path="/bytes/100",
+            capabilities=Capabilities(
+                multiplexed=True, over_quic=False, early_data=False, pipelining=False,
+                tls_resumption=True, sets_cc=True, cleartext=True, messages=False),
+            client="clients.h2:H2Client", options="clients.h2:H2Options",
+            knobs=("cc", "resume", "window", "connection_window"),
+        ),
+        ProtocolSpec(
+            name="h3", title="HTTP/3", transport="udp", schemes=("https", None),
+            implied_by_scheme=False, server_group="http", probe_path="/bytes/100",
+            capabilities=Capabilities(
+                multiplexed=True, over_quic=True, early_data=True, pipelining=False,
+                tls_resumption=False, sets_cc=True, cleartext=False, messages=False),
+            client="clients.h3:H3Client", options="clients.h3:H3Options",
+            knobs=("cc", "zero_rtt", "window", "connection_window"), cc_choices=QUIC_CC,
+        ),
+        ProtocolSpec(
+            name="ws", title="WebSocket", transport="tcp", schemes=("wss", "ws"),
+            implied_by_scheme=True, server_group="ws", probe_path="/echo",
+            probe_body=b"hello, trace",
+            capabilities=Capabilities(
+                multiplexed=False, over_quic=False, early_data=False, pipelining=False,
+                tls_resumption=False, sets_cc=True, cleartext=True, messages=True),
+            client="clients.ws:WsClient", options="clients.ws:WsOptions", knobs=("cc",),
+        ),
+        ProtocolSpec(
+            # grpc:// and grpcs:// are the lab's own schemes: gRPC has none.
+            name="grpc", title="gRPC", transport="tcp", schemes=("grpcs", "grpc"),
+            implied_by_scheme=True, server_group="grpc", probe_path="/Unary?size=100",
+            capabilities=Capabilities(
+                multiplexed=True, over_quic=False, early_data=False, pipelining=False,
+                tls_resumption=False, sets_cc=False, cleartext=True, messages=True),
+            client="clients.grpc:GrpcClient", options="clients.grpc:GrpcOptions", knobs=(),
+        ),
+    )
+}
+NAMES: tuple[str, ...] = tuple(PROTOCOLS)
+
+
+def get(name: str) -> ProtocolSpec:
+    """The entry for `name`, or a ConfigError listing the protocols there are."""
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise ConfigError(f"unknown protocol {name!r}",
+                          hint=f"choose one of {', '.join(NAMES)}") from None
+
+
+def make_client(protocol: str, target: Target, **options: Any) -> ProtocolClient:
+    return get(protocol).make_client(target, **options)
+
+
+def scheme_protocols() -> dict[str, str | None]:
+    """URL scheme -> the protocol it implies (None: any HTTP version, chosen with --proto)."""
+    out: dict[str, str | None] = {}
+    for spec in PROTOCOLS.values():
+        for scheme in spec.schemes:
+            if scheme is not None:
+                out[scheme] = spec.name if spec.implied_by_scheme else out.get(scheme)
+    return out
+
+
+def tls_schemes() -> frozenset[str]:
+    return frozenset(spec.schemes[0] for spec in PROTOCOLS.values())
+
+
+def group_protocols(group: str, tls: bool) -> tuple[str, ...]:
+    """The protocols one server of `group` serves: those of the group that can run with
+    (or without) TLS as asked."""
+    return tuple(spec.name for spec in PROTOCOLS.values()
+                 if spec.server_group == group and (tls or spec.capabilities.cleartext))
+
+
+def by_capability(**wanted: bool) -> tuple[str, ...]:
+    """Names of the protocols whose capabilities match every `name=value` given."""
+    return tuple(spec.name for spec in PROTOCOLS.values()
+                 if all(getattr(spec.capabilities, k) == v for k, v in wanted.items()))
