@@ -1,0 +1,292 @@
+"""Claims, declared as data beside a suite's workload, and their verdicts from raw samples.
+
+A claim names what the textbook (or RFC, or paper) predicts: a metric of one variant on
+some links, and a relation to a number or to another variant — "≈ 3 RTT", "A faster than
+B by at least 20 %", "A/B in [0.9, 1.1]". After a run the lab computes the metric from
+the stored raw samples of each side, with a bootstrap confidence interval, and says:
+
+- **holds** — the whole CI lies where the claim says;
+- **refuted** — the whole CI lies on the other side;
+- **inconclusive** — the CI straddles the line: these samples cannot decide.
+
+Nothing here runs a protocol or reads a database: `evaluate` takes the suite's claims,
+its cells and their records, and is pure (seeded resampling), so it is tested on made-up
+samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from protolab.bench.stats import median, median_ci, median_ratio
+from protolab.core.latency import total_ms, ttfb_ms
+from protolab.core.record import RequestRecord
+from protolab.errors import ConfigError
+
+Relation = Literal["approx", "faster", "ratio_in"]
+VerdictWord = Literal["holds", "refuted", "inconclusive"]
+RELATIONS: tuple[Relation, ...] = ("approx", "faster", "ratio_in")
+
+
+@dataclass(frozen=True)
+class CellView:
+    """What a claim needs of a cell: its variant, its link's words and RTT, its records."""
+
+    label: str
+    link: Mapping[str, str]
+    rtt_ms: float
+    records: Sequence[RequestRecord]  # measured (no warm-up)
+
+
+# metric name -> (unit, one value per sample of a cell)
+MetricFn = Callable[[CellView], list[float]]
+
+
+def _per_request(value: Callable[[RequestRecord], float | None]) -> MetricFn:
+    def values(cell: CellView) -> list[float]:
+        return [v for r in cell.records if r.ok and (v := value(r)) is not None]
+
+    return values
+
+
+def _in_rtts(value: Callable[[RequestRecord], float | None]) -> MetricFn:
+    def values(cell: CellView) -> list[float]:
+        if cell.rtt_ms <= 0:
+            return []
+        return [v / cell.rtt_ms for r in cell.records if r.ok and (v := value(r)) is not None]
+
+    return values
+
+
+METRICS: dict[str, tuple[str, MetricFn]] = {
+    "ttfb": ("ms", _per_request(ttfb_ms)),
+    "total": ("ms", _per_request(total_ms)),
+    "ttfb_rtts": ("RTT", _in_rtts(ttfb_ms)),
+    "total_rtts": ("RTT", _in_rtts(total_ms)),
+    "bytes_in": ("bytes", _per_request(lambda r: float(r.bytes_in))),
+    "bytes_out": ("bytes", _per_request(lambda r: float(r.bytes_out))),
+    "bytes": ("bytes", _per_request(lambda r: float(r.bytes_in + r.bytes_out))),
+}
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a claim: a variant, on the links matching `where`."""
+
+    variant: str
+    where: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    text: str  # the claim as its source words it
+    source: str  # where it comes from (RFC, paper, notes)
+    metric: str  # a key of METRICS
+    relation: Relation
+    a: Side
+    b: Side | None = None  # the other side (faster, ratio_in); None: against `value`
+    value: float | None = None  # approx: the predicted value, in the metric's unit
+    tolerance: float = 0.1  # approx: relative band around `value`
+    by: float = 0.0  # faster: A's median at most (1 - by) x B's
+    low: float | None = None  # ratio_in: A/B within [low, high]
+    high: float | None = None
+    where: Mapping[str, str] = field(default_factory=dict)  # conditions for both sides
+
+    @property
+    def unit(self) -> str:
+        return "x" if self.b is not None else METRICS[self.metric][0]
+
+    def bounds(self) -> tuple[float, float]:
+        """The interval the statistic must lie in for the claim to hold."""
+        if self.relation == "approx" and self.value is not None:
+            return self.value * (1 - self.tolerance), self.value * (1 + self.tolerance)
+        if self.relation == "faster":
+            return 0.0, 1.0 - self.by
+        if self.relation == "ratio_in" and self.low is not None and self.high is not None:
+            return self.low, self.high
+        raise ValueError(f"claim {self.id}: {self.relation} without its bounds")
+
+    def prediction(self) -> str:
+        lo, hi = self.bounds()
+        if self.relation == "approx":
+            return f"{self.metric} ≈ {self.value:g} {self.unit} (±{self.tolerance:.0%})"
+        if self.relation == "faster":
+            return (f"{self.a.variant} {self.metric} ≤ {hi:.2f} x "
+                    f"{self.b.variant if self.b else '?'}")
+        return f"{self.metric} {self.a.variant}/{self.b.variant if self.b else '?'} in " \
+               f"[{lo:g}, {hi:g}]"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: str  # claim id
+    conditions: dict[str, str]  # the link parameters this verdict was measured on
+    verdict: VerdictWord
+    value: float | None  # the statistic: median (approx) or ratio of medians A/B
+    ci_low: float | None
+    ci_high: float | None
+    unit: str
+    n_a: int
+    n_b: int
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"claim": self.claim, "conditions": self.conditions, "verdict": self.verdict,
+                "value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high,
+                "unit": self.unit, "n_a": self.n_a, "n_b": self.n_b, "note": self.note}
+
+
+def decide(ci_low: float, ci_high: float, low: float, high: float) -> VerdictWord:
+    """holds: the CI inside [low, high]; refuted: outside it; inconclusive: across an edge."""
+    if low <= ci_low and ci_high <= high:
+        return "holds"
+    if ci_high < low or ci_low > high:
+        return "refuted"
+    return "inconclusive"
+
+
+def _matches(link: Mapping[str, str], where: Mapping[str, str]) -> bool:
+    return all(link.get(k) == v for k, v in where.items())
+
+
+def evaluate(claims: Sequence[Claim], cells: Sequence[CellView], *, seed: int = 0,
+             ) -> list[Verdict]:
+    """A verdict per claim and per link the claim applies to (one per matching pair)."""
+    verdicts: list[Verdict] = []
+    for claim in claims:
+        verdicts += _evaluate_one(claim, cells, seed)
+    return verdicts
+
+
+def _evaluate_one(claim: Claim, cells: Sequence[CellView], seed: int) -> list[Verdict]:
+    where_a = {**claim.where, **claim.a.where}
+    sides_a = [c for c in cells if c.label == claim.a.variant and _matches(c.link, where_a)]
+    if not sides_a:
+        return [Verdict(claim.id, dict(where_a), "inconclusive", None, None, None, claim.unit,
+                        0, 0, note=f"no cell of {claim.a.variant} matches {where_a or 'any'}")]
+    out = []
+    for cell_a in sides_a:
+        conditions = dict(cell_a.link)
+        if claim.b is None:
+            out.append(_against_value(claim, cell_a, conditions, seed))
+            continue
+        # B on the same link as A, unless B names its own link (A unaffected by B's loss).
+        where_b = ({**claim.where, **claim.b.where} if claim.b.where
+                   else {**cell_a.link, **claim.where})
+        matching = [c for c in cells if c.label == claim.b.variant and _matches(c.link, where_b)]
+        if not matching:
+            out.append(Verdict(claim.id, conditions, "inconclusive", None, None, None,
+                               claim.unit, 0, 0,
+                               note=f"no cell of {claim.b.variant} matches {where_b}"))
+            continue
+        out.append(_against_other(claim, cell_a, matching[0], seed))
+    return out
+
+
+def _against_value(claim: Claim, cell: CellView, conditions: dict[str, str],
+                   seed: int) -> Verdict:
+    values = METRICS[claim.metric][1](cell)
+    if len(values) < 2:
+        return Verdict(claim.id, conditions, "inconclusive", None, None, None, claim.unit,
+                       len(values), 0, note="fewer than 2 samples")
+    ci_low, ci_high = median_ci(values, rng=seed)
+    low, high = claim.bounds()
+    return Verdict(claim.id, conditions, decide(ci_low, ci_high, low, high), median(values),
+                   ci_low, ci_high, claim.unit, len(values), 0)
+
+
+def _against_other(claim: Claim, cell_a: CellView, cell_b: CellView, seed: int) -> Verdict:
+    fn = METRICS[claim.metric][1]
+    a, b = fn(cell_a), fn(cell_b)
+    conditions = dict(cell_a.link)
+    if cell_b.link != cell_a.link:
+        conditions = {**conditions, **{f"{claim.b.variant if claim.b else 'b'} {k}": v
+                                       for k, v in cell_b.link.items()
+                                       if cell_a.link.get(k) != v}}
+    if len(a) < 2 or len(b) < 2 or median(b) == 0:
+        return Verdict(claim.id, conditions, "inconclusive", None, None, None, claim.unit,
+                       len(a), len(b), note="too few samples (or B's median is 0)")
+    ratio = median_ratio(a, b, rng=seed)
+    low, high = claim.bounds()
+    return Verdict(claim.id, conditions, decide(ratio.ci_low, ratio.ci_high, low, high),
+                   ratio.value, ratio.ci_low, ratio.ci_high, claim.unit, len(a), len(b))
+
+
+# --- parsing (a suite's [[claim]] tables) ---------------------------------------------------
+
+_CLAIM_KEYS = {"id", "text", "source", "metric", "relation", "a", "b", "value", "tolerance",
+               "by", "low", "high", "where", "a_where", "b_where"}
+
+
+def parse_claim(table: Any, where: str, labels: Sequence[str]) -> Claim:
+    """One [[claim]] table; every mistake is a ConfigError naming the key."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = sorted(set(table) - _CLAIM_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}",
+                          hint=f"allowed: {sorted(_CLAIM_KEYS)}")
+
+    def text(key: str, default: str | None = None) -> str:
+        value = table.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: {key} must be a non-empty string")
+        return value
+
+    def number(key: str, default: float | None = None) -> float | None:
+        value = table.get(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+                value):
+            raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
+        return float(value)
+
+    def link_filter(key: str) -> dict[str, str]:
+        value = table.get(key, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key} must be a table of link parameters")
+        return {str(k): str(v) for k, v in value.items()}
+
+    def side(key: str) -> Side | None:
+        if key not in table:
+            return None
+        label = text(key)
+        if label not in labels:
+            raise ConfigError(f"{where}: {key} = {label!r} is not a variant of this suite",
+                              hint=f"variants: {', '.join(labels)}")
+        return Side(label, link_filter(f"{key}_where"))
+
+    metric = text("metric")
+    if metric not in METRICS:
+        raise ConfigError(f"{where}: unknown metric {metric!r}",
+                          hint=f"choose one of {', '.join(METRICS)}")
+    relation = text("relation")
+    if relation not in RELATIONS:
+        raise ConfigError(f"{where}: unknown relation {relation!r}",
+                          hint=f"choose one of {', '.join(RELATIONS)}")
+    a = side("a")
+    if a is None:
+        raise ConfigError(f"{where}: a (the variant the claim is about) is required")
+    b = side("b")
+    claim = Claim(
+        id=text("id"), text=text("text"), source=text("source"), metric=metric,
+        relation=relation,  # checked against RELATIONS above
+        a=a, b=b, value=number("value"), tolerance=number("tolerance", 0.1) or 0.0,
+        by=number("by", 0.0) or 0.0, low=number("low"), high=number("high"),
+        where=link_filter("where"),
+    )
+    if relation == "approx" and (claim.value is None or b is not None):
+        raise ConfigError(f"{where}: relation approx needs value (and no b)")
+    if relation in ("faster", "ratio_in") and b is None:
+        raise ConfigError(f"{where}: relation {relation} needs b (the other variant)")
+    if relation == "ratio_in" and (claim.low is None or claim.high is None
+                                   or claim.low > claim.high):
+        raise ConfigError(f"{where}: relation ratio_in needs low <= high")
+    if not 0 <= claim.tolerance < 1 or not 0 <= claim.by < 1:
+        raise ConfigError(f"{where}: tolerance and by are fractions in [0, 1)")
+    return claim
