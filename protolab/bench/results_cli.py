@@ -11,10 +11,18 @@ from rich.table import Table
 from rich.text import Text
 
 from protolab.bench.stats import Ratio, summarize
-from protolab.bench.store import DEFAULT_DB, CellInfo, MedianComparison, ResultsStore, RunInfo
 from protolab.core.latency import phases
 from protolab.core.record import RequestRecord
 from protolab.errors import ConfigError
+from protolab.store import (
+    DEFAULT_DB,
+    CellInfo,
+    MedianComparison,
+    ResultsStore,
+    RunInfo,
+    compare_runs,
+    export_run,
+)
 from protolab.terminal import make_console, styled
 
 app = typer.Typer(
@@ -107,9 +115,9 @@ def export(
     with _open(db) as store:
         store.run(run)
         if out is None:
-            store.export(run, "csv" if format == "csv" else "json", sys.stdout)
+            export_run(store, run, "csv" if format == "csv" else "json", sys.stdout)
         else:
-            store.export(run, "csv" if format == "csv" else "json", out)
+            export_run(store, run, "csv" if format == "csv" else "json", out)
             console.print(f"wrote {out}", highlight=False, soft_wrap=True)
 
 
@@ -117,7 +125,7 @@ def export(
 def compare(run_a: RunArg, run_b: RunArg, db: DbOpt = DEFAULT_DB) -> None:
     with _open(db) as store:
         suite_a, suite_b = store.run(run_a).suite, store.run(run_b).suite
-        comparison = store.compare(run_a, run_b)
+        comparison = compare_runs(store, run_a, run_b)
     table = Table(
         title=f"run {run_a} ({suite_a}) vs run {run_b} ({suite_b}): medians in ms",
         caption="ratio B/A with its 95% bootstrap CI; above 1: run B slower",

@@ -1,7 +1,8 @@
 """The one reader of /proc/PID: a process's start time, whether it is alive, its CPU time.
 
 A PID alone is not an identity (PIDs are reused), so a process the lab records is its PID
-plus the kernel's start time; `alive` compares both.
+plus the kernel's start time; `alive` compares both, `may_be_alive` also answers for a
+record that lacks the start time.
 """
 
 from __future__ import annotations
@@ -37,6 +38,22 @@ def process_state(pid: int) -> str | None:
 def alive(pid: int | None, start: int | None) -> bool:
     """`pid` runs and is the process that started at `start` (not a reuse of its PID)."""
     return pid is not None and start is not None and process_start(pid) == start
+
+
+def may_be_alive(pid: int, start: int | None) -> bool:
+    """`pid` runs, and is the process that started at `start` wherever both start times are
+    known. For records that may lack a start time (written where /proc was missing, or by an
+    older protolab): without one, a running PID is given the benefit of the doubt, since
+    judging a live run dead would end it in the store while it still writes."""
+    if pid <= 0:  # kill(0) and kill(-N) would ask about process groups
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    return start is None or process_start(pid) in (start, None)
 
 
 def process_cpu_s(pid: int) -> float:

@@ -1,24 +1,32 @@
-"""`protolab results ...` as a user runs it, on a database filled through the store API."""
+"""`protolab results ...` as a user runs it, on a database filled through the store API,
+and on the databases and paths users get wrong: damaged, empty, unwritable."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
+import random
+import shutil
+import sqlite3
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from protolab.bench.store import CpuTimes, ResultsStore, manifest
-from tests.bench.test_store import record
+from protolab.bench.suite import expand, parse_suite
+from protolab.bench.summary import summarize_cell
+from protolab.store import CpuTimes, ResultsStore, manifest
+from tests.bench.test_store import MS, record
 from tests.helpers import TIMEOUT
 
 
-def protolab(*args: str) -> subprocess.CompletedProcess[str]:
+def protolab(*args: str, wrapper: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "protolab", *args],
+        [*wrapper, sys.executable, "-m", "protolab", *args],
         capture_output=True, text=True, timeout=TIMEOUT, check=False,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
     )
@@ -101,3 +109,135 @@ def test_missing_database_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "no results database" in result.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+def one_clear_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The CLI's answer to a mistake: exit 2, one `error: ...` line, no traceback."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+READ_COMMANDS = [("list",), ("show", "1"), ("export", "1"), ("export", "1", "-f", "json"),
+                 ("compare", "1", "1")]
+
+
+def test_a_damaged_database_is_one_clear_line(tmp_path: Path) -> None:
+    path = tmp_path / "lab.db"
+    with ResultsStore(path) as store:
+        run = store.begin_run("big", manifest())
+        for index in range(4):
+            cell = store.add_cell(run, index, {"protocol": "h2", "index": index})
+            store.add_samples(cell, [record(i) for i in range(300)], repetition=0, warmup=False)
+            store.finish_cell(cell, "ok")
+        store.finish_run(run, "complete")
+    # Whole pages in the middle third of the file (raw samples, mostly) overwritten with
+    # noise; the file header and the schema page stay intact, so the file still opens.
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    first, last = len(data) // page // 3, 2 * len(data) // page // 3
+    assert first >= 1
+    data[first * page:last * page] = random.Random(3).randbytes((last - first) * page)
+    path.write_bytes(bytes(data))
+    for command in READ_COMMANDS:
+        result = protolab("results", *command, "--db", str(path))
+        line = one_clear_line(result)
+        assert f"cannot read {path}" in line, command
+        assert "malformed" in line
+        assert ".recover" in line  # what to do about it
+        assert result.stdout == "", command  # no half an export
+
+
+@pytest.mark.parametrize("kind", ["zero-byte", "sqlite without tables"])
+def test_read_only_commands_leave_an_empty_file_as_it_is(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "empty.db"
+    if kind == "zero-byte":
+        path.write_bytes(b"")
+    else:
+        db = sqlite3.connect(path)
+        db.execute("VACUUM")  # a valid SQLite file with no tables
+        db.close()
+    before = path.read_bytes()
+    for command in READ_COMMANDS:
+        line = one_clear_line(protolab("results", *command, "--db", str(path)))
+        assert f"{path} is empty: it holds no protolab results" in line
+        assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["empty.db"]  # no -wal, no -shm either
+
+
+@pytest.mark.parametrize("target", ["a directory", "under a missing directory",
+                                    "under a file", "in a read-only directory"])
+def test_export_to_an_unwritable_path_is_one_clear_line(
+    db: Path, tmp_path: Path, target: str
+) -> None:
+    out = {
+        "a directory": tmp_path,
+        "under a missing directory": tmp_path / "missing" / "deeper" / "run.csv",
+        "under a file": tmp_path / "file.txt" / "run.csv",
+        "in a read-only directory": tmp_path / "locked" / "run.csv",
+    }[target]
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "locked").mkdir(mode=0o555)
+    wrapper: tuple[str, ...] = ()
+    if target == "in a read-only directory" and os.access(out.parent, os.W_OK):
+        # Root writes through permission bits; without CAP_DAC_OVERRIDE it does not.
+        wrapper = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search")
+        if shutil.which("setpriv") is None or subprocess.run(
+            [*wrapper, "true"], capture_output=True, check=False
+        ).returncode != 0:
+            pytest.skip("root, and setpriv cannot drop CAP_DAC_OVERRIDE here")
+    line = one_clear_line(protolab("results", "export", "1", "--out", str(out), "--db", str(db),
+                                   wrapper=wrapper))
+    assert f"cannot write {out}" in line
+    assert not (tmp_path / "missing").exists()  # a mistyped path makes no directories
+
+
+def test_open_load_latency_is_the_same_everywhere(tmp_path: Path) -> None:
+    # Open load: every request was due 0.5 ms before it was sent. TTFB counts from when it
+    # was due (protolab.core.latency), 1.2 .. 2.0 ms: p50 1.6 ms; from the send it would be
+    # 1.1 ms. Values under 2.048 ms are exact in the HDR histogram, so the summary's p50
+    # and the comparison's median are the same number, not two approximations of it.
+    suite = parse_suite({"variant": [{"protocol": "h2"}], "repetitions": 1, "warmup": 0})
+    (cell,) = expand(suite)
+    records = []
+    for i, ttfb_us in enumerate((1200, 1400, 1600, 1800, 2000)):
+        due = 10_000 * MS + i * 100 * MS
+        records.append(record(i, intended_ns=due, start_ns=due + 500_000,
+                              first_byte_ns=due + ttfb_us * 1000,
+                              done_ns=due + (ttfb_us + 300) * 1000))
+    path = tmp_path / "open.db"
+    with ResultsStore(path) as store:
+        run = store.begin_run("open", manifest())
+        cell_id = store.add_cell(run, cell.index, cell.params(suite))
+        store.add_samples(cell_id, records, repetition=0, warmup=False)
+        store.finish_cell(cell_id, "ok")
+        store.finish_run(run, "complete")
+        stored = store.samples(cell_id)
+    summary = summarize_cell(suite, cell, [stored])
+    assert summary.ttfb is not None
+    assert summary.ttfb.p50 == pytest.approx(1.6)
+
+    show = protolab("results", "show", "1", "--db", str(path))
+    assert show.returncode == 0, show.stderr
+    (row,) = [line for line in show.stdout.splitlines() if "label=h2" in line]
+    cells = [c.strip() for c in row.split("│")]
+    assert cells[5] == "1.60"  # the ttfb p50 column
+    assert "1.10" not in show.stdout
+
+    compare = protolab("results", "compare", "1", "1", "--db", str(path))
+    assert compare.returncode == 0, compare.stderr
+    (row,) = [line for line in compare.stdout.splitlines() if "label=h2" in line]
+    cells = [c.strip() for c in row.split("│")]
+    assert cells[3:5] == ["1.60", "1.60"]  # ttfb A, ttfb B
+
+    csv_out = protolab("results", "export", "1", "--db", str(path))
+    assert csv_out.returncode == 0, csv_out.stderr
+    csv_ttfb = [float(r["ttfb_ms"]) for r in csv.DictReader(io.StringIO(csv_out.stdout))]
+    json_out = protolab("results", "export", "1", "-f", "json", "--db", str(path))
+    assert json_out.returncode == 0, json_out.stderr
+    json_ttfb = [s["ttfb_ms"] for s in json.loads(json_out.stdout)["cells"][0]["samples"]]
+    assert statistics.median(csv_ttfb) == pytest.approx(1.6)
+    assert statistics.median(json_ttfb) == pytest.approx(1.6)

@@ -1,0 +1,81 @@
+"""The run manifest: what a run needs to be understood later (DESIGN.md, "Outputs"): the
+versions that change what it measures, the git revision, the machine, settings and seeds."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# Packages whose versions change what a run measures.
+MANIFEST_PACKAGES = (
+    "protolab", "aioquic", "h2", "h11", "hpack", "cryptography", "grpcio", "protobuf",
+    "websockets", "hdrhistogram", "numpy",
+)
+
+
+def manifest(
+    settings: Mapping[str, Any] | None = None, seeds: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a run needs to be understood later: versions, machine, settings, seeds."""
+    uname = platform.uname()
+    return {
+        "lab_version": _package_version("protolab"),
+        "git": _git_revision(),
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
+        "packages": {name: _package_version(name) for name in MANIFEST_PACKAGES},
+        "kernel": {"system": uname.system, "release": uname.release, "version": uname.version,
+                   "machine": uname.machine},
+        "host": socket.gethostname(),
+        "cpu": {"model": _cpu_model(), "count": os.cpu_count()},
+        "settings": dict(settings or {}),
+        "seeds": dict(seeds or {}),
+    }
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_revision() -> dict[str, Any]:
+    """HEAD of the checkout protolab runs from, and whether it has local changes; where that
+    cannot be known (no git, an unpacked archive) the reason instead of a revision."""
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+            timeout=10, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except FileNotFoundError:
+        return {"revision": None, "dirty": None, "note": "git is not installed"}
+    except (OSError, subprocess.SubprocessError):
+        return {"revision": None, "dirty": None, "note": "not a git checkout"}
+    return {"revision": head, "dirty": bool(dirty)}
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
