@@ -14,8 +14,9 @@ with matching concurrency: h2 is `-c 1 -m 10` (10 streams on one connection, as 
 lab's h2 client), h1 is `--h1 -c 10 -m 1` (10 connections, one request each, and the
 lab's h1 client gets a pool of 10 here instead of its default 6).
 
-The server runs as a `protolab serve` subprocess; its CPU time comes from
-/proc/PID/stat, the client's from time.process_time() in this process. On loopback
+The server runs as the lab's server process (protolab/labserver.py, the same one the
+bench runner starts); its CPU time comes from protolab.core.procfs, the client's from
+time.process_time() in this process. On loopback
 these are CPU ceilings, not network measurements: a CPU column near the wall time
 means that side was saturated and the rate measures Python, not the protocol.
 """
@@ -24,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
-import selectors
 import shutil
 import subprocess
 import sys
@@ -36,23 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protolab.core.record import Request, RequestRecord, Target
+from protolab.errors import LabError
+from protolab.labserver import LabServer, start_local
 from protolab.registry import make_client
+from servers.common import CertSpec, ServerConfig
 
 PROTOCOLS = ("h1", "h2", "h3")
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(frozen=True)
-class LabServer:
-    process: subprocess.Popen[bytes]
-    port: int
-    ca_file: Path
-
-    def cpu_seconds(self) -> float:
-        """utime + stime of the server process (fields 14 and 15 of /proc/PID/stat)."""
-        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()  # the command name may contain spaces
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
 @dataclass(frozen=True)
@@ -90,46 +78,6 @@ class H2load:
     error: str | None = None
 
 
-def start_server(state_dir: Path, timeout: float) -> LabServer:
-    """`protolab serve --port 0` on loopback; wait for its "ready" line."""
-    env = {**os.environ, "PROTOLAB_STATE_DIR": str(state_dir)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "protolab", "serve", "--port", "0", "--proto", "h1,h2,h3"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-    )
-    assert proc.stdout is not None
-    out = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while b"\nready\n" not in b"\n" + out:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                proc.kill()
-                raise SystemExit(f"protolab serve not ready within {timeout} s: {out!r}")
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                raise SystemExit(f"protolab serve exited: {out!r}")
-            out += chunk
-    text = out.decode()
-    port = re.search(r"^h1: https://[^ ]+:(\d+)/", text, re.M)
-    ca = re.search(r"^CA: (.+)$", text, re.M)
-    if port is None or ca is None:
-        raise SystemExit(f"unexpected protolab serve output: {text!r}")
-    return LabServer(proc, int(port.group(1)), Path(ca.group(1).strip()))
-
-
-def stop_server(server: LabServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
-    if server.process.stdout is not None:
-        server.process.stdout.close()
-
-
 def percentile(sorted_values: list[int], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of already sorted values."""
     if not sorted_values:
@@ -153,9 +101,9 @@ async def bulk(
         warm = await client.request(Request(path="/bytes/1"))  # handshake outside the timing
         if warm.error:
             return Bulk(protocol, 0.0, 0.0, 0.0, 0.0, f"warm-up: {warm.error}")
-        cpu0, srv0 = time.process_time(), server.cpu_seconds()
+        cpu0, srv0 = time.process_time(), server.cpu_s()
         record = await client.request(Request(path=f"/bytes/{args.download_bytes}"))
-        cpu1, srv1 = time.process_time(), server.cpu_seconds()
+        cpu1, srv1 = time.process_time(), server.cpu_s()
     finally:
         await client.close()
     seconds = ((record.done_ns or record.start_ns) - record.start_ns) / 1e9
@@ -189,9 +137,9 @@ async def small(
 
     try:
         await run(args.warmup, args.time_limit, keep=False)  # connections up, caches warm
-        cpu0, srv0, t0 = time.process_time(), server.cpu_seconds(), time.monotonic()
+        cpu0, srv0, t0 = time.process_time(), server.cpu_s(), time.monotonic()
         await run(args.requests, args.time_limit, keep=True)
-        cpu1, srv1, t1 = time.process_time(), server.cpu_seconds(), time.monotonic()
+        cpu1, srv1, t1 = time.process_time(), server.cpu_s(), time.monotonic()
     finally:
         await client.close()
     ok = [r for r in records if r.ok]
@@ -214,17 +162,17 @@ def run_h2load(protocol: str, server: LabServer, args: argparse.Namespace) -> H2
     if binary is None:
         return H2load(protocol, settings, None, 0, 0, None, 0.0,
                       "h2load not installed (apt-get install nghttp2-client)")
-    url = f"https://127.0.0.1:{server.port}/bytes/{args.small_bytes}"
-    srv0 = server.cpu_seconds()
+    url = f"https://127.0.0.1:{server.port(protocol)}/bytes/{args.small_bytes}"
+    srv0 = server.cpu_s()
     try:
         result = subprocess.run(
             [binary, "-n", str(args.h2load_requests), *flags, url],
             capture_output=True, text=True, timeout=args.time_limit * 3 + 10, check=False,
         )
     except subprocess.TimeoutExpired:
-        return H2load(protocol, settings, None, 0, 0, None, server.cpu_seconds() - srv0,
+        return H2load(protocol, settings, None, 0, 0, None, server.cpu_s() - srv0,
                       "timed out")
-    srv1 = server.cpu_seconds()
+    srv1 = server.cpu_s()
     rate = re.search(r"^finished in \S+, ([\d.]+) req/s", result.stdout, re.M)
     counts = re.search(r"(\d+) succeeded, (\d+) failed", result.stdout)
     mean = re.search(r"^time for request:\s+\S+\s+\S+\s+(\S+)", result.stdout, re.M)
@@ -296,7 +244,8 @@ async def measure(
     bulks: list[Bulk] = []
     smalls: list[Small] = []
     for protocol in args.protocols:
-        target = Target(host="127.0.0.1", port=server.port, tls=True, ca_file=server.ca_file)
+        target = Target(host="127.0.0.1", port=server.port(protocol), tls=True,
+                        ca_file=server.ca_file)
         print(f"{protocol}: bulk ...", file=sys.stderr, flush=True)
         bulks.append(await bulk(protocol, target, server, args))
         print(f"{protocol}: small ...", file=sys.stderr, flush=True)
@@ -335,14 +284,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="protolab-bench-") as state:
-        server = start_server(Path(state), timeout=30)
+        config = ServerConfig(port=0, protocols=PROTOCOLS, certs=CertSpec(Path(state) / "certs"))
         try:
+            server = start_local(config, timeout=30)
+        except LabError as exc:
+            raise SystemExit(f"the lab server did not start: {exc}") from None
+        with server:
             bulks, smalls = asyncio.run(measure(server, args))
             h2loads = [] if args.no_h2load else [
                 run_h2load(p, server, args) for p in ("h1", "h2") if p in args.protocols
             ]
-        finally:
-            stop_server(server)
     print_report(bulks, smalls, h2loads, args)
 
 

@@ -19,14 +19,14 @@ import argparse
 import asyncio
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from protolab.certs import ensure_certs
 from protolab.core.record import Request, Target
 from protolab.proto.convert import records_from_proto, records_to_proto
 from protolab.records import make_records, records_from_json, records_json
 from protolab.registry import make_client
-from servers.common import ServerConfig
+from servers.common import CertSpec, ServerConfig
 from servers.run import RunningServers, start_servers
 
 
@@ -40,15 +40,14 @@ def line(name: str, count: int, seconds: float, lat_ms: list[float]) -> str:
             f"p50 {pct(lat_ms, 0.5):6.3f} ms   p99 {pct(lat_ms, 0.99):6.3f} ms")
 
 
-def target(running: RunningServers, port: int | None) -> Target:
-    certs = running.config.certs
-    assert port is not None
-    return Target("127.0.0.1", port, tls=certs is not None,
+def target(running: RunningServers, protocol: str) -> Target:
+    certs = running.certs
+    return Target("127.0.0.1", running.port(protocol), tls=certs is not None,
                   ca_file=certs.ca_file if certs else None, server_name="localhost")
 
 
 async def ws_echo(running: RunningServers, rounds: int, seconds: float) -> str:
-    client = make_client("ws", target(running, running.ws_port))
+    client = make_client("ws", target(running, "ws"))
     try:
         await client.request(Request("POST", "/echo", b"warm-up"))
         batch = max(1, min(rounds, 500))
@@ -65,7 +64,7 @@ async def ws_echo(running: RunningServers, rounds: int, seconds: float) -> str:
 
 
 async def grpc_unary(running: RunningServers, rounds: int, seconds: float) -> str:
-    client = make_client("grpc", target(running, running.grpc_port))
+    client = make_client("grpc", target(running, "grpc"))
     try:
         await client.request(Request(path="/Unary?size=64"))  # channel ready, warm-up
         latencies: list[float] = []
@@ -82,7 +81,7 @@ async def grpc_unary(running: RunningServers, rounds: int, seconds: float) -> st
 
 def encodings(count: int, repetitions: int, seconds: float) -> list[str]:
     records = make_records(count)
-    cases = {
+    cases: dict[str, tuple[Callable[[], bytes], Callable[[bytes], object]]] = {
         "protobuf": (lambda: records_to_proto(records).SerializeToString(), records_from_proto),
         "json": (lambda: records_json(records), records_from_json),
         "json+gzip": (lambda: records_json(records, gzipped=True), records_from_json),
@@ -111,7 +110,7 @@ def encodings(count: int, repetitions: int, seconds: float) -> list[str]:
 
 
 async def network(rounds: int, seconds: float, tls: bool) -> list[str]:
-    certs = ensure_certs(Path("results/bench-certs")) if tls else None
+    certs = CertSpec(Path("results/bench-certs")) if tls else None
     config = ServerConfig(port=0, certs=certs, protocols=("ws", "grpc"))
     running = await start_servers(config)
     try:

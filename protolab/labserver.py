@@ -1,25 +1,205 @@
-"""The lab's server as a separate process: started, read until ready, measured, stopped.
+"""The lab's server as a separate process: configured, read until ready, measured, stopped.
 
-`protolab serve` announces itself on stdout, one line per protocol (`h2: https://ADDR:PORT/
-(tcp)`), then `CA: PATH` when it runs TLS, then `ready`. Everything that starts a server
-process — the bench runner, the tracer, tests — reads that banner here.
+The process is `python -m servers.process` (servers/process.py): one `ServerConfig`
+document in on its stdin, one JSON line back on its stdout — `{"ready": {...}}` with the
+ports per protocol, the URLs, the CA file and its PID, or `{"error": "..."}`. Everything
+that starts a server process — the bench runner, the tracer, benchmarks, tests — starts
+it here, in the link's server namespace (`start_in_namespace`) or on this machine
+(`start_local`). The `LabServer` keeps the pipe to the server's stdin: closing it stops
+the server, and so does this process's death, however it dies.
+
+`read_banner` reads the human banner of `protolab serve` instead, for tests and tools
+that run that command as a person would.
 """
 
 from __future__ import annotations
 
-import re
+import json
+import os
+import selectors
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from types import TracebackType
+from typing import IO, Any
 
 from protolab.core.procfs import process_cpu_s
 from protolab.errors import LabError
+from servers.common import ServerConfig
 
-_URL_LINE = re.compile(r"^([a-z0-9]+):\s+(\S+://\S+)")
+READY_TIMEOUT_S = 60.0  # imports, certificates and binding; a loaded CI machine is slow
+STOP_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Ready:
+    """What a started server said about itself."""
+
+    ports: dict[str, int]  # protocol -> port
+    urls: dict[str, str]  # protocol -> URL
+    ca_file: Path | None  # None: cleartext
+    pid: int
+
+
+def parse_ready(line: bytes | str) -> Ready:
+    """The server's one line, or a LabError saying why it did not start."""
+    try:
+        document = json.loads(line)
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and isinstance(document.get("error"), str):
+        raise LabError(document["error"])
+    ready = document.get("ready") if isinstance(document, dict) else None
+    if not isinstance(ready, dict) or not _is_ready(ready):
+        shown = line if isinstance(line, str) else line.decode("utf-8", "replace")
+        raise LabError(f"the lab server answered {shown.strip()[:200]!r}, not a ready line",
+                       hint="is servers/process.py from this checkout?")
+    ca = ready["ca_file"]
+    return Ready(dict(ready["ports"]), dict(ready["urls"]), None if ca is None else Path(ca),
+                 ready["pid"])
+
+
+def _is_ready(ready: dict[str, Any]) -> bool:
+    ports, urls = ready.get("ports"), ready.get("urls")
+    return (isinstance(ports, dict) and isinstance(urls, dict)
+            and all(isinstance(k, str) and type(v) is int for k, v in ports.items())
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in urls.items())
+            and "ca_file" in ready and isinstance(ready["ca_file"], str | None)
+            and type(ready.get("pid")) is int)
+
+
+@dataclass
+class LabServer:
+    process: subprocess.Popen[bytes]
+    ready: Ready
+
+    @property
+    def ca_file(self) -> Path | None:
+        return self.ready.ca_file
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return self.ready.urls
+
+    @property
+    def pid(self) -> int:
+        return self.ready.pid
+
+    def port(self, protocol: str) -> int:
+        try:
+            return self.ready.ports[protocol]
+        except KeyError:
+            raise LabError(f"the lab server does not serve {protocol}",
+                           hint=f"it serves {', '.join(self.ready.ports)}") from None
+
+    def cpu_s(self) -> float:
+        return process_cpu_s(self.ready.pid)
+
+    def stop(self) -> None:
+        """EOF on its stdin first (a clean stop), then SIGTERM, then SIGKILL."""
+        _stop(self.process, STOP_TIMEOUT_S)
+
+    def __enter__(self) -> LabServer:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def server_argv() -> list[str]:
+    return [sys.executable, "-m", "servers.process"]
+
+
+def start_local(
+    config: ServerConfig,
+    *,
+    stderr: int | IO[Any] | None = subprocess.DEVNULL,
+    env: dict[str, str] | None = None,
+    timeout: float = READY_TIMEOUT_S,
+) -> LabServer:
+    """The lab's server on this machine (benchmarks, tests), once it is ready."""
+    process = subprocess.Popen(server_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=stderr, env=env)
+    return _started(process, config, "on this machine", timeout)
+
+
+def start_in_namespace(
+    link: Any,
+    config: ServerConfig,
+    *,
+    stderr: int | IO[Any] | None = subprocess.DEVNULL,
+    timeout: float = READY_TIMEOUT_S,
+) -> LabServer:
+    """The lab's server in the link's server namespace, once it is ready."""
+    process = link.popen("server", server_argv(), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=stderr)
+    return _started(process, config, f"in {link.server_ns}", timeout)
+
+
+def _started(
+    process: subprocess.Popen[bytes], config: ServerConfig, where: str, timeout: float
+) -> LabServer:
+    assert process.stdin is not None  # both are pipes (a typing fact, not a check)
+    assert process.stdout is not None
+    try:
+        try:
+            process.stdin.write(json.dumps(config.to_json()).encode() + b"\n")
+            process.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died at once; its exit status says more than the pipe
+        line = _read_line(process.stdout, timeout)
+        if not line:
+            code = process.poll()
+            why = f"said nothing for {timeout:g} s" if code is None else f"exited ({code})"
+            raise LabError(f"the lab server {where} {why} before it was ready",
+                           hint="its stderr says why (start it with stderr=None to see it)")
+        try:
+            ready = parse_ready(line)
+        except LabError as exc:
+            raise LabError(f"the lab server did not start {where}: {exc}") from None
+    except BaseException:
+        _stop(process, 0)
+        raise
+    return LabServer(process, ready)
+
+
+def _read_line(stream: IO[bytes], timeout: float) -> bytes:
+    """One line from a pipe, or what came before EOF or the timeout (b"" for nothing)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while b"\n" not in data:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                return b""
+            chunk = os.read(stream.fileno(), 65_536)
+            if not chunk:
+                return data
+            data += chunk
+    return data.split(b"\n", 1)[0]
+
+
+def _stop(process: subprocess.Popen[bytes], grace_s: float) -> None:
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            stream.close()  # stdin's EOF asks the server to stop
+    try:
+        process.wait(grace_s)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    process.terminate()
+    try:
+        process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @dataclass(frozen=True)
@@ -29,55 +209,16 @@ class Banner:
 
 
 def read_banner(lines: Iterable[str]) -> Banner | None:
-    """The banner up to "ready", or None if the lines end first (the server died)."""
+    """`protolab serve`'s banner up to "ready" — `PROTO: URL (tcp|udp)` lines, then
+    `CA: PATH` with TLS — or None if the lines end first (the server died)."""
     urls: dict[str, str] = {}
     ca: Path | None = None
     for line in lines:
-        match = _URL_LINE.match(line)
-        if match:
-            urls[match.group(1)] = match.group(2)
-        elif line.startswith("CA:"):
-            ca = Path(line.split(":", 1)[1].strip())
+        key, _, rest = line.strip().partition(": ")
+        if key == "CA":
+            ca = Path(rest)
+        elif "://" in rest:
+            urls[key] = rest.split()[0]
         elif line.strip() == "ready":
             return Banner(urls, ca)
     return None
-
-
-@dataclass
-class LabServer:
-    process: subprocess.Popen[str]
-    urls: dict[str, str]
-    ca_file: Path | None
-
-    def port(self, protocol: str) -> int:
-        port = urlsplit(self.urls[protocol]).port
-        if port is None:
-            raise LabError(f"the server's {protocol} URL has no port: {self.urls[protocol]}")
-        return port
-
-    def cpu_s(self) -> float:
-        return process_cpu_s(self.process.pid)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.communicate(timeout=5)  # drains and closes its stdout
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.communicate()
-
-
-def serve_argv(host: str, cert_dir: Path, options: list[str]) -> list[str]:
-    return [sys.executable, "-m", "protolab", "serve", "--host", host, "--port", "0",
-            "--cert-dir", str(cert_dir), *options]
-
-
-def start_in_namespace(link: Any, options: list[str], cert_dir: Path) -> LabServer:
-    """`protolab serve OPTIONS` in the link's server namespace, once it says ready."""
-    process = link.popen("server", serve_argv(link.server_addr, cert_dir, options),
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    banner = read_banner(process.stdout or ())
-    if banner is None:
-        raise LabError(f"the lab server did not start in {link.server_ns} "
-                       f"(exit {process.wait()})")
-    return LabServer(process, banner.urls, banner.ca_file)

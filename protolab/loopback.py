@@ -10,11 +10,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from protolab.certs import ensure_certs
 from protolab.core.latency import phases
 from protolab.core.record import Request, RequestRecord, Target
 from protolab.registry import make_client
-from servers.common import ServerConfig
+from servers.common import CertSpec, ServerConfig
 from servers.run import RunningServers, start_servers
 
 
@@ -28,7 +27,7 @@ class LoopbackRow:
 
 def run_loopback(cert_dir: Path | None, out_dir: Path) -> tuple[list[LoopbackRow], Path]:
     """Run every case on loopback and write the raw records; returns rows and the file."""
-    certs = ensure_certs(cert_dir)
+    certs = CertSpec(cert_dir)
     rows = asyncio.run(_run_cases(ServerConfig(host="127.0.0.1", port=0, certs=certs)))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"loopback-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -59,10 +58,8 @@ _CASES: list[tuple[str, str, dict[str, object]]] = [
 async def _measure(
     running: RunningServers, protocol: str, label: str, options: dict[str, object]
 ) -> LoopbackRow:
-    port = running.udp_port if protocol == "h3" else running.tcp_port
-    assert port is not None
-    assert running.config.certs is not None
-    target = Target(host="127.0.0.1", port=port, ca_file=running.config.certs.ca_file)
+    assert running.certs is not None
+    target = Target(host="127.0.0.1", port=running.port(protocol), ca_file=running.certs.ca_file)
     client = make_client(protocol, target, **options)
     try:
         if options.get("zero_rtt"):

@@ -4,21 +4,29 @@ Each protocol module translates its wire events into a `WorkloadRequest`, awaits
 `respond()`, and writes the `WorkloadResponse` back in its own framing — one
 handler for HTTP/1.1, HTTP/2 and HTTP/3 (as hypercorn does), so the bytes served
 are the same whatever the protocol.
+
+Settings are named as a suite variant names its knobs (`cc`, `tls_version`,
+`scheduling`, `window`, `connection_window`, `data_frame`), so one name means one
+thing on the client, the server and in a suite file. A `ServerConfig` crosses a
+process boundary as one JSON document (`to_json` / `from_json`, servers/process.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from protolab.certs import CertBundle, TlsVersion
+from protolab import registry
+from protolab.certs import CertBundle, KeyType, TlsVersion, ensure_certs
 from protolab.errors import ConfigError
 from protolab.push import resolve_push
 from protolab.tcpsock import CC_ALGORITHMS, DEFAULT_CC
 from protolab.workload import DEFAULT_LIMITS, Limits, WorkloadRequest, WorkloadResponse, plan
+from servers.jsonconfig import from_document, to_document
 
 log = logging.getLogger("protolab.server")
 
@@ -30,23 +38,23 @@ QUIC_CC = ("reno", "cubic")
 class H2Settings:
     """HTTP/2 knobs the experiments vary (RFC 9113 §6.5.2)."""
 
-    initial_window: int = 4 << 20  # stream window: >= 2x BDP of the slowest default link
+    window: int = 4 << 20  # initial stream window: >= 2x BDP of the slowest default link
     connection_window: int = 16 << 20
     max_concurrent_streams: int = 256
     max_frame_size: int = 16_384  # the largest frame we accept (our SETTINGS)
     # The largest DATA frame we send. Smaller frames interleave streams more finely under
     # round-robin (one packet per turn at ~1400); framing is an experiment parameter, not
     # an accident of the library (DESIGN.md, framing artefacts).
-    data_frame_size: int = 16_384
+    data_frame: int = 16_384
 
     def __post_init__(self) -> None:
-        if not 65_535 <= self.initial_window <= 2**31 - 1:
+        if not 65_535 <= self.window <= 2**31 - 1:
             raise ConfigError("HTTP/2 initial window must be 65535..2^31-1 bytes")
         if not 65_535 <= self.connection_window <= 2**31 - 1:
             raise ConfigError("HTTP/2 connection window must be 65535..2^31-1 bytes")
         if not 16_384 <= self.max_frame_size <= 16_777_215:
             raise ConfigError("HTTP/2 max frame size must be 16384..16777215 (RFC 9113 §6.5.2)")
-        if not 1 <= self.data_frame_size <= 16_777_215:
+        if not 1 <= self.data_frame <= 16_777_215:
             raise ConfigError("HTTP/2 DATA frame size must be 1..16777215 bytes")
         if self.max_concurrent_streams < 1:
             raise ConfigError("HTTP/2 max concurrent streams must be at least 1")
@@ -54,19 +62,21 @@ class H2Settings:
 
 @dataclass(frozen=True)
 class H3Settings:
-    congestion_control: str = "cubic"
-    max_data: int = 16 << 20  # connection flow-control window
-    max_stream_data: int = 4 << 20  # per-stream window
+    """HTTP/3 (aioquic) knobs: QUIC's own congestion control and flow-control windows."""
+
+    cc: str = "cubic"  # aioquic's congestion_control_algorithm
+    window: int = 4 << 20  # per-stream flow-control window (max_stream_data)
+    connection_window: int = 16 << 20  # connection flow-control window (max_data)
     qlog_dir: Path | None = None
     secrets_log: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.congestion_control not in QUIC_CC:
+        if self.cc not in QUIC_CC:
             raise ConfigError(
-                f"aioquic has no congestion control {self.congestion_control!r}",
+                f"aioquic has no congestion control {self.cc!r}",
                 hint=f"choose one of {', '.join(QUIC_CC)}",
             )
-        if self.max_data < 1024 or self.max_stream_data < 1024:
+        if self.window < 1024 or self.connection_window < 1024:
             raise ConfigError("QUIC flow-control windows must be at least 1024 bytes")
 
 
@@ -98,7 +108,24 @@ class GrpcSettings:
             raise ConfigError("gRPC message limits must be at least 1024 bytes")
 
 
-ALL_PROTOCOLS = ("h1", "h2", "h3", "ws", "grpc")
+@dataclass(frozen=True)
+class CertSpec:
+    """Which certificates to serve with: what `ensure_certs` needs to find or make them.
+
+    A spec, not the files, so a configuration is a value that crosses a process boundary;
+    the process that serves calls `ensure()` (files are reused when still valid)."""
+
+    cert_dir: Path | None = None  # None: the lab's state directory (protolab.certs)
+    key_type: KeyType = "ecdsa-p256"
+    intermediates: int = 0  # intermediate CAs between the CA and the leaf
+    extra_names: tuple[str, ...] = ()  # leaf names besides localhost, 127.0.0.1 and ::1
+
+    def ensure(self) -> CertBundle:
+        return ensure_certs(self.cert_dir, key_type=self.key_type,
+                            intermediates=self.intermediates, extra_names=self.extra_names)
+
+
+ALL_PROTOCOLS = registry.NAMES
 
 
 @dataclass(frozen=True)
@@ -106,9 +133,10 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8443  # TCP for h1/h2 and UDP for h3 (0 = pick free ports)
     protocols: tuple[str, ...] = ("h1", "h2", "h3")
-    certs: CertBundle | None = None  # None = cleartext (h1 and h2c; h3 needs TLS)
+    # TLS with the lab's certificates, as `protolab serve`; None = cleartext (h1 and h2c)
+    certs: CertSpec | None = CertSpec()
     tls_version: TlsVersion = "1.3"
-    tcp_cc: str = DEFAULT_CC
+    cc: str = DEFAULT_CC  # TCP congestion control of every listener the lab opens
     limits: Limits = DEFAULT_LIMITS
     idle_timeout: float = 30.0  # seconds a connection may sit without a request
     scheduling: Scheduling = "round-robin"  # which response's DATA goes next (h2 and h3)
@@ -125,14 +153,44 @@ class ServerConfig:
             )
         if "h3" in self.protocols and self.certs is None:
             raise ConfigError("HTTP/3 needs TLS (QUIC has no cleartext mode); drop --no-tls")
-        if self.tcp_cc not in CC_ALGORITHMS:
+        if self.cc not in CC_ALGORITHMS:
             raise ConfigError(f"TCP congestion control must be one of {', '.join(CC_ALGORITHMS)}")
         if not 0 <= self.port <= 65_535:
             raise ConfigError(f"port {self.port} out of range 0..65535")
+        if self.tls_version not in ("1.2", "1.3"):
+            raise ConfigError("TLS version must be 1.2 or 1.3")
         if self.scheduling not in ("round-robin", "sequential"):
             raise ConfigError("scheduling must be round-robin or sequential")
         if self.idle_timeout <= 0:
             raise ConfigError("idle timeout must be positive")
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole configuration as a JSON object; `from_json` gives it back equal."""
+        document: dict[str, Any] = to_document(self)
+        return document
+
+    @classmethod
+    def from_json(cls, document: object) -> ServerConfig:
+        """A configuration from `to_json`'s form; a key that is unknown, of the wrong type,
+        or out of range is a ConfigError naming it. Keys left out take their defaults."""
+        return from_document(cls, document, "server config")
+
+
+class StreamTasks:
+    """The tasks a connection runs for its streams (answers, streamed bodies): kept, so
+    none is garbage-collected while it runs, and cancelled together with the connection."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def cancel(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
 
 
 async def respond(request: WorkloadRequest, limits: Limits) -> WorkloadResponse:

@@ -24,6 +24,7 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 from grpc_reflection.v1alpha import reflection
 
+from protolab.certs import CertBundle
 from protolab.errors import ConfigError
 from protolab.events import MAX_INTERVAL_MS
 from protolab.proto import lab_pb2
@@ -161,7 +162,9 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
     ]
 
 
-async def start_grpc_server(config: ServerConfig, port: int) -> RunningGrpc:
+async def start_grpc_server(
+    config: ServerConfig, certs: CertBundle | None, port: int
+) -> RunningGrpc:
     server = grpc.aio.server(options=grpc_options(config))
     server.add_generic_rpc_handlers((_handlers(_Lab(config)),))
     if config.grpc.reflection:
@@ -169,9 +172,9 @@ async def start_grpc_server(config: ServerConfig, port: int) -> RunningGrpc:
     host = f"[{config.host}]" if ":" in config.host else config.host
     address = f"{host}:{port}"
     try:
-        if config.certs is not None:
+        if certs is not None:
             credentials = grpc.ssl_server_credentials(
-                [(config.certs.key_file.read_bytes(), config.certs.chain_file.read_bytes())]
+                [(certs.key_file.read_bytes(), certs.chain_file.read_bytes())]
             )
             bound = server.add_secure_port(address, credentials)
         else:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import h2.config
 import h2.connection
@@ -21,28 +21,14 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from protolab.workload import (
-    WorkloadRequest,
-    WorkloadResponse,
-    body_too_large,
-    check_head,
-    declared_length,
-    head_size,
-)
-from servers.common import ServerConfig, log, peer_name, respond
+from protolab.workload import WorkloadRequest, WorkloadResponse
+from servers.assembler import RequestAssembler, response_headers
+from servers.common import ServerConfig, StreamTasks, log, peer_name, respond
 
 _READ = 65_536
 # Bytes one sequential round may take from a stream before the writer drains, so the
 # scheduler keeps control of ordering instead of the socket buffer.
 _SEQUENTIAL_BURST = 65_536
-
-
-@dataclass
-class _Inbound:
-    method: str = ""
-    path: str = ""
-    body: bytearray = field(default_factory=bytearray)
-    rejected: bool = False  # answered early (413/431); later DATA is ignored
 
 
 @dataclass
@@ -80,10 +66,10 @@ class H2ServerConnection:
         self._conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=False, header_encoding=None)
         )
-        self._inbound: dict[int, _Inbound] = {}
+        self._inbound: dict[int, RequestAssembler] = {}  # streams not yet answered in full
         self._outbound: dict[int, _Outbound] = {}
         self._wakeup = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = StreamTasks()
         self._peer = peer_name(writer.get_extra_info("peername"))
 
     async def run(self, initial: bytes) -> None:
@@ -91,7 +77,7 @@ class H2ServerConnection:
         self._conn.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: s.initial_window,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: s.window,
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: s.max_concurrent_streams,
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: s.max_frame_size,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self._config.limits.max_header_bytes,
@@ -129,8 +115,7 @@ class H2ServerConnection:
             pass
         finally:
             sender.cancel()
-            for task in list(self._tasks):
-                task.cancel()
+            self._tasks.cancel()
 
     def _closed(self) -> bool:
         return self._conn.state_machine.state is h2.connection.ConnectionState.CLOSED
@@ -158,44 +143,27 @@ class H2ServerConnection:
     def _on_request(self, event: h2.events.RequestReceived) -> None:
         sid = event.stream_id
         assert sid is not None  # h2 always sets it on this event
-        pseudo = {n: v for n, v in (event.headers or []) if n.startswith(b":")}
-        inbound = _Inbound(
-            method=pseudo.get(b":method", b"").decode("ascii", "replace"),
-            path=pseudo.get(b":path", b"").decode("ascii", "replace"),
-        )
-        self._inbound[sid] = inbound
-        headers = list(event.headers or [])
-        early = check_head(head_size(headers), declared_length(headers), self._config.limits)
-        if early is not None:
-            self._reject(sid, early)
+        assembler = self._inbound[sid] = RequestAssembler(self._config.limits)
+        self._reject(sid, assembler.headers(list(event.headers or [])))
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         sid = event.stream_id
         assert sid is not None  # h2 always sets it on this event
         self._conn.acknowledge_received_data(event.flow_controlled_length or 0, sid)
-        inbound = self._inbound.get(sid)
-        if inbound is None or inbound.rejected:
-            return
-        inbound.body += event.data or b""
-        too_large = body_too_large(len(inbound.body), self._config.limits)
-        if too_large is not None:
-            self._reject(sid, too_large)
+        assembler = self._inbound.get(sid)
+        if assembler is not None:
+            self._reject(sid, assembler.data(event.data or b""))
 
-    def _reject(self, sid: int, response: WorkloadResponse) -> None:
-        inbound = self._inbound[sid]
-        inbound.rejected = True
-        inbound.body = bytearray()
-        log.info("h2 %s: stream %d rejected with %d", self._peer, sid, response.status)
-        self._start_response(sid, response)
+    def _reject(self, sid: int, response: WorkloadResponse | None) -> None:
+        if response is not None:
+            log.info("h2 %s: stream %d rejected with %d", self._peer, sid, response.status)
+            self._start_response(sid, response)
 
     def _on_end(self, sid: int) -> None:
-        inbound = self._inbound.get(sid)
-        if inbound is None or inbound.rejected:
-            return
-        request = WorkloadRequest(inbound.method, inbound.path, bytes(inbound.body))
-        task = asyncio.create_task(self._answer(sid, request))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        assembler = self._inbound.get(sid)
+        request = assembler.end() if assembler is not None else None
+        if request is not None:
+            self._tasks.spawn(self._answer(sid, request))
 
     async def _answer(self, sid: int, request: WorkloadRequest) -> None:
         response = await respond(request, self._config.limits)
@@ -203,8 +171,7 @@ class H2ServerConnection:
             self._start_response(sid, response)
 
     def _start_response(self, sid: int, response: WorkloadResponse) -> None:
-        headers = [(b":status", str(response.status).encode())]
-        headers += [(n.encode(), v.encode()) for n, v in response.headers(self._alt_svc)]
+        headers = response_headers(response, self._alt_svc)
         empty = response.body.length == 0 and response.stream is None
         try:
             self._conn.send_headers(sid, headers, end_stream=empty)
@@ -220,9 +187,7 @@ class H2ServerConnection:
         elif response.stream is not None:
             outbound = _Outbound(iter(()), live=deque())
             self._outbound[sid] = outbound
-            task = asyncio.create_task(self._feed_live(outbound, response))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._feed_live(outbound, response))
         else:
             self._outbound[sid] = _Outbound(response.body.chunks(self._config.h2.max_frame_size))
         self._wakeup.set()
@@ -259,7 +224,7 @@ class H2ServerConnection:
                 if window <= 0:
                     break
                 size = min(window, self._conn.max_outbound_frame_size,
-                           self._config.h2.data_frame_size)
+                           self._config.h2.data_frame)
                 piece = self._outbound[sid].take(size)
                 if piece == b"":  # a streamed body with nothing produced yet
                     break

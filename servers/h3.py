@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -30,15 +30,11 @@ from aioquic.quic.logger import QuicFileLogger
 from aioquic.quic.packet import pull_quic_header
 from aioquic.tls import SessionTicket
 
-from protolab.workload import (
-    WorkloadRequest,
-    WorkloadResponse,
-    body_too_large,
-    check_head,
-    declared_length,
-    head_size,
-)
-from servers.common import ServerConfig, log, peer_name, respond
+from protolab.certs import CertBundle
+from protolab.errors import ConfigError
+from protolab.workload import WorkloadRequest, WorkloadResponse
+from servers.assembler import RequestAssembler, response_headers
+from servers.common import ServerConfig, StreamTasks, log, peer_name, respond
 
 # Unsent bytes kept queued per stream; enough to fill a packet train, small enough that
 # the scheduler, not aioquic's buffer, decides the order.
@@ -69,10 +65,7 @@ class H3ServerStats:
 
 @dataclass
 class _Stream:
-    method: str = ""
-    path: str = ""
-    body: bytearray = field(default_factory=bytearray)
-    rejected: bool = False
+    request: RequestAssembler
     chunks: Iterator[bytes | memoryview] | None = None
     written: int = 0  # stream bytes handed to QUIC
 
@@ -84,7 +77,7 @@ class H3ServerProtocol(QuicConnectionProtocol):
         self._h3: H3Connection | None = None
         self._streams: dict[int, _Stream] = {}
         self._handshake_done = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = StreamTasks()
         stats.connections += 1
 
     def quic_event_received(self, event: QuicEvent) -> None:
@@ -102,48 +95,29 @@ class H3ServerProtocol(QuicConnectionProtocol):
 
     def _on_h3(self, event: H3Event) -> None:
         if isinstance(event, HeadersReceived):
-            pseudo = {n: v for n, v in event.headers if n.startswith(b":")}
-            stream = _Stream(
-                method=pseudo.get(b":method", b"").decode("ascii", "replace"),
-                path=pseudo.get(b":path", b"").decode("ascii", "replace"),
-            )
-            self._streams[event.stream_id] = stream
+            stream = self._streams[event.stream_id] = _Stream(RequestAssembler(self._lab.limits))
             if not self._handshake_done:
                 self._stats.early_requests += 1
-            early = check_head(
-                head_size(event.headers), declared_length(event.headers), self._lab.limits
-            )
-            if early is not None:
-                self._reject(event.stream_id, early)
+            rejection = stream.request.headers(event.headers)
         elif isinstance(event, DataReceived):
-            stream_or_none = self._streams.get(event.stream_id)
-            if stream_or_none is None or stream_or_none.rejected:
+            found = self._streams.get(event.stream_id)
+            if found is None:
                 return
-            stream_or_none.body += event.data
-            too_large = body_too_large(len(stream_or_none.body), self._lab.limits)
-            if too_large is not None:
-                self._reject(event.stream_id, too_large)
-                return
+            rejection = found.request.data(event.data)
         else:
             return
-        if event.stream_ended:
+        if rejection is not None:
+            log.info("h3 %s: stream %d rejected with %d", peer_name(self._peer()),
+                     event.stream_id, rejection.status)
+            self._start_response(event.stream_id, rejection)
+        elif event.stream_ended:
             self._on_end(event.stream_id)
-
-    def _reject(self, sid: int, response: WorkloadResponse) -> None:
-        self._streams[sid].rejected = True
-        self._streams[sid].body = bytearray()
-        log.info("h3 %s: stream %d rejected with %d", peer_name(self._peer()), sid, response.status)
-        self._start_response(sid, response)
 
     def _on_end(self, sid: int) -> None:
         stream = self._streams.get(sid)
-        if stream is None or stream.rejected:
-            return
-        request = WorkloadRequest(stream.method, stream.path, bytes(stream.body))
-        stream.body = bytearray()
-        task = asyncio.create_task(self._answer(sid, request))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        request = stream.request.end() if stream is not None else None
+        if request is not None:
+            self._tasks.spawn(self._answer(sid, request))
 
     async def _answer(self, sid: int, request: WorkloadRequest) -> None:
         response = await respond(request, self._lab.limits)
@@ -153,16 +127,12 @@ class H3ServerProtocol(QuicConnectionProtocol):
 
     def _start_response(self, sid: int, response: WorkloadResponse) -> None:
         assert self._h3 is not None  # streams exist only once h3 is up
-        headers = [(b":status", str(response.status).encode())]
-        headers += [(n.encode(), v.encode()) for n, v in response.headers()]
         empty = response.body.length == 0 and response.stream is None
-        self._h3.send_headers(sid, headers, end_stream=empty)
+        self._h3.send_headers(sid, response_headers(response), end_stream=empty)
         if empty:
             self._streams.pop(sid, None)
         elif response.stream is not None:
-            task = asyncio.create_task(self._send_live(sid, response))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._send_live(sid, response))
         else:
             self._streams[sid].chunks = response.body.chunks(_FEED)
 
@@ -232,26 +202,27 @@ class _LabQuicServer(QuicServer):
         super().datagram_received(data, addr)
 
 
-def quic_server_configuration(lab: ServerConfig) -> QuicConfiguration:
-    assert lab.certs is not None  # ServerConfig refuses h3 without TLS
+def quic_server_configuration(lab: ServerConfig, certs: CertBundle) -> QuicConfiguration:
     s = lab.h3
     configuration = QuicConfiguration(
         alpn_protocols=H3_ALPN,
         is_client=False,
-        congestion_control_algorithm=s.congestion_control,
-        max_data=s.max_data,
-        max_stream_data=s.max_stream_data,
+        congestion_control_algorithm=s.cc,
+        max_data=s.connection_window,
+        max_stream_data=s.window,
         quic_logger=QuicFileLogger(str(s.qlog_dir)) if s.qlog_dir else None,
         secrets_log_file=open(s.secrets_log, "a") if s.secrets_log else None,  # noqa: SIM115
     )
-    configuration.load_cert_chain(str(lab.certs.chain_file), str(lab.certs.key_file))
+    configuration.load_cert_chain(str(certs.chain_file), str(certs.key_file))
     return configuration
 
 
 async def start_h3_server(
-    lab: ServerConfig, port: int, stats: H3ServerStats
+    lab: ServerConfig, certs: CertBundle | None, port: int, stats: H3ServerStats
 ) -> asyncio.DatagramTransport:
-    configuration = quic_server_configuration(lab)
+    if certs is None:  # ServerConfig refuses h3 without TLS; this guards other callers
+        raise ConfigError("HTTP/3 needs TLS (QUIC has no cleartext mode)")
+    configuration = quic_server_configuration(lab, certs)
     tickets = TicketStore()
     loop = asyncio.get_running_loop()
 

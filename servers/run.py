@@ -1,139 +1,192 @@
-"""Start the configured servers together and stop them together.
+"""Start the configured servers together and stop them together, from one table.
 
-h1 and h2 share one TCP port (ALPN or preface decides), h3 listens on the same
-port number over UDP when it is free; HTTP/1.1 and HTTP/2 responses advertise
-HTTP/3 with Alt-Svc (RFC 7838) when it runs. WebSocket and gRPC listen on ports of
-their own: the next two numbers after --port (ws = port+1, grpc = port+2), or free
-ones with --port 0.
+`LISTENERS` says what listens: its transport, its port, and how it starts serving.
+The protocol registry (protolab/registry.py) says, per protocol, which listener serves
+it and its URL scheme with and without TLS. h1 and h2 share one TCP listener (ALPN or
+the preface decides, servers/tcp.py); h3 is QUIC over UDP; both take --port, and with
+--port 0 the TCP listener takes the UDP one's number when it is free. HTTP/1.1 and
+HTTP/2 responses advertise HTTP/3 with Alt-Svc (RFC 7838) when it runs. WebSocket and
+gRPC listen on ports of their own: the next two numbers after --port (ws = port+1,
+grpc = port+2), or free ones with --port 0. Listeners start in table order, each seeing
+the ports of those started before it, and stop in the reverse order.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
+from protolab import registry
+from protolab.certs import CertBundle
 from protolab.errors import ConfigError
 from servers.common import ServerConfig
 from servers.h3 import H3ServerStats, start_h3_server
 from servers.tcp import listening_socket, start_tcp_server
 
+Stop = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Listen:
+    """What a listener's start function is given."""
+
+    config: ServerConfig
+    certs: CertBundle | None  # the files behind `config.certs` (None: cleartext)
+    port: int  # the port number to bind (0: any free one)
+    ports: Mapping[str, int]  # protocols already listening -> their ports
+    stats: H3ServerStats
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One listening socket: its transport, its port, and how it starts serving."""
+
+    transport: Literal["tcp", "udp"]
+    offset: int  # its port is --port + offset; listeners of offset 0 share one number
+    start: Callable[[Listen], Awaitable[tuple[int, Stop]]]  # -> (the port bound, stop)
+
+
+async def _start_quic(listen: Listen) -> tuple[int, Stop]:
+    try:
+        transport = await start_h3_server(listen.config, listen.certs, listen.port, listen.stats)
+    except OSError as exc:
+        raise _cannot_listen("UDP", listen, exc) from exc
+
+    async def stop() -> None:
+        transport.close()
+
+    port: int = transport.get_extra_info("sockname")[1]
+    return port, stop
+
+
+async def _start_http(listen: Listen) -> tuple[int, Stop]:
+    sock = _bind_tcp(listen)
+    port: int = sock.getsockname()[1]
+    h3 = listen.ports.get("h3")
+    alt_svc = f'h3=":{h3}"; ma=86400' if h3 else None
+    try:
+        server = await start_tcp_server(listen.config, listen.certs, sock, alt_svc)
+    except BaseException:
+        sock.close()
+        raise
+
+    async def stop() -> None:
+        server.close()
+        # Connections still open are closed with the loop; do not wait on idle clients.
+        if hasattr(server, "close_clients"):  # Python 3.13+
+            server.close_clients()
+
+    return port, stop
+
+
+async def _start_ws(listen: Listen) -> tuple[int, Stop]:
+    from servers.ws import start_ws_server
+
+    sock = _bind_tcp(listen)
+    port: int = sock.getsockname()[1]
+    try:
+        server = await start_ws_server(listen.config, listen.certs, sock)
+    except BaseException:
+        sock.close()
+        raise
+
+    async def stop() -> None:
+        server.close(close_connections=True)
+
+    return port, stop
+
+
+async def _start_grpc(listen: Listen) -> tuple[int, Stop]:
+    from servers.grpc import start_grpc_server
+
+    running = await start_grpc_server(listen.config, listen.certs, listen.port)
+    return running.port, running.stop
+
+
+LISTENERS: Mapping[str, Listener] = {
+    "quic": Listener("udp", 0, _start_quic),
+    "http": Listener("tcp", 0, _start_http),  # after quic: its Alt-Svc names h3's port
+    "ws": Listener("tcp", 1, _start_ws),
+    "grpc": Listener("tcp", 2, _start_grpc),
+}
+
+
+def _listener(protocol: str) -> str:
+    return registry.get(protocol).listener
+
 
 @dataclass
 class RunningServers:
     config: ServerConfig
-    tcp_port: int | None = None
-    udp_port: int | None = None
+    certs: CertBundle | None  # the files in use (None: cleartext)
+    ports: dict[str, int] = field(default_factory=dict)  # protocol -> port
     h3_stats: H3ServerStats = field(default_factory=H3ServerStats)
-    ws_port: int | None = None
-    grpc_port: int | None = None
-    _tcp: asyncio.Server | None = None
-    _udp: asyncio.DatagramTransport | None = None
-    _ws: Any = None  # websockets.asyncio.server.Server
-    _grpc: Any = None  # servers.grpc.RunningGrpc
+    _stops: list[Stop] = field(default_factory=list)
+
+    def port(self, protocol: str) -> int:
+        try:
+            return self.ports[protocol]
+        except KeyError:
+            raise ConfigError(f"{protocol} is not served here",
+                              hint=f"serving {', '.join(self.ports) or 'nothing'}") from None
 
     def urls(self) -> dict[str, str]:
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
-        tls = self.config.certs is not None
-        out: dict[str, str] = {}
-        for proto in self.config.protocols:
-            if proto == "ws":
-                out[proto] = f"{'wss' if tls else 'ws'}://{host}:{self.ws_port}/"
-            elif proto == "grpc":
-                # The lab's own schemes (gRPC has none): grpcs:// with TLS, grpc:// without.
-                out[proto] = f"{'grpcs' if tls else 'grpc'}://{host}:{self.grpc_port}/"
-            else:
-                port = self.udp_port if proto == "h3" else self.tcp_port
-                out[proto] = f"{'https' if tls else 'http'}://{host}:{port}/"
-        return out
+        tls = self.certs is not None
+        return {proto: f"{registry.get(proto).scheme(tls)}://{host}:{port}/"
+                for proto, port in self.ports.items()}
 
     async def close(self) -> None:
-        if self._ws is not None:
-            self._ws.close(close_connections=True)
-        if self._grpc is not None:
-            await self._grpc.stop()
-        if self._udp is not None:
-            self._udp.close()
-        if self._tcp is not None:
-            self._tcp.close()
-            # Connections still open are closed with the loop; do not wait on idle clients.
-            self._tcp.close_clients() if hasattr(self._tcp, "close_clients") else None
+        while self._stops:
+            await self._stops.pop()()
 
 
 async def start_servers(config: ServerConfig) -> RunningServers:
-    running = RunningServers(config)
-    tcp_protos = [p for p in config.protocols if p in ("h1", "h2")]
-    tcp_sock: socket.socket | None = None
+    certs = config.certs.ensure() if config.certs is not None else None
+    running = RunningServers(config, certs)
+    wanted = {_listener(p) for p in config.protocols}
+    bound: dict[str, int] = {}  # listener -> port
     try:
-        if tcp_protos:
-            tcp_sock = _bind_tcp(config)
-            running.tcp_port = tcp_sock.getsockname()[1]
-        if "h3" in config.protocols:
-            running._udp = await _bind_udp_near(config, running.tcp_port, running.h3_stats)
-            running.udp_port = running._udp.get_extra_info("sockname")[1]
-        if tcp_sock is not None:
-            alt_svc = f'h3=":{running.udp_port}"; ma=86400' if running.udp_port else None
-            running._tcp = await start_tcp_server(config, tcp_sock, alt_svc)
-        if "ws" in config.protocols:
-            from servers.ws import start_ws_server
-
-            ws_sock = _bind_tcp(config, _own_port(config, 1))
-            running.ws_port = ws_sock.getsockname()[1]
-            try:
-                running._ws = await start_ws_server(config, ws_sock)
-            except BaseException:
-                ws_sock.close()
-                raise
-        if "grpc" in config.protocols:
-            from servers.grpc import start_grpc_server
-
-            running._grpc = await start_grpc_server(config, _own_port(config, 2))
-            running.grpc_port = running._grpc.port
+        for name, listener in LISTENERS.items():
+            if name not in wanted:
+                continue
+            shared = next((bound[n] for n in bound if LISTENERS[n].offset == 0), None)
+            ports = {p: bound[_listener(p)] for p in config.protocols
+                     if _listener(p) in bound}
+            listen = Listen(config, certs, 0, ports, running.h3_stats)
+            port, stop = await _start(listener, listen, shared)
+            running._stops.append(stop)
+            bound[name] = port
     except BaseException:
-        if tcp_sock is not None and running._tcp is None:
-            tcp_sock.close()
         await running.close()
         raise
+    running.ports = {p: bound[_listener(p)] for p in config.protocols}
     return running
 
 
-async def _bind_udp_near(
-    config: ServerConfig, tcp_port: int | None, stats: H3ServerStats
-) -> asyncio.DatagramTransport:
-    """UDP on the TCP port's number when free; with --port 0 any free port will do (Alt-Svc
-    tells clients where HTTP/3 is)."""
-    wanted = tcp_port if tcp_port is not None else config.port
+async def _start(listener: Listener, listen: Listen, shared: int | None) -> tuple[int, Stop]:
+    config = listen.config
+    if config.port != 0:
+        return await listener.start(replace(listen, port=config.port + listener.offset))
+    if listener.offset == 0 and shared is not None:
+        try:
+            return await listener.start(replace(listen, port=shared))
+        except ConfigError:
+            pass  # that number is taken on this transport: any free one will do
+    return await listener.start(listen)
+
+
+def _bind_tcp(listen: Listen) -> socket.socket:
     try:
-        return await _bind_udp(config, wanted, stats)
-    except ConfigError:
-        if config.port != 0:
-            raise
-        return await _bind_udp(config, 0, stats)
-
-
-def _own_port(config: ServerConfig, offset: int) -> int:
-    return 0 if config.port == 0 else config.port + offset
-
-
-def _bind_tcp(config: ServerConfig, port: int | None = None) -> socket.socket:
-    port = config.port if port is None else port
-    try:
-        return listening_socket(config.host, port, config.tcp_cc)
+        return listening_socket(listen.config.host, listen.port, listen.config.cc)
     except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on TCP {config.host}:{port}: {exc.strerror}",
-            hint="choose another --port (0 picks a free one) or --host",
-        ) from exc
+        raise _cannot_listen("TCP", listen, exc) from exc
 
 
-async def _bind_udp(
-    config: ServerConfig, port: int, stats: H3ServerStats
-) -> asyncio.DatagramTransport:
-    try:
-        return await start_h3_server(config, port, stats)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on UDP {config.host}:{port}: {exc.strerror}",
-            hint="choose another --port (0 picks a free one) or --host",
-        ) from exc
+def _cannot_listen(transport: str, listen: Listen, exc: OSError) -> ConfigError:
+    return ConfigError(
+        f"cannot listen on {transport} {listen.config.host}:{listen.port}: {exc.strerror}",
+        hint="choose another --port (0 picks a free one) or --host",
+    )

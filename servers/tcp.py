@@ -11,7 +11,7 @@ import asyncio
 import socket
 import ssl
 
-from protolab.certs import server_tls_context
+from protolab.certs import CertBundle, server_tls_context
 from protolab.tcpsock import set_congestion_control
 from servers.common import ServerConfig, log, peer_name
 from servers.h1 import serve_h1
@@ -39,12 +39,12 @@ def listening_socket(host: str, port: int, cc: str) -> socket.socket:
 
 
 async def start_tcp_server(
-    config: ServerConfig, sock: socket.socket, alt_svc: str | None
+    config: ServerConfig, certs: CertBundle | None, sock: socket.socket, alt_svc: str | None
 ) -> asyncio.Server:
     tls: ssl.SSLContext | None = None
-    if config.certs is not None:
+    if certs is not None:
         alpn = [ALPN[p] for p in ("h2", "h1") if p in config.protocols]
-        tls = server_tls_context(config.certs, alpn, config.tls_version)
+        tls = server_tls_context(certs, alpn, config.tls_version)
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")

@@ -28,7 +28,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from protolab.certs import server_tls_context
+from protolab.certs import CertBundle, server_tls_context
 from protolab.events import StreamSpec, encode_event, parse_spec
 from protolab.timing import now_ns
 from servers.common import ServerConfig, log, peer_name
@@ -103,12 +103,14 @@ async def _push(connection: ServerConnection, spec: StreamSpec) -> None:
     await connection.close(1000, "push complete")
 
 
-async def start_ws_server(config: ServerConfig, sock: socket.socket) -> Server:
+async def start_ws_server(
+    config: ServerConfig, certs: CertBundle | None, sock: socket.socket
+) -> Server:
     """Serve WebSocket on `sock` (a listening socket with the lab's congestion control)."""
     settings = config.ws
     tls: ssl.SSLContext | None = None
-    if config.certs is not None:
-        tls = server_tls_context(config.certs, ["http/1.1"], config.tls_version)
+    if certs is not None:
+        tls = server_tls_context(certs, ["http/1.1"], config.tls_version)
 
     async def handler(connection: ServerConnection) -> None:
         await _handle(connection, config)

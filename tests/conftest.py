@@ -18,21 +18,27 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from protolab.certs import CertBundle, ensure_certs
+from protolab.certs import CertBundle
 from protolab.labserver import read_banner
-from servers.common import ServerConfig
+from servers.common import CertSpec, ServerConfig
 from servers.run import RunningServers, start_servers
 from tests.helpers import stop_process
 
 
 @pytest.fixture(scope="session")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
-    return ensure_certs(tmp_path_factory.mktemp("certs"))
+def cert_spec(tmp_path_factory: pytest.TempPathFactory) -> CertSpec:
+    return CertSpec(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def certs(cert_spec: CertSpec) -> CertBundle:
+    """The files behind `cert_spec`, made once a session (servers reuse them)."""
+    return cert_spec.ensure()
 
 
 @pytest.fixture
-def base_config(certs: CertBundle) -> ServerConfig:
-    return ServerConfig(host="127.0.0.1", port=0, certs=certs)
+def base_config(cert_spec: CertSpec, certs: CertBundle) -> ServerConfig:
+    return ServerConfig(host="127.0.0.1", port=0, certs=cert_spec)
 
 
 ServerFactory = Callable[..., AbstractAsyncContextManager[RunningServers]]

@@ -29,11 +29,8 @@ TIMEOUT = float(os.environ.get("PROTOLAB_TEST_TIMEOUT", "20"))
 
 
 def target_for(running: RunningServers, protocol: str, **fields: Any) -> Target:
-    port = {"h3": running.udp_port, "ws": running.ws_port, "grpc": running.grpc_port}.get(
-        protocol, running.tcp_port)
-    assert port is not None
-    certs = running.config.certs
+    certs = running.certs
     return Target(
-        host=running.config.host, port=port, tls=certs is not None,
+        host=running.config.host, port=running.port(protocol), tls=certs is not None,
         ca_file=certs.ca_file if certs else None, **fields,
     )

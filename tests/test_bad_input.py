@@ -60,8 +60,7 @@ async def test_malformed_request_line_gets_400(
 ) -> None:
     caplog.set_level(logging.INFO, "protolab.server")
     async with lab_server(certs=None, protocols=("h1", "h2")) as running:
-        assert running.tcp_port is not None
-        answer = await raw_exchange(running.tcp_port, b"GARBAGE WITHOUT VERSION\r\n\r\n")
+        answer = await raw_exchange(running.port("h1"), b"GARBAGE WITHOUT VERSION\r\n\r\n")
         await still_serves(running, "h1")
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert b"bad request" in answer
@@ -105,10 +104,9 @@ async def test_garbage_http2_preface_is_refused(
 ) -> None:
     caplog.set_level(logging.INFO, "protolab.server")
     async with lab_server() as running:
-        assert running.tcp_port is not None
-        assert running.config.certs is not None
-        tls = ssl.create_default_context(cafile=str(running.config.certs.ca_file))
-        answer = await raw_exchange(running.tcp_port, b"\x00" * 64, tls=tls, alpn="h2")
+        assert running.certs is not None
+        tls = ssl.create_default_context(cafile=str(running.certs.ca_file))
+        answer = await raw_exchange(running.port("h1"), b"\x00" * 64, tls=tls, alpn="h2")
         await still_serves(running, "h2")
     # The server spoke HTTP/2 back (its SETTINGS, then GOAWAY) and closed.
     goaway = 0x7
@@ -131,11 +129,10 @@ async def test_random_datagrams_at_the_http3_port(
 ) -> None:
     caplog.set_level(logging.INFO, "protolab.server")
     async with lab_server() as running:
-        assert running.udp_port is not None
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             for size in (1, 7, 100, 1200, 1500):
                 for _ in range(20):
-                    sock.sendto(os.urandom(size), ("127.0.0.1", running.udp_port))
+                    sock.sendto(os.urandom(size), ("127.0.0.1", running.port("h3")))
         await still_serves(running, "h3")
         dropped = running.h3_stats.undecodable_datagrams
     assert dropped > 0
@@ -153,8 +150,7 @@ async def test_silent_client_is_dropped(
     if not tls:
         overrides.update(certs=None, protocols=("h1", "h2"))
     async with lab_server(**overrides) as running:
-        assert running.tcp_port is not None
-        reader, writer = await asyncio.open_connection("127.0.0.1", running.tcp_port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", running.port("h1"))
         serving = asyncio.create_task(still_serves(running, "h1"))
         # The silent connection is closed by the server (EOF), not left open forever.
         assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""

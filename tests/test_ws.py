@@ -161,8 +161,7 @@ async def test_invalid_frames_close_1002(
     lab_server: ServerFactory, frames: bytes, why: str
 ) -> None:
     async with lab_server(protocols=("ws",), certs=None) as running:
-        assert running.ws_port is not None
-        answer = await raw_ws(running.ws_port, frames)
+        answer = await raw_ws(running.port("ws"), frames)
         await still_echoes(running)
     assert close_code(answer) == 1002, why
 
@@ -170,8 +169,7 @@ async def test_invalid_frames_close_1002(
 @pytest.mark.asyncio
 async def test_non_upgrade_request_gets_426(lab_server: ServerFactory) -> None:
     async with lab_server(protocols=("ws",), certs=None) as running:
-        assert running.ws_port is not None
-        reader, writer = await asyncio.open_connection("127.0.0.1", running.ws_port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", running.port("ws"))
         writer.write(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
         answer = await asyncio.wait_for(reader.read(65536), TIMEOUT)
         writer.close()
@@ -197,7 +195,7 @@ async def test_unknown_path_and_bad_push_are_refused_before_upgrade(
 @pytest.mark.asyncio
 async def test_idle_connection_closed_1001(lab_server: ServerFactory) -> None:
     async with lab_server(protocols=("ws",), certs=None, idle_timeout=0.2) as running:
-        async with connect(f"ws://127.0.0.1:{running.ws_port}/echo") as ws:
+        async with connect(f"ws://127.0.0.1:{running.port('ws')}/echo") as ws:
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert closed.value.rcvd is not None

@@ -72,7 +72,7 @@ async def test_grpc_js_client_calls_the_lab_server(
     node()
     async with lab_server(protocols=("grpc",), **({} if tls else {"certs": None})) as running:
         result = await asyncio.to_thread(
-            run_node, "grpc_peer.js", "client", PROTO, f"127.0.0.1:{running.grpc_port}",
+            run_node, "grpc_peer.js", "client", PROTO, f"127.0.0.1:{running.port('grpc')}",
             *([str(certs.ca_file)] if tls else []))
     assert result["unary"] == {"size": 1000, "first": 0, "last": 999 % 251}
     assert result["server_stream"] == {"seqs": [1, 2, 3, 4, 5], "sizes": [10] * 5}
@@ -124,7 +124,7 @@ async def test_node_ws_client_talks_to_the_lab_server(
 ) -> None:
     node()
     async with lab_server(protocols=("ws",), **({} if tls else {"certs": None})) as running:
-        url = f"{'wss' if tls else 'ws'}://127.0.0.1:{running.ws_port}"
+        url = f"{'wss' if tls else 'ws'}://127.0.0.1:{running.port('ws')}"
         result = await asyncio.to_thread(
             run_node, "ws_peer.js", "client", url, *([str(certs.ca_file)] if tls else []))
         after = make_client("ws", target_for(running, "ws"))
