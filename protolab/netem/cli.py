@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from protolab.errors import ConfigError, LabError
-from protolab.netem import userns
+from protolab.netem import state, userns
 from protolab.netem.check import run_check
 from protolab.netem.config import LinkProfile
 from protolab.netem.link import EmulatedLink, LinkCounters, remove_link
@@ -135,13 +135,21 @@ def up_command(
 def down_command(
     name: Annotated[str, typer.Argument(help="Name of the link to remove.")],
 ) -> None:
-    """Remove a named link and any leftovers of crashed runs."""
+    """Remove a named link and the links of crashed runs (of this state directory)."""
     removed = remove_link(name)
-    if name not in removed:
-        err.print(f"no link named {name!r} was found", style="yellow")
     for item in removed:
         console.print(f"removed link {item}")
+    foreign = state.foreign_namespaces()
+    if foreign:
+        err.print(f"not ours, left alone (no record in {state.state_dir()}): "
+                  + ", ".join(foreign))
     if name not in removed:
+        where = state.state_dir()
+        if {f"{state.PREFIX}{name}-c", f"{state.PREFIX}{name}-s"} & set(foreign):
+            err.print(f"link {name!r} has no record in {where}: it belongs to another lab "
+                      f"(another ${state.STATE_DIR_ENV}); left alone", style="yellow")
+        else:
+            err.print(f"no link named {name!r} was found in {where}", style="yellow")
         raise typer.Exit(1)
 
 
@@ -182,7 +190,8 @@ def run_command(
                      "one); {server_addr} and {client_addr} are replaced."),
     ] = None,
     server_wait: Annotated[
-        int | None, typer.Option(help="Wait until the server accepts TCP on this port.")
+        int | None,
+        typer.Option(help="Wait until the server accepts TCP on this port.", min=1, max=65535),
     ] = None,
     delay: DelayOpt = None, jitter: JitterOpt = None, loss: LossOpt = None,
     burst: BurstOpt = None, rate: RateOpt = None, queue: QueueOpt = None, drop: DropOpt = None,

@@ -3,16 +3,27 @@
 A `LinkProfile` holds one `DirectionConfig` per direction: `up` is client→server,
 `down` is server→client. Every field is checked when the object is built, so a
 profile that exists is one the model and the forwarder can apply exactly; errors
-name the option a user typed (`--delay`, `--loss`, ...) so they can fix it.
+name the option a user typed (`--delay`, `--loss`, ...) with the value and the allowed
+range, so they can fix it. CLI options, suite files (both through
+`profiles.build_profile`) and JSON documents (`LinkProfile.from_json`) all end here.
+
+Every number is bounded (`BOUNDS`): the forwarder waits in select(), whose timeout
+overflows past ~9.2e9 s, and schedules on a nanosecond clock, so a delay of 1e20 ms or a
+rate of 1 bit/s would kill or freeze it; NaN compares false with everything and would
+slip through a plain `<` check (a NaN burst length gave a link that never dropped).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from protolab.errors import ConfigError
+
+T = TypeVar("T")
 
 
 class Direction(StrEnum):
@@ -25,6 +36,83 @@ class Direction(StrEnum):
 # IP protocol numbers a drop rule may filter on; ports exist only for TCP and UDP.
 PROTOCOL_NUMBERS: dict[str, int] = {"tcp": 6, "udp": 17, "icmp": 1}
 PORTED_PROTOCOLS = frozenset({"tcp", "udp"})
+
+_MS = 1_000_000
+# One way. A geostationary hop is 0.3 s; 60 s leaves room for odd experiments and keeps
+# every select() timeout and deadline of the forwarder small.
+MAX_DELAY_NS = 60_000 * _MS
+# 1 kbit/s serialises a 1500-byte packet in 12 s; 100 Gbit/s is far above what the
+# forwarder moves (~1.5 Gbit/s), so any faster "limit" is a typo.
+MIN_RATE_BPS = 1_000
+MAX_RATE_BPS = 100_000_000_000
+MAX_BURST = 1_000_000.0  # mean loss-burst length, packets
+MAX_QUEUE_PACKETS = 1_000_000
+MAX_QUEUE_BYTES = 1 << 30
+MAX_DROP_INDEX = 1_000_000_000  # the Nth packet of a rule
+MAX_DROP_PACKETS = 1_000_000  # packet numbers in one rule (use --loss for more)
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The allowed range of one number, and how to show it as the user typed it."""
+
+    option: str  # what a user typed to set it, e.g. "--delay"
+    low: int | float
+    high: int | float
+    integer: bool = False
+    unit: str = ""  # after shown values, e.g. " ms"
+    scale: int | float = 1  # shown value = stored value / scale
+
+    def range(self, *, stored: bool = False) -> str:
+        scale, unit = (1, "") if stored else (self.scale, self.unit)
+        return f"{_shown(self.low, scale)}..{_shown(self.high, scale)}{unit}"
+
+    def check(self, value: Any, name: str | None = None) -> None:
+        """Raise ConfigError (one line: option, value, allowed range) unless `value` fits.
+
+        With `name` (a JSON key) values are shown as stored, not in the option's unit."""
+        label = name or self.option
+        scale, unit = (1, "") if name else (self.scale, self.unit)
+        allowed = self.range(stored=name is not None)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or (self.integer and not isinstance(value, int)):
+            kind = "an integer" if self.integer else "a number"
+            raise ConfigError(f"{label} must be {kind} within {allowed}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{label} {value}{unit} is not a finite number: allowed {allowed}")
+        if not self.low <= value <= self.high:
+            raise ConfigError(
+                f"{label} {_shown(value, scale)}{unit} is out of range: allowed {allowed}")
+
+
+def _shown(value: int | float, scale: int | float) -> str:
+    if isinstance(value, int) and value.bit_length() > 1000:
+        return f"(a {value.bit_length()}-bit number)"  # beyond float, and str() may refuse
+    if scale == 1 and isinstance(value, int) and value.bit_length() <= 64:
+        return str(value)
+    shown = value / scale
+    return str(int(shown)) if shown.is_integer() and abs(shown) < 1e15 else f"{shown:g}"
+
+
+BOUNDS: dict[str, Bound] = {
+    "delay_ns": Bound("--delay", 0, MAX_DELAY_NS, integer=True, unit=" ms", scale=_MS),
+    "jitter_ns": Bound("--jitter", 0, MAX_DELAY_NS, integer=True, unit=" ms", scale=_MS),
+    "loss": Bound("--loss", 0.0, 1.0, unit="%", scale=0.01),
+    "burst": Bound("--burst", 1.0, MAX_BURST, unit=" packets"),
+    "rate_bps": Bound("--rate", MIN_RATE_BPS, MAX_RATE_BPS, integer=True, unit=" bit/s"),
+    "queue_packets": Bound("--queue", 1, MAX_QUEUE_PACKETS, integer=True, unit=" packets"),
+    "queue_bytes": Bound("--queue", 1, MAX_QUEUE_BYTES, integer=True, unit=" bytes"),
+    "drop_index": Bound("--drop packet number", 1, MAX_DROP_INDEX, integer=True),
+    "port": Bound("--drop port", 1, 65535, integer=True),
+    "seed": Bound("--seed", 0, MAX_SEED, integer=True),
+    "mtu": Bound("--mtu", 576, 65535, integer=True, unit=" bytes"),
+}
+
+
+def _check_type(name: str, value: Any, kind: type | tuple[type, ...], what: str) -> None:
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -41,14 +129,24 @@ class DropRule:
     port: int | None = None  # matches the source or the destination port
 
     def __post_init__(self) -> None:
+        if not isinstance(self.direction, Direction):
+            raise ConfigError(f"--drop direction must be up or down, got {self.direction!r}")
+        _check_type("--drop packet numbers", self.indices, frozenset, "a frozenset of integers")
         if not self.indices:
             raise ConfigError("--drop lists no packet numbers", hint="e.g. --drop down:12,13")
-        bad = sorted(i for i in self.indices if i < 1)
-        if bad:
+        if len(self.indices) > MAX_DROP_PACKETS:
             raise ConfigError(
-                f"--drop packet numbers start at 1, got {bad[0]}",
-                hint="packets are counted per direction from 1",
+                f"--drop lists {len(self.indices)} packet numbers: allowed 1..{MAX_DROP_PACKETS}",
+                hint="for that many drops use --loss",
             )
+        bound = BOUNDS["drop_index"]
+        for index in self.indices:
+            if isinstance(index, int) and not isinstance(index, bool) and index < 1:
+                raise ConfigError(
+                    f"--drop packet numbers start at 1, got {index}: allowed {bound.range()}",
+                    hint="packets are counted per direction from 1",
+                )
+            bound.check(index)
         if self.protocol is not None and self.protocol not in PROTOCOL_NUMBERS:
             raise ConfigError(
                 f"--drop protocol {self.protocol!r} is unknown",
@@ -61,10 +159,11 @@ class DropRule:
                     f"but {self.protocol} packets have no ports: the rule can never match",
                     hint="drop the port or use tcp/udp",
                 )
+            _check_type("--drop port", self.port, int, "an integer within 1..65535")
             # Port 0 never appears on the wire (it means "any" to bind()).
             if not 1 <= self.port <= 65535:
                 raise ConfigError(
-                    f"--drop port {self.port} can never match",
+                    f"--drop port {self.port} can never match: allowed 1..65535",
                     hint="ports on the wire are 1..65535",
                 )
 
@@ -74,6 +173,51 @@ class DropRule:
         if self.port is not None:
             what += f"/{self.port}"
         return f"{self.direction.value}:{numbers}:{what}"
+
+    def ranges(self) -> list[list[int]]:
+        """The packet numbers as sorted, disjoint [first, last] runs."""
+        runs: list[list[int]] = []
+        for i in sorted(self.indices):
+            if runs and runs[-1][1] == i - 1:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i])
+        return runs
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe data; packet numbers as [first, last] runs, so long ranges stay small."""
+        return {"direction": self.direction.value, "indices": self.ranges(),
+                "protocol": self.protocol, "port": self.port}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "drop") -> DropRule:
+        """The inverse of `to_json`; a bad document is a ConfigError naming the key."""
+        doc = _document(data, where, {"direction", "indices", "protocol", "port"})
+        direction = doc["direction"]
+        if direction not in (d.value for d in Direction):
+            raise ConfigError(f"{where}.direction must be 'up' or 'down', got {direction!r}")
+        runs = doc["indices"]
+        _check_type(f"{where}.indices", runs, list, "a list of [first, last] packet numbers")
+        indices: set[int] = set()
+        bound = BOUNDS["drop_index"]
+        for i, run in enumerate(runs):
+            key = f"{where}.indices[{i}]"
+            if not (isinstance(run, list) and len(run) == 2):
+                raise ConfigError(f"{key} must be a [first, last] pair, got {run!r}")
+            first, last = run
+            bound.check(first, f"{key}[0]")
+            bound.check(last, f"{key}[1]")
+            if last < first or last - first + len(indices) >= MAX_DROP_PACKETS:
+                raise ConfigError(f"{key} {run!r} is empty or makes the rule longer than "
+                                  f"{MAX_DROP_PACKETS} packets")
+            indices.update(range(first, last + 1))
+        protocol, port = doc["protocol"], doc["port"]
+        if protocol is not None:
+            _check_type(f"{where}.protocol", protocol, str, "null or one of icmp, tcp, udp")
+        if port is not None:
+            BOUNDS["port"].check(port, f"{where}.port")
+        return _prefixed(where, lambda: cls(Direction(direction), frozenset(indices),
+                                            protocol, port))
 
 
 @dataclass(frozen=True)
@@ -91,40 +235,31 @@ class DirectionConfig:
     drops: tuple[DropRule, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        if self.delay_ns < 0:
-            raise ConfigError(f"--delay must not be negative, got {self.delay_ns / 1e6:g} ms")
-        if self.jitter_ns < 0:
-            raise ConfigError(f"--jitter must not be negative, got {self.jitter_ns / 1e6:g} ms")
+        for name in ("delay_ns", "jitter_ns", "loss"):
+            BOUNDS[name].check(getattr(self, name))
+        for name in ("burst", "rate_bps", "queue_packets", "queue_bytes"):
+            if getattr(self, name) is not None:
+                BOUNDS[name].check(getattr(self, name))
+        _check_type("--reorder", self.reorder, bool, "true or false")
         if self.jitter_ns > self.delay_ns:
             raise ConfigError(
                 f"--jitter {self.jitter_ns / 1e6:g} ms exceeds --delay {self.delay_ns / 1e6:g} ms",
                 hint="a packet cannot arrive before it was sent; raise the delay or lower jitter",
             )
-        if not 0.0 <= self.loss <= 1.0:
-            raise ConfigError(f"--loss must be within 0..100%, got {self.loss * 100:g}%")
         if self.burst is not None:
             self._check_burst(self.burst)
-        if self.rate_bps is not None and self.rate_bps <= 0:
-            raise ConfigError(f"--rate must be positive, got {self.rate_bps} bit/s")
-        for name, limit in (("packets", self.queue_packets), ("bytes", self.queue_bytes)):
-            if limit is None:
-                continue
-            if self.rate_bps is None:
-                raise ConfigError(
-                    "--queue needs --rate: without a bottleneck no queue ever forms",
-                    hint="add e.g. --rate 10mbit",
-                )
-            if limit < 1:
-                raise ConfigError(f"--queue must hold at least 1, got {limit} {name}")
+        queued = self.queue_packets is not None or self.queue_bytes is not None
+        if queued and self.rate_bps is None:
+            raise ConfigError(
+                "--queue needs --rate: without a bottleneck no queue ever forms",
+                hint="add e.g. --rate 10mbit",
+            )
+        _check_type("drop rules", self.drops, tuple, "a tuple of DropRule")
         for rule in self.drops:
             if not isinstance(rule, DropRule):
                 raise ConfigError(f"drop rules must be DropRule, got {type(rule).__name__}")
 
     def _check_burst(self, burst: float) -> None:
-        if burst < 1.0:
-            raise ConfigError(
-                f"--burst is a mean burst length in packets and must be >= 1, got {burst:g}"
-            )
         if self.loss <= 0.0:
             raise ConfigError("--burst needs --loss: it shapes how the loss is spread")
         if self.loss >= 1.0:
@@ -143,6 +278,39 @@ class DirectionConfig:
             self.delay_ns or self.jitter_ns or self.loss or self.rate_bps or self.drops
         )
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "delay_ns": self.delay_ns, "jitter_ns": self.jitter_ns, "reorder": self.reorder,
+            "loss": self.loss, "burst": self.burst, "rate_bps": self.rate_bps,
+            "queue_packets": self.queue_packets, "queue_bytes": self.queue_bytes,
+            "drops": [rule.to_json() for rule in self.drops],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "direction") -> DirectionConfig:
+        """The inverse of `to_json`; a bad document is a ConfigError naming the key."""
+        doc = _document(data, where, set(_DIRECTION_KEYS))
+        values: dict[str, Any] = {}
+        for key, optional in _DIRECTION_KEYS.items():
+            value = doc[key]
+            if key == "reorder":
+                _check_type(f"{where}.reorder", value, bool, "true or false")
+            elif key == "drops":
+                _check_type(f"{where}.drops", value, list, "a list of drop rules")
+                value = tuple(DropRule.from_json(rule, f"{where}.drops[{i}]")
+                              for i, rule in enumerate(value))
+            elif not (optional and value is None):
+                BOUNDS[key].check(value, f"{where}.{key}")
+            values[key] = value
+        return _prefixed(where, lambda: cls(**values))
+
+
+# Keys of a direction's document; True: may be null.
+_DIRECTION_KEYS = {
+    "delay_ns": False, "jitter_ns": False, "reorder": False, "loss": False, "burst": True,
+    "rate_bps": True, "queue_packets": True, "queue_bytes": True, "drops": False,
+}
+
 
 @dataclass(frozen=True)
 class LinkProfile:
@@ -156,9 +324,12 @@ class LinkProfile:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not 576 <= self.mtu <= 65535:
-            raise ConfigError(f"--mtu must be within 576..65535, got {self.mtu}")
+        _check_type("profile name", self.name, str, "a string")
+        _check_type("profile description", self.description, str, "a string")
+        BOUNDS["seed"].check(self.seed)
+        BOUNDS["mtu"].check(self.mtu)
         for cfg in (self.up, self.down):
+            _check_type("a direction", cfg, DirectionConfig, "a DirectionConfig")
             if cfg.queue_bytes is not None and cfg.queue_bytes < self.mtu:
                 raise ConfigError(
                     f"--queue {cfg.queue_bytes} bytes cannot hold one {self.mtu}-byte packet",
@@ -180,36 +351,47 @@ class LinkProfile:
         """Round-trip propagation delay (no serialisation, no jitter)."""
         return self.up.delay_ns + self.down.delay_ns
 
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON data (ints, floats, strings, lists, bools, null): for the forwarder
+        process, for results, and for cells shipped to other processes or machines.
+        `LinkProfile.from_json(p.to_json()) == p`."""
+        return {
+            "name": self.name, "description": self.description, "seed": self.seed,
+            "mtu": self.mtu, "up": self.up.to_json(), "down": self.down.to_json(),
+        }
 
-def profile_to_dict(profile: LinkProfile) -> dict[str, Any]:
-    """Plain JSON-able data, to hand a profile to the forwarder process and to results."""
-
-    def direction(cfg: DirectionConfig) -> dict[str, Any]:
-        data = asdict(cfg)
-        data["drops"] = [
-            {"direction": r.direction.value, "indices": sorted(r.indices),
-             "protocol": r.protocol, "port": r.port}
-            for r in cfg.drops
-        ]
-        return data
-
-    return {
-        "name": profile.name, "seed": profile.seed, "mtu": profile.mtu,
-        "description": profile.description,
-        "up": direction(profile.up), "down": direction(profile.down),
-    }
+    @classmethod
+    def from_json(cls, data: Any) -> LinkProfile:
+        """A profile from `to_json`'s document, validated as the CLI validates options:
+        a missing, unknown or bad key is a ConfigError that names it."""
+        where = "link profile"
+        doc = _document(data, where, {"name", "description", "seed", "mtu", "up", "down"})
+        _check_type(f"{where}.name", doc["name"], str, "a string")
+        _check_type(f"{where}.description", doc["description"], str, "a string")
+        BOUNDS["seed"].check(doc["seed"], f"{where}.seed")
+        BOUNDS["mtu"].check(doc["mtu"], f"{where}.mtu")
+        up = DirectionConfig.from_json(doc["up"], f"{where}.up")
+        down = DirectionConfig.from_json(doc["down"], f"{where}.down")
+        return _prefixed(where, lambda: cls(name=doc["name"], up=up, down=down, seed=doc["seed"],
+                                            mtu=doc["mtu"], description=doc["description"]))
 
 
-def profile_from_dict(data: dict[str, Any]) -> LinkProfile:
-    def direction(raw: dict[str, Any]) -> DirectionConfig:
-        fields = dict(raw)
-        fields["drops"] = tuple(
-            DropRule(Direction(r["direction"]), frozenset(r["indices"]), r["protocol"], r["port"])
-            for r in raw["drops"]
-        )
-        return DirectionConfig(**fields)
+def _document(data: Any, where: str, keys: set[str]) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a JSON object, got {type(data).__name__}")
+    missing = sorted(keys - set(data))
+    unknown = sorted(str(k) for k in set(data) - keys)
+    if missing:
+        raise ConfigError(f"{where} lacks the key(s) {', '.join(missing)}")
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {', '.join(unknown)}",
+                          hint=f"known: {', '.join(sorted(keys))}")
+    return data
 
-    return LinkProfile(
-        name=data["name"], seed=data["seed"], mtu=data["mtu"], description=data["description"],
-        up=direction(data["up"]), down=direction(data["down"]),
-    )
+
+def _prefixed(where: str, build: Callable[[], T]) -> T:
+    """Run `build()`; a cross-field ConfigError (e.g. jitter > delay) says where it was."""
+    try:
+        return build()
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.args[0]}", hint=exc.hint) from None

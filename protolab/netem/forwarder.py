@@ -1,7 +1,8 @@
 """The forwarder process: moves IP packets between the two TUN devices through the model.
 
 Started by `EmulatedLink` as `python -m protolab.netem.forwarder` with three inherited
-fds: the client-side TUN, the server-side TUN and one end of a control socket. It
+fds: the client-side TUN, the server-side TUN and one end of a control socket, and the
+link profile's JSON document on stdin (an argv string is limited to 128 KiB). It
 lives in the root namespace (the fds already belong to the devices) and speaks
 newline-delimited JSON on the control socket: it sends {"ready": ...} once, answers
 "counters" and "stop", and exits by itself when the socket closes, so a crashed
@@ -27,7 +28,7 @@ import sys
 import time
 from typing import Any
 
-from protolab.netem.config import Direction, profile_from_dict
+from protolab.netem.config import Direction, LinkProfile
 from protolab.netem.model import DirectionModel, LinkModel, Verdict
 from protolab.netem.pcap import PcapWriter
 
@@ -43,6 +44,9 @@ _VERDICT_SLOT = {Verdict.LOSS: _LOSS, Verdict.QUEUE: _QUEUE, Verdict.DROPLIST: _
 READ_BATCH = 64
 READ_SIZE = 65535
 SPIN_NS = 250_000
+# The longest single wait with packets due: profiles bound delays, but a wake-up per
+# second costs nothing and keeps select()'s timeout far from its overflow whatever comes.
+MAX_WAIT_S = 1.0
 
 
 class Forwarder:
@@ -81,7 +85,8 @@ class Forwarder:
                 # Wake SPIN_NS early and poll until the deadline: waking an idle CPU
                 # here takes ~150 us, which would be added to every delayed packet.
                 wait_ns = heap[0][0] - time.monotonic_ns() - SPIN_NS
-                ready, _, _ = select.select(rlist, [], [], wait_ns / 1e9 if wait_ns > 0 else 0)
+                wait_s = min(wait_ns / 1e9, MAX_WAIT_S) if wait_ns > 0 else 0
+                ready, _, _ = select.select(rlist, [], [], wait_s)
             else:
                 ready, _, _ = select.select(rlist, [], [])
             for in_fd, out_fd, direction, dmodel in plan:
@@ -189,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-fd", type=int, required=True)
     parser.add_argument("--server-fd", type=int, required=True)
     parser.add_argument("--control-fd", type=int, required=True)
-    parser.add_argument("--profile-json", required=True)
     parser.add_argument("--pcap")
     args = parser.parse_args(argv)
 
@@ -202,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     _tight_timers()
-    profile = profile_from_dict(json.loads(args.profile_json))
+    profile = LinkProfile.from_json(json.loads(sys.stdin.buffer.read()))
     control = socket.socket(fileno=args.control_fd)
     pcap = PcapWriter(args.pcap) if args.pcap else None
     model = LinkModel(profile.up, profile.down, profile.seed)

@@ -10,6 +10,12 @@ only route between them is the TUN pair through the forwarder. Everything is tor
 down in `close()` (called by `__exit__`, at interpreter exit, and on SIGTERM when the
 link was started from the main thread); leftovers of a process that died harder are
 removed by the next link's start.
+
+Processes started with `popen()` and `run()` die with the process that started the link
+(PR_SET_PDEATHSIG, see `deathsig`): a bench killed with SIGKILL leaves no server running.
+The forwarder instead exits when its control socket closes, which the kernel does when
+the owner dies whichever thread started it. Commands built with `command()` and run by
+the caller are the caller's to look after.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from protolab.core.procfs import process_start
 from protolab.errors import ConfigError, LabError
 from protolab.netem import namespaces as ns
 from protolab.netem import privileges, state
-from protolab.netem.config import LinkProfile, profile_to_dict
+from protolab.netem.config import LinkProfile
+from protolab.netem.deathsig import Spawner, wrap
 
 T = TypeVar("T")
 Side = Literal["client", "server"]
@@ -96,6 +103,9 @@ class EmulatedLink:
         pcap: str | Path | None = None,
         ready_timeout_s: float = 10.0,
     ) -> None:
+        if not (isinstance(ready_timeout_s, int | float) and 0 < ready_timeout_s <= 600):
+            raise ConfigError(f"ready_timeout_s {ready_timeout_s!r} is out of range: "
+                              "allowed 0..600 s, not 0")
         if name is not None and not _NAME_RE.match(name):
             raise ConfigError(
                 f"link name {name!r} is not usable",
@@ -111,11 +121,13 @@ class EmulatedLink:
         self.tun_name = TUN_NAME
         self._ready_timeout_s = ready_timeout_s
         self._record: state.LinkRecord | None = None
+        self._state_dir: Path | None = None  # where the record lives, fixed at start
         self._forwarder: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self._control_file: Any = None
         self._control_lock = threading.Lock()
         self._children: list[subprocess.Popen[Any]] = []
+        self._spawner: Spawner | None = None
         self._final: LinkCounters | None = None
         self._old_sigterm: Any = None
 
@@ -144,7 +156,8 @@ class EmulatedLink:
             raise
 
     def _claim(self) -> None:
-        with state.locked():
+        with state.locked() as directory:
+            self._state_dir = directory
             state.cleanup_leftovers()
             records = state.load_all()
             taken = {r.name for r in records}
@@ -158,12 +171,15 @@ class EmulatedLink:
             if not free:
                 raise LabError("256 links exist already; remove some with `protolab netem down`")
             owner_start = process_start(os.getpid())
+            if owner_start is None:
+                raise LabError("cannot read this process's start time from /proc",
+                               hint="the link record needs it to tell a dead owner from a live one")
             self._record = state.LinkRecord(
                 name=self.name, client_ns=self.client_ns, server_ns=self.server_ns,
-                subnet=free[0], owner_pid=os.getpid(), owner_start=owner_start or 0,
+                subnet=free[0], owner_pid=os.getpid(), owner_start=owner_start,
             )
             # Written before anything exists: from now on a crash leaves a findable leftover.
-            state.write(self._record)
+            state.write(self._record, directory)
         self.client_addr = f"10.77.{free[0]}.1"
         self.server_addr = f"10.77.{free[0]}.2"
 
@@ -195,7 +211,6 @@ class EmulatedLink:
             sys.executable, "-m", "protolab.netem.forwarder",
             "--client-fd", str(client_fd), "--server-fd", str(server_fd),
             "--control-fd", str(theirs.fileno()),
-            "--profile-json", json.dumps(profile_to_dict(self.profile)),
         ]
         if self.pcap_path is not None:
             argv += ["--pcap", str(self.pcap_path)]
@@ -203,14 +218,19 @@ class EmulatedLink:
             # A session of its own: a terminal's Ctrl-C reaches us, and we stop it in order.
             self._forwarder = subprocess.Popen(
                 argv, pass_fds=(client_fd, server_fd, theirs.fileno()), start_new_session=True,
+                stdin=subprocess.PIPE,
             )
         finally:
             theirs.close()
+        assert self._forwarder.stdin is not None
+        # The profile goes on stdin: a long drop list would not fit in one argv string.
+        with contextlib.suppress(BrokenPipeError), self._forwarder.stdin as pipe:
+            pipe.write(json.dumps(self.profile.to_json()).encode())
         self._record = state.LinkRecord(
             **{**self._record.__dict__, "forwarder_pid": self._forwarder.pid,
                "forwarder_start": process_start(self._forwarder.pid)},
         )
-        state.write(self._record)
+        state.write(self._record, self._state_dir)
         mine.settimeout(self._ready_timeout_s)
         self._control_file = mine.makefile("rb")
         try:
@@ -229,6 +249,9 @@ class EmulatedLink:
         for child in self._children:
             _stop_process(child)
         self._children.clear()
+        if self._spawner is not None:
+            self._spawner.close()
+            self._spawner = None
         if self._forwarder is not None:
             with contextlib.suppress(LabError, OSError, ValueError):
                 self._final = self._snapshot(stop=True)
@@ -241,7 +264,7 @@ class EmulatedLink:
             self._control.close()
             self._control = None
         if self._record is not None:
-            state.teardown(self._record)
+            state.teardown(self._record, self._state_dir)
             self._record = None
         self._restore_sigterm()
 
@@ -323,18 +346,26 @@ class EmulatedLink:
         return ["ip", "netns", "exec", self.netns(side), *argv]
 
     def popen(self, side: Side, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        """Start `argv` inside a side's namespace; it is stopped when the link closes."""
+        """Start `argv` inside a side's namespace; it is stopped when the link closes, and
+        killed by the kernel if the process that started the link dies first."""
         if kwargs.get("shell"):
             raise ConfigError("shell=True is not allowed: pass argv")
-        proc: subprocess.Popen[Any] = subprocess.Popen(self.command(side, argv), **kwargs)
+        command = self.command(side, argv)
+        if self._spawner is None:
+            # Forked from a thread of the link's own: the death signal is tied to the
+            # forking thread, and the caller's thread may end long before the link.
+            self._spawner = Spawner(f"{self.name}-spawner")
+        proc = self._spawner.popen(command, os.getpid(), **kwargs)
         self._children.append(proc)
         return proc
 
     def run(self, side: Side, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
-        """Run `argv` to completion inside a side's namespace (kwargs as subprocess.run)."""
+        """Run `argv` to completion inside a side's namespace (kwargs as subprocess.run);
+        killed by the kernel if this process dies meanwhile (this thread waits for it, so
+        the death signal's tie to the forking thread does not matter here)."""
         if kwargs.get("shell"):
             raise ConfigError("shell=True is not allowed: pass argv")
-        return subprocess.run(self.command(side, argv), **kwargs)  # noqa: PLW1510
+        return subprocess.run(wrap(self.command(side, argv), os.getpid()), **kwargs)  # noqa: PLW1510
 
     @contextlib.contextmanager
     def entered(self, side: Side) -> Iterator[None]:
@@ -372,7 +403,9 @@ def _stop_process(proc: subprocess.Popen[Any], grace_s: float = 2.0) -> None:
 
 
 def remove_link(name: str) -> list[str]:
-    """Remove link `name` and every leftover of dead owners (for `protolab netem down`)."""
+    """Remove link `name` of this state directory and the links of its dead owners (for
+    `protolab netem down`); namespaces without a record here are left alone."""
+    privileges.require(teardown=True)
     with state.locked():
         removed = state.cleanup_leftovers(only=name)
         removed += state.cleanup_leftovers()

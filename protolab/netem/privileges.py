@@ -44,8 +44,9 @@ def tun_usable() -> bool:
     return os.access(TUN_DEVICE, os.R_OK | os.W_OK)
 
 
-def missing() -> list[str]:
-    """Human-readable list of what stops this process from building a link; empty: fine."""
+def missing(*, tun: bool = True) -> list[str]:
+    """Human-readable list of what stops this process from building a link (with `tun`
+    False: from removing one, which needs no TUN device); empty: fine."""
     problems = []
     if shutil.which("ip") is None:
         problems.append("the `ip` command is missing: install iproute2 (apt-get install iproute2)")
@@ -55,9 +56,9 @@ def missing() -> list[str]:
     if lacking:
         where = "" if userns_available() else " (and user namespaces are disabled here)"
         problems.append(f"this process lacks {' and '.join(lacking)}{where}")
-    if not os.path.exists(TUN_DEVICE):
+    if tun and not os.path.exists(TUN_DEVICE):
         problems.append(f"{TUN_DEVICE} does not exist: load the tun module (modprobe tun)")
-    elif not tun_usable():
+    elif tun and not tun_usable():
         mode = oct(os.stat(TUN_DEVICE).st_mode & 0o777)
         problems.append(
             f"{TUN_DEVICE} is mode {mode} and not usable by uid {os.getuid()}: "
@@ -72,10 +73,10 @@ def missing() -> list[str]:
     return problems
 
 
-def require() -> None:
-    """Raise PrivilegeError naming every missing piece; do nothing when the link can be built."""
-    problems = missing()
+def require(*, teardown: bool = False) -> None:
+    """Raise PrivilegeError naming every missing piece; do nothing when the link can be
+    built (with `teardown`: removed)."""
+    problems = missing(tun=not teardown)
     if problems:
-        raise PrivilegeError(
-            "cannot build the emulated link: " + "; ".join(problems), hint=UNPRIVILEGED_HOWTO
-        )
+        what = "remove emulated links" if teardown else "build the emulated link"
+        raise PrivilegeError(f"cannot {what}: " + "; ".join(problems), hint=UNPRIVILEGED_HOWTO)

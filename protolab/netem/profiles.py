@@ -13,12 +13,21 @@ browser throttling presets use.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Any
 
 from protolab.errors import ConfigError
-from protolab.netem.config import Direction, DirectionConfig, DropRule, LinkProfile
+from protolab.netem.config import (
+    BOUNDS,
+    MAX_DROP_PACKETS,
+    Bound,
+    Direction,
+    DirectionConfig,
+    DropRule,
+    LinkProfile,
+)
 
 # A rate without a queue limit gets this many packets of buffer (about a typical
 # txqueuelen/10): enough for TCP to fill the pipe at lab rates without hiding RTT.
@@ -97,7 +106,10 @@ PROFILES: dict[str, LinkProfile] = {
 
 @dataclass(frozen=True)
 class Overrides:
-    """Free parameters as a user typed them (CLI strings); None keeps the profile's value."""
+    """Free parameters as a user typed them (CLI strings); None keeps the profile's value.
+
+    Suite files build these too, so the types are checked here and every value is parsed
+    and range-checked by `build_profile`, the one edge both paths share."""
 
     delay: str | None = None
     jitter: str | None = None
@@ -108,6 +120,20 @@ class Overrides:
     drop: tuple[str, ...] = ()
     reorder: bool | None = None
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("delay", "jitter", "loss", "burst", "rate", "queue"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"--{name} must be given as text (e.g. '50ms'), "
+                                  f"got {type(value).__name__} {value!r}")
+        if not isinstance(self.drop, tuple) or not all(isinstance(d, str) for d in self.drop):
+            raise ConfigError(f"--drop must be a tuple of rules like 'down:12,13', "
+                              f"got {self.drop!r}")
+        if self.reorder is not None and not isinstance(self.reorder, bool):
+            raise ConfigError(f"--reorder must be true or false, got {self.reorder!r}")
+        if self.seed is not None:
+            BOUNDS["seed"].check(self.seed)
 
 
 def get_profile(name: str) -> LinkProfile:
@@ -181,7 +207,34 @@ def split_updown(option: str, raw: str) -> tuple[str, str]:
         return parts[0], parts[0]
     if len(parts) == 2 and all(p.strip() for p in parts):
         return parts[0].strip(), parts[1].strip()
-    raise ConfigError(f"{option} {raw!r} is not VALUE or UP/DOWN", hint=f"e.g. {option} 10/20")
+    raise ConfigError(f"{option} {_shown(raw)} is not VALUE or UP/DOWN",
+                      hint=f"e.g. {option} 10/20")
+
+
+# Numbers as people type them: digits with an optional fraction. No exponents, no
+# "inf"/"nan", no underscores (all of which float() would take).
+_NUMBER = r"(-?[0-9]*\.?[0-9]+)"
+_MAX_DIGITS = 30  # longer numbers are out of every range; int() refuses >4300 digits
+
+
+def _shown(raw: str) -> str:
+    """`raw` for a one-line message, cut when someone pasted a novel."""
+    return repr(raw if len(raw) <= 40 else raw[:37] + "...")
+
+
+def _number(option: str, raw: str, text: str, bound: Bound, what: str) -> float:
+    """`text` (matched by _NUMBER) as a finite float; refuses it naming the allowed range."""
+    value = float(text) if len(text.lstrip("-")) <= _MAX_DIGITS else math.inf
+    if not math.isfinite(value):
+        raise ConfigError(f"{option} {_shown(raw)} is too large a {what}: "
+                          f"allowed {bound.range()}")
+    return value
+
+
+def _integer(option: str, raw: str, text: str, bound: Bound) -> int:
+    if len(text.lstrip("-")) > _MAX_DIGITS:
+        raise ConfigError(f"{option} {_shown(raw)} is out of range: allowed {bound.range()}")
+    return int(text)
 
 
 _DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
@@ -189,23 +242,28 @@ _DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_0
 
 def parse_duration_ns(option: str, raw: str) -> int:
     """'50ms', '0.5ms', '300us', '1s'; a bare number is milliseconds."""
-    m = re.fullmatch(r"\s*(-?[0-9]*\.?[0-9]+)\s*(ns|us|µs|ms|s)?\s*", raw)
+    m = re.fullmatch(rf"\s*{_NUMBER}\s*(ns|us|µs|ms|s)?\s*", raw)
+    bound = BOUNDS["delay_ns"]
     if not m:
-        raise ConfigError(f"{option} {raw!r} is not a duration", hint="e.g. 50ms, 0.5ms, 1s")
-    value = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "ms"]
+        raise ConfigError(f"{option} {_shown(raw)} is not a duration",
+                          hint=f"e.g. 50ms, 0.5ms, 1s; allowed {bound.range()}")
+    value = _number(option, raw, m.group(1), bound, "duration")
     if value < 0:
-        raise ConfigError(f"{option} must not be negative, got {raw!r}")
-    return round(value)
+        raise ConfigError(f"{option} must not be negative, got {_shown(raw)}: "
+                          f"allowed {bound.range()}")
+    return round(value * _DURATION_UNITS[m.group(2) or "ms"])
 
 
 def parse_loss(option: str, raw: str) -> float:
     """'2%' or '2' (percent)."""
-    m = re.fullmatch(r"\s*(-?[0-9]*\.?[0-9]+)\s*%?\s*", raw)
+    m = re.fullmatch(rf"\s*{_NUMBER}\s*%?\s*", raw)
+    bound = BOUNDS["loss"]
     if not m:
-        raise ConfigError(f"{option} {raw!r} is not a percentage", hint="e.g. 2% or 0.5%")
-    pct = float(m.group(1))
+        raise ConfigError(f"{option} {_shown(raw)} is not a percentage",
+                          hint=f"e.g. 2% or 0.5%; allowed {bound.range()}")
+    pct = _number(option, raw, m.group(1), bound, "percentage")
     if not 0.0 <= pct <= 100.0:
-        raise ConfigError(f"{option} must be within 0..100%, got {raw!r}")
+        raise ConfigError(f"{option} must be within 0..100%, got {_shown(raw)}")
     return pct / 100.0
 
 
@@ -213,11 +271,12 @@ def parse_burst(option: str, raw: str) -> float | None:
     """Mean burst length in packets; 'none' or '0' means random (independent) loss."""
     if raw.strip().lower() in ("none", "0", "random"):
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{option} {raw!r} is not a number of packets", hint="e.g. 4") from None
-    return value
+    m = re.fullmatch(rf"\s*{_NUMBER}\s*(?:p|pkt|packets)?\s*", raw)
+    bound = BOUNDS["burst"]
+    if not m:
+        raise ConfigError(f"{option} {_shown(raw)} is not a number of packets",
+                          hint=f"e.g. 4; allowed {bound.range()}, or none")
+    return _number(option, raw, m.group(1), bound, "number of packets")
 
 
 _RATE_UNITS = {
@@ -231,17 +290,21 @@ def parse_rate_bps(option: str, raw: str) -> int | None:
     """'10mbit', '1.5Mbit/s', '500kbit'; a bare number is Mbit/s; 'none' removes the limit."""
     if raw.strip().lower() in ("none", "unlimited"):
         return None
-    m = re.fullmatch(r"\s*(-?[0-9]*\.?[0-9]+)\s*([a-zA-Z]+)?\s*", raw)
+    m = re.fullmatch(rf"\s*{_NUMBER}\s*([a-zA-Z]+)?\s*", raw)
     unit = (m.group(2) or "mbit").lower() if m else ""
+    bound = BOUNDS["rate_bps"]
     if not m or unit not in _RATE_UNITS:
-        raise ConfigError(f"{option} {raw!r} is not a rate", hint="e.g. 10mbit, 500kbit, 1gbit")
-    value = float(m.group(1)) * _RATE_UNITS[unit]
+        raise ConfigError(f"{option} {_shown(raw)} is not a rate",
+                          hint=f"e.g. 10mbit, 500kbit, 1gbit; allowed {bound.range()}")
+    value = _number(option, raw, m.group(1), bound, "rate") * _RATE_UNITS[unit]
     if value <= 0:
-        raise ConfigError(f"{option} must be positive, got {raw!r}", hint="or 'none' for no limit")
+        raise ConfigError(f"{option} must be positive, got {_shown(raw)}",
+                          hint=f"allowed {bound.range()}, or 'none' for no limit")
     return round(value)
 
 
-_BYTE_UNITS = {"b": 1, "kb": 1_000, "kib": 1_024, "mb": 1_000_000, "mib": 1_048_576}
+_BYTE_UNITS = {"b": 1, "kb": 1_000, "kib": 1_024, "mb": 1_000_000, "mib": 1_048_576,
+               "gb": 1_000_000_000, "gib": 1 << 30}
 
 
 def parse_queue(raw: str) -> tuple[int | None, int | None]:
@@ -249,11 +312,14 @@ def parse_queue(raw: str) -> tuple[int | None, int | None]:
     m = re.fullmatch(r"\s*(-?[0-9]+)\s*([a-zA-Z]+)?\s*", raw)
     unit = (m.group(2) or "p").lower() if m else ""
     if not m or (unit not in _BYTE_UNITS and unit not in ("p", "pkt", "packets")):
-        raise ConfigError(f"--queue {raw!r} is not a queue size", hint="e.g. 25p or 64kb")
-    value = int(m.group(1))
+        raise ConfigError(f"--queue {_shown(raw)} is not a queue size", hint="e.g. 25p or 64kb")
+    in_bytes = unit in _BYTE_UNITS
+    bound = BOUNDS["queue_bytes" if in_bytes else "queue_packets"]
+    value = _integer("--queue", raw, m.group(1), bound)
     if value < 1:
-        raise ConfigError(f"--queue must hold at least 1, got {raw!r}")
-    if unit in _BYTE_UNITS:
+        raise ConfigError(f"--queue must hold at least 1, got {_shown(raw)}: "
+                          f"allowed {bound.range()}")
+    if in_bytes:
         return None, value * _BYTE_UNITS[unit]
     return value, None
 
@@ -268,21 +334,28 @@ def parse_drop(raw: str) -> DropRule:
     parts = raw.strip().split(":")
     if len(parts) not in (2, 3) or parts[0].lower() not in _DIRECTION_NAMES:
         raise ConfigError(
-            f"--drop {raw!r} is not DIRECTION:N[,N...][:PROTO[/PORT]]",
+            f"--drop {_shown(raw)} is not DIRECTION:N[,N...][:PROTO[/PORT]]",
             hint="e.g. --drop down:12,13 or --drop up:3:udp/443",
         )
     direction = _DIRECTION_NAMES[parts[0].lower()]
+    bound = BOUNDS["drop_index"]
     indices: set[int] = set()
     for item in parts[1].split(","):
         m = re.fullmatch(r"\s*(-?[0-9]+)(?:\s*-\s*([0-9]+))?\s*", item)
         if not m:
-            raise ConfigError(f"--drop {raw!r}: {item!r} is not a packet number or range N-M")
-        first = int(m.group(1))
-        last = int(m.group(2)) if m.group(2) else first
+            raise ConfigError(f"--drop {_shown(raw)}: {_shown(item)} is not a packet number "
+                              "or range N-M")
+        first = _integer("--drop", raw, m.group(1), bound)
+        last = _integer("--drop", raw, m.group(2), bound) if m.group(2) else first
         if last < first:
-            raise ConfigError(f"--drop {raw!r}: range {item!r} is empty")
-        if last - first > 1_000_000:
-            raise ConfigError(f"--drop {raw!r}: range {item!r} is too long", hint="use --loss")
+            raise ConfigError(f"--drop {_shown(raw)}: range {_shown(item)} is empty")
+        if first < 1:
+            raise ConfigError(f"--drop packet numbers start at 1, got {first}: "
+                              f"allowed {bound.range()}")
+        bound.check(last)
+        if last - first + len(indices) >= MAX_DROP_PACKETS:
+            raise ConfigError(f"--drop {_shown(raw)} lists more than {MAX_DROP_PACKETS} "
+                              f"packets: allowed 1..{MAX_DROP_PACKETS}", hint="use --loss")
         indices.update(range(first, last + 1))
     protocol: str | None = None
     port: int | None = None
@@ -290,10 +363,11 @@ def parse_drop(raw: str) -> DropRule:
         proto_text, _, port_text = parts[2].partition("/")
         protocol = proto_text.strip().lower() or None
         if port_text:
-            try:
-                port = int(port_text)
-            except ValueError:
-                raise ConfigError(f"--drop {raw!r}: port {port_text!r} is not a number") from None
+            pm = re.fullmatch(r"\s*([0-9]+)\s*", port_text)
+            if not pm:
+                raise ConfigError(f"--drop {_shown(raw)}: port {_shown(port_text)} is not a "
+                                  "number: allowed 1..65535")
+            port = _integer("--drop", raw, pm.group(1), BOUNDS["port"])
     return DropRule(direction=direction, indices=frozenset(indices), protocol=protocol, port=port)
 
 

@@ -12,15 +12,17 @@ from typing import Any
 
 import hpack
 
+from protolab.trace.codepoints import h2_error_name, h2_setting_name
+
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H2_FRAMES = {0: "DATA", 1: "HEADERS", 2: "PRIORITY", 3: "RST_STREAM", 4: "SETTINGS",
              5: "PUSH_PROMISE", 6: "PING", 7: "GOAWAY", 8: "WINDOW_UPDATE", 9: "CONTINUATION"}
-H2_SETTINGS = {1: "HEADER_TABLE_SIZE", 2: "ENABLE_PUSH", 3: "MAX_CONCURRENT_STREAMS",
-               4: "INITIAL_WINDOW_SIZE", 5: "MAX_FRAME_SIZE", 6: "MAX_HEADER_LIST_SIZE",
-               8: "ENABLE_CONNECT_PROTOCOL"}
 
 AppMessage = tuple[str, dict[str, Any], bool]
 WS_OPCODES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
+
+
+ALPN_HTTP2 = "h2"  # the ALPN token of HTTP/2 over TLS (RFC 9113 §3.2), a wire identifier
 
 
 class AppDecoder:
@@ -29,7 +31,7 @@ class AppDecoder:
     def __init__(self, alpn: str | None) -> None:
         self.alpn = alpn
         self.buf = b""
-        self.h2: bool | None = True if alpn == "h2" else (False if alpn else None)
+        self.h2: bool | None = True if alpn == ALPN_HTTP2 else (False if alpn else None)
         self.preface_seen = False
         self.hpack = hpack.Decoder()
         self.h1_started = False
@@ -116,7 +118,7 @@ class AppDecoder:
             fields: dict[str, Any] = {"stream": stream, "length": length, "flags": flags}
             if ftype == 4 and not flags & 1:
                 fields["settings"] = {
-                    H2_SETTINGS.get(k, str(k)): v
+                    h2_setting_name(k): v
                     for k, v in (struct.unpack_from("!HI", payload, i)
                                  for i in range(0, length - length % 6, 6))
                 }
@@ -134,6 +136,11 @@ class AppDecoder:
                 name = "DATA (gRPC message)"
             elif ftype == 8 and length >= 4:
                 fields["increment"] = struct.unpack_from("!I", payload)[0] & 0x7FFFFFFF
+            elif ftype == 3 and length >= 4:
+                fields["error"] = h2_error_name(struct.unpack_from("!I", payload)[0])
+            elif ftype == 7 and length >= 8:
+                last, code = struct.unpack_from("!II", payload)
+                fields["last_stream"], fields["error"] = last & 0x7FFFFFFF, h2_error_name(code)
             out.append((f"HTTP/2 {name}", fields, stream != 0 and ftype in (0, 1)))
         return out
 

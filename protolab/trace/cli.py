@@ -28,7 +28,7 @@ from protolab.netem.cli import (
     SeedOpt,
     profile_from_options,
 )
-from protolab.netem.config import LinkProfile
+from protolab.netem.config import MAX_DELAY_NS, Bound, LinkProfile
 from protolab.trace.capture import capture, load_capture
 from protolab.trace.decode import Decoded, LinkTiming, decode_capture
 from protolab.trace.errors import TraceInputError
@@ -38,6 +38,8 @@ from protolab.trace.render import compare_rows, json_report, ladder, text_report
 from protolab.trace.svg import render_svg
 
 console = Console(highlight=False, soft_wrap=True)
+# A round trip is two one-way delays, each at most the link's maximum.
+RTT_BOUND = Bound("--rtt", 0.001, 2 * MAX_DELAY_NS / 1e6, unit=" ms")
 
 HELP = (
     "Run one connection of KIND through the emulated link (needs root) and show its "
@@ -68,6 +70,8 @@ def trace_command(
     if sum(x is not None for x in (kind, pcap, compare)) != 1:
         raise ConfigError("give one of: KIND (capture now), --pcap FILE, --compare A B",
                           hint=f"kinds: {', '.join(KINDS)}")
+    if rtt is not None:
+        RTT_BOUND.check(rtt)
     if pcap is not None:
         decoded, files = _brought(pcap, keylog, rtt)
         _print(decoded, files, as_json)

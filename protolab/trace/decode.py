@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from protolab.core.rtt import HANDSHAKE_RTTS
+from protolab.trace.errors import TraceInputError, bug_note, unexpected
 from protolab.trace.keylog import KeyLog
 from protolab.trace.packets import Segment, parse_frame
-from protolab.trace.pcapfile import read_capture
+from protolab.trace.pcapfile import CaptureFile, read_capture
 from protolab.trace.quictrace import trace_quic_connections
 from protolab.trace.steps import Clock, HandshakeStep, RoundTrips, Trace
 from protolab.trace.tcpstream import tcp_connections
@@ -40,9 +41,20 @@ class Decoded:
 
 
 def decode_capture(data: bytes, keylog: KeyLog, link: LinkTiming | None = None) -> Decoded:
-    """Decode every TCP and QUIC connection of a capture; raises only for a non-capture."""
+    """Decode every TCP and QUIC connection of a capture; raises only TraceInputError (a
+    non-capture). A decoder failure no parser maps is a problem line on its connection,
+    or at worst a TraceInputError: never a traceback."""
     link = link or LinkTiming()
     capture = read_capture(data)
+    try:
+        return _decode(capture, keylog, link)
+    except BaseException as exc:
+        if not unexpected(exc):
+            raise
+        raise TraceInputError(bug_note("the capture", exc)) from exc
+
+
+def _decode(capture: CaptureFile, keylog: KeyLog, link: LinkTiming) -> Decoded:
     out = Decoded(problems=list(capture.problems), frames=len(capture.frames))
     segments: list[Segment] = []
     for i, frame in enumerate(capture.frames):
@@ -56,7 +68,13 @@ def decode_capture(data: bytes, keylog: KeyLog, link: LinkTiming | None = None) 
             continue
         first = next((s for s in conn.segments if conn.from_client(s)), conn.segments[0])
         clock = Clock(first.ts_ns, link.up_delay_ns, link.down_delay_ns)
-        out.traces.append(trace_tcp(conn, keylog, clock))
+        try:
+            out.traces.append(trace_tcp(conn, keylog, clock))
+        except BaseException as exc:
+            if not unexpected(exc):
+                raise
+            where = f"TCP {conn.client[0]}:{conn.client[1]} -> {conn.server[0]}:{conn.server[1]}"
+            out.problems.append(bug_note(where, exc))
     out.traces += trace_quic_connections(segments, keylog, link.up_delay_ns,
                                          link.down_delay_ns, out.problems)
     for trace in out.traces:

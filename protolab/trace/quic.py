@@ -15,6 +15,8 @@ from aioquic.quic.crypto import CryptoError, CryptoPair  # type: ignore[attr-def
 from aioquic.quic.packet import QuicPacketType, pull_ack_frame, pull_quic_header
 from aioquic.tls import CipherSuite
 
+from protolab.trace.codepoints import h3_error_name, quic_error_name
+
 PACKET_NAMES = {
     QuicPacketType.INITIAL: "Initial", QuicPacketType.HANDSHAKE: "Handshake",
     QuicPacketType.ZERO_RTT: "0-RTT", QuicPacketType.ONE_RTT: "1-RTT",
@@ -78,6 +80,8 @@ class QuicKeys:
         self.largest: dict[tuple[str, bool], int] = {}
 
     def install(self, name: str, from_client: bool, secret: bytes, suite: int | None) -> None:
+        if suite is not None and suite not in SUITES:
+            return  # not a QUIC (TLS 1.3) suite, as a hostile ServerHello may claim: no keys
         pairs = []
         for candidate in SUITES if suite is None else (CipherSuite(suite),):
             pair = CryptoPair()
@@ -172,8 +176,10 @@ def _frame(buf: Buffer, ftype: int) -> QuicFrame:
     elif ftype == 0x07:
         fields["token_bytes"] = len(buf.pull_bytes(v()))
     elif ftype == 0x04:
-        fields = {"stream": v(), "error": v(), "final_size": v()}
-    elif ftype in (0x05, 0x11, 0x15):
+        fields = {"stream": v(), "error": h3_error_name(v()), "final_size": v()}
+    elif ftype == 0x05:
+        fields = {"stream": v(), "error": h3_error_name(v())}
+    elif ftype in (0x11, 0x15):
         fields = {"stream": v(), "value": v()}
     elif ftype in (0x10, 0x12, 0x13, 0x14, 0x16, 0x17, 0x19):
         fields = {"value": v()}
@@ -184,10 +190,10 @@ def _frame(buf: Buffer, ftype: int) -> QuicFrame:
     elif ftype in (0x1A, 0x1B):
         buf.pull_bytes(8)
     elif ftype == 0x1C:
-        fields = {"error": v(), "frame_type": v()}
+        fields = {"error": quic_error_name(v()), "frame_type": v()}
         fields["reason"] = buf.pull_bytes(v()).decode("utf-8", "replace")
-    elif ftype == 0x1D:
-        fields = {"error": v()}
+    elif ftype == 0x1D:  # an application's code: HTTP/3's, as h3 is what the lab speaks
+        fields = {"error": h3_error_name(v())}
         fields["reason"] = buf.pull_bytes(v()).decode("utf-8", "replace")
     elif ftype == 0x30:
         buf.pull_bytes(buf.capacity - buf.tell())

@@ -9,9 +9,12 @@ from typing import Any
 import pylsqpack
 from aioquic.buffer import Buffer, BufferReadError  # type: ignore[attr-defined]
 
+from protolab.trace.codepoints import H3_FRAMES, h3_frame_name, h3_setting_name, h3_stream_name
+from protolab.trace.errors import bug_note, unexpected
 from protolab.trace.keylog import KeyLog
 from protolab.trace.packets import Segment
 from protolab.trace.quic import (
+    SUITES,
     QuicFrame,
     QuicKeys,
     QuicPacket,
@@ -22,12 +25,6 @@ from protolab.trace.quic import (
 from protolab.trace.steps import C2S, S2C, Clock, HandshakeStep, Trace
 from protolab.trace.tlsmessages import decode_message, split_messages
 
-H3_FRAMES = {0x00: "DATA", 0x01: "HEADERS", 0x03: "CANCEL_PUSH", 0x04: "SETTINGS",
-             0x05: "PUSH_PROMISE", 0x07: "GOAWAY", 0x0D: "MAX_PUSH_ID"}
-H3_UNI = {0x00: "control", 0x01: "push", 0x02: "QPACK encoder", 0x03: "QPACK decoder"}
-H3_SETTINGS = {0x01: "QPACK_MAX_TABLE_CAPACITY", 0x06: "MAX_FIELD_SECTION_SIZE",
-               0x07: "QPACK_BLOCKED_STREAMS", 0x08: "ENABLE_CONNECT_PROTOCOL",
-               0x33: "H3_DATAGRAM"}
 CRYPTO_LEVEL = {"Initial": "Initial", "Handshake": "Handshake", "1-RTT": "1-RTT",
                 "0-RTT": "1-RTT"}
 PACKET_NOTES = {
@@ -81,13 +78,19 @@ def trace_quic_connections(segments: list[Segment], keylog: KeyLog, up_delay_ns:
             continue
         key = frozenset({(seg.src, seg.sport), (seg.dst, seg.dport)})
         conn = conns.get(key)
-        if conn is None:
-            conn = _start(seg, keylog, up_delay_ns, down_delay_ns)
+        try:
             if conn is None:
-                continue
-            conns[key] = conn
-            traces.append(conn.trace)
-        _datagram(conn, seg, keylog)
+                conn = _start(seg, keylog, up_delay_ns, down_delay_ns)
+                if conn is None:
+                    continue
+                conns[key] = conn
+                traces.append(conn.trace)
+            _datagram(conn, seg, keylog)
+        except BaseException as exc:
+            if not unexpected(exc):
+                raise
+            note = bug_note(f"frame {seg.index + 1} (QUIC)", exc)
+            (conn.trace.problems if conn is not None else problems).append(note)
     for conn in conns.values():
         conn.trace.negotiated = {"version": "TLS 1.3", "transport": "QUIC v1",
                                  **conn.negotiated}
@@ -230,6 +233,12 @@ def _learn(conn: _Conn, name: str, f: dict[str, Any], keylog: KeyLog) -> None:
     elif name == "ServerHello" and "cipher_suite" in f:
         conn.suite = f["cipher_suite"]
         n.update(cipher=f["cipher"], group=f.get("group"), resumed=bool(f.get("psk_accepted")))
+        if conn.suite not in SUITES:
+            n["decrypted"] = False
+            conn.trace.problems.append(
+                f"the server picked {f['cipher']}, which QUIC does not allow (only TLS 1.3 "
+                "suites, RFC 9001 §5.3): Handshake and 1-RTT packets stay encrypted")
+            return
         if conn.client_random is None:
             return
         found = False
@@ -323,7 +332,7 @@ def _h3_frames(
         if sid % 4 in (2, 3) and stream.uni_type is None:
             stream.uni_type = buf.pull_uint_var()
             stream.parsed = base + buf.tell()
-            kind = H3_UNI.get(stream.uni_type, f"type 0x{stream.uni_type:x}")
+            kind = h3_stream_name(stream.uni_type)
             out.append((f"HTTP/3 {kind} stream", {"length": 0}))
         if stream.uni_type == 0x02:  # QPACK encoder: dynamic table inserts for its side
             data = stream.delivered[stream.parsed:]
@@ -347,7 +356,7 @@ def _h3_frames(
                 values = {}
                 while not settings.eof():
                     k, val = settings.pull_uint_var(), settings.pull_uint_var()
-                    values[H3_SETTINGS.get(k, f"0x{k:x}")] = val
+                    values[h3_setting_name(k)] = val
                 fields["settings"] = values
                 conn.h3_settings[from_client] = values
                 # Sections the other side encoded before these SETTINGS could only use the
@@ -355,7 +364,8 @@ def _h3_frames(
                 conn.qpack.pop(not from_client, None)
             elif ftype == 0x01:
                 fields["headers"] = _field_section(conn, sid, from_client, payload)
-            out.append((f"HTTP/3 {H3_FRAMES.get(ftype, f'frame 0x{ftype:x}')}", fields))
+            name = h3_frame_name(ftype)
+            out.append((f"HTTP/3 {name if ftype in H3_FRAMES else f'frame {name}'}", fields))
     except BufferReadError:
         pass  # an incomplete frame: the rest arrives in a later packet
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from protolab.trace.app import AppDecoder
+from protolab.trace.codepoints import alert_name
 from protolab.trace.keylog import KeyLog
 from protolab.trace.packets import TCP_ACK, TCP_SYN, Segment
 from protolab.trace.steps import C2S, S2C, Clock, HandshakeStep, Trace
@@ -26,10 +27,7 @@ TCP_NOTES = {
     "FIN": "a side is done sending",
     "RST": "connection reset",
 }
-ALERTS = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 40:
-          "handshake_failure", 42: "bad_certificate", 48: "unknown_ca", 70: "protocol_version",
-          80: "internal_error", 90: "user_canceled", 112: "unrecognized_name",
-          120: "no_application_protocol"}
+
 
 
 class _Builder:
@@ -141,7 +139,7 @@ def _record_steps(b: _Builder, apps: dict[bool, AppDecoder], record: Any, tls13:
               "from here on this side encrypts", rec)
     elif record.alert is not None or (record.content_type == ALERT and not record.encrypted):
         level, desc = record.alert or (0, 0)
-        b.add(seg, fc, "tls", f"Alert({ALERTS.get(desc, desc)})", record.size,
+        b.add(seg, fc, "tls", f"Alert({alert_name(desc)})", record.size,
               "closing the TLS session" if desc == 0 else "TLS error", {**rec, "level": level})
     elif record.app_data is not None:
         _app_steps(b, apps[fc], seg, fc, record.app_data, rec)

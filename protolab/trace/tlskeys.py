@@ -61,6 +61,8 @@ class RecordKey:
             nonce, ciphertext = self.iv + fragment[:8], fragment[8:]
         else:
             nonce, ciphertext = _xor_seq(self.iv, self.seq), fragment
+        if len(ciphertext) < 16:
+            return None  # shorter than the AEAD tag: cannot be a record of this suite
         aad = struct.pack("!QBHH", self.seq, content_type, version, len(ciphertext) - 16)
         try:
             plain = self.aead.decrypt(nonce, ciphertext, aad)

@@ -4,11 +4,16 @@ TLS 1.3 messages and both hellos are parsed with aioquic's own `pull_*` function
 parser of the QUIC stack the lab uses); TLS 1.2's ServerKeyExchange, ClientKeyExchange,
 its Certificate and NewSessionTicket layouts have no aioquic parser and are read here by
 hand with aioquic's `Buffer`. Certificates are read with `cryptography.x509`. A message
-that does not parse becomes a step with an `error` field, never an exception.
+that does not parse becomes a step with an `error` field, never an exception: the
+capture is input from anyone, and these parsers are not ours, so each family of
+exceptions they raise on damage is mapped here (`DECODER_ERRORS`, `X509_ERRORS`), and a
+damaged certificate spoils only its own entry of the chain.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +28,27 @@ from aioquic.tls import (
     pull_server_hello,
 )
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+from protolab.trace.codepoints import (
+    CIPHERS,
+    GROUPS,
+    PSK_MODES,
+    QUIC_INTEGER_PARAMETERS,
+    VERSIONS,
+    cipher_name,
+    extension_name,
+    group_name,
+    quic_version_name,
+    signature_name,
+    transport_parameter_name,
+    version_name,
+)
+
+__all__ = ["CIPHERS", "GROUPS", "HANDSHAKE_NAMES", "VERSIONS", "HandshakeMessage",
+           "cipher_name", "decode_message", "describe_certificate", "group_name",
+           "split_messages", "version_name"]
 
 HANDSHAKE_NAMES = {
     0: "HelloRequest", 1: "ClientHello", 2: "ServerHello", 4: "NewSessionTicket",
@@ -47,31 +72,24 @@ PURPOSE = {
     "EndOfEarlyData": "client's 0-RTT data ends",
     "CertificateRequest": "server asks for a client certificate",
 }
-VERSIONS = {0x0304: "TLS 1.3", 0x0303: "TLS 1.2", 0x0302: "TLS 1.1", 0x0301: "TLS 1.0"}
-GROUPS = {0x17: "secp256r1", 0x18: "secp384r1", 0x19: "secp521r1", 0x1D: "x25519",
-          0x1E: "x448", 0x100: "ffdhe2048", 0x11EC: "X25519MLKEM768"}
-CIPHERS = {
-    0x1301: "TLS_AES_128_GCM_SHA256", 0x1302: "TLS_AES_256_GCM_SHA384",
-    0x1303: "TLS_CHACHA20_POLY1305_SHA256",
-    0xC02B: "ECDHE-ECDSA-AES128-GCM-SHA256", 0xC02C: "ECDHE-ECDSA-AES256-GCM-SHA384",
-    0xC02F: "ECDHE-RSA-AES128-GCM-SHA256", 0xC030: "ECDHE-RSA-AES256-GCM-SHA384",
-    0xCCA8: "ECDHE-RSA-CHACHA20-POLY1305", 0xCCA9: "ECDHE-ECDSA-CHACHA20-POLY1305",
-    0x009C: "AES128-GCM-SHA256", 0x009D: "AES256-GCM-SHA384", 0x00FF: "EMPTY_RENEGOTIATION_SCSV",
-}
 HRR_RANDOM = bytes.fromhex("CF21AD74E59A6111BE1D8C021E65B891C2A211167ABB8C5E079E09E2C8A8339C")
 EXT_SESSION_TICKET, EXT_EMS, EXT_RENEGOTIATION = 35, 23, 0xFF01
+EXT_QUIC_TRANSPORT_PARAMETERS = 0x39
+TP_VERSION_INFORMATION = 0x11
 
-
-def cipher_name(suite: int) -> str:
-    return CIPHERS.get(suite, f"0x{suite:04x}")
-
-
-def group_name(group: int) -> str:
-    return GROUPS.get(group, "GREASE" if group & 0x0F0F == 0x0A0A else f"0x{group:04x}")
-
-
-def version_name(version: int) -> str:
-    return VERSIONS.get(version, "GREASE" if version & 0x0F0F == 0x0A0A else f"0x{version:04x}")
+# What aioquic's parsers and the hand-written layouts raise on damaged bytes: aioquic's
+# Alert and BufferReadError, ValueError from enum and length checks, TypeError,
+# IndexError and KeyError from short or odd structures, and OverflowError from numbers
+# too large for a C type.
+DECODER_ERRORS: tuple[type[Exception], ...] = (
+    Alert, BufferReadError, ValueError, TypeError, IndexError, KeyError, OverflowError,
+)
+# What `cryptography` raises on a damaged certificate; it parses lazily, so the fields
+# read after loading raise too: ValueError (most ASN.1 damage), UnsupportedAlgorithm (an
+# unknown key type or curve), InvalidVersion (an X.509 version other than v1 or v3).
+X509_ERRORS: tuple[type[Exception], ...] = (
+    ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
+)
 
 
 @dataclass(frozen=True)
@@ -111,7 +129,7 @@ def decode_message(raw: bytes, *, tls12: bool = False) -> HandshakeMessage:
         decoder = decoder or _DECODERS.get(msg_type)
         if decoder is not None:
             fields = decoder(raw)
-    except (Alert, BufferReadError, ValueError, TypeError, IndexError) as exc:
+    except DECODER_ERRORS as exc:
         fields = {"error": f"undecodable {name}: {type(exc).__name__} {exc}".strip()}
     if name == "ServerHello" and fields.get("hello_retry_request"):
         name = "HelloRetryRequest"
@@ -120,11 +138,41 @@ def decode_message(raw: bytes, *, tls12: bool = False) -> HandshakeMessage:
 
 def _alpn_list(exts: list[tuple[int, bytes]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for ext_type, _ in exts:
+    for ext_type, data in exts:
         if ext_type == EXT_SESSION_TICKET:
             out["session_ticket_ext"] = True
         if ext_type == EXT_EMS:
             out["extended_master_secret"] = True
+        if ext_type == EXT_QUIC_TRANSPORT_PARAMETERS:
+            out["quic_transport_parameters"] = transport_parameters(data)
+    if exts:
+        out["other_extensions"] = [extension_name(e) for e, _ in exts]
+    return out
+
+
+def transport_parameters(data: bytes) -> dict[str, Any]:
+    """QUIC transport parameters (RFC 9000 §18): name -> integer, flag, or bytes (hex)."""
+    buf = Buffer(data=data)
+    out: dict[str, Any] = {}
+    try:
+        while not buf.eof():
+            param = buf.pull_uint_var()
+            value = buf.pull_bytes(buf.pull_uint_var())
+            name = transport_parameter_name(param)
+            if param in QUIC_INTEGER_PARAMETERS:
+                number = Buffer(data=value)
+                out[name] = number.pull_uint_var()
+            elif param == TP_VERSION_INFORMATION and value and len(value) % 4 == 0:
+                # RFC 9368 §3: the chosen version, then the versions the sender supports.
+                versions = [quic_version_name(int.from_bytes(value[i:i + 4], "big"))
+                            for i in range(0, len(value), 4)]
+                out[name] = {"chosen": versions[0], "available": versions[1:]}
+            elif not value:
+                out[name] = True
+            else:
+                out[name] = value.hex() if len(value) <= 32 else f"({len(value)} B)"
+    except BufferReadError:
+        out["error"] = f"truncated after {len(out)} parameter(s)"
     return out
 
 
@@ -138,8 +186,11 @@ def _client_hello(raw: bytes) -> dict[str, Any]:
         "cipher_suites": [cipher_name(c) for c in hello.cipher_suites],
         "groups": [group_name(g) for g in hello.supported_groups or []],
         "key_shares": [f"{group_name(g)} ({len(k)} B)" for g, k in hello.key_share or []],
+        "signature_algorithms": [signature_name(a) for a in hello.signature_algorithms or []],
         "early_data": hello.early_data,
     }
+    if hello.psk_key_exchange_modes:
+        fields["psk_modes"] = [PSK_MODES.get(m, str(m)) for m in hello.psk_key_exchange_modes]
     if hello.pre_shared_key is not None:
         fields["psk_identities"] = len(hello.pre_shared_key.identities)
         fields["psk_ticket_bytes"] = [len(i[0]) for i in hello.pre_shared_key.identities]
@@ -171,26 +222,61 @@ def _server_hello(raw: bytes) -> dict[str, Any]:
 
 def _encrypted_extensions(raw: bytes) -> dict[str, Any]:
     ee = pull_encrypted_extensions(Buffer(data=raw))
-    return {"alpn": ee.alpn_protocol, "early_data_accepted": ee.early_data,
-            "extensions": [e for e, _ in ee.other_extensions]}
+    fields: dict[str, Any] = {"alpn": ee.alpn_protocol, "early_data_accepted": ee.early_data,
+                              "extensions": [extension_name(e) for e, _ in ee.other_extensions]}
+    for ext_type, data in ee.other_extensions:
+        if ext_type == EXT_QUIC_TRANSPORT_PARAMETERS:
+            fields["quic_transport_parameters"] = transport_parameters(data)
+    return fields
 
 
 def describe_certificate(der: bytes) -> dict[str, Any]:
-    try:
-        cert = x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        return {"bytes": len(der), "error": f"not a certificate: {exc}"}
+    """Subject, issuer, key type and size of one DER certificate; damage is an `error`
+    entry (and what could still be read), never an exception."""
+    out: dict[str, Any] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        # cryptography warns (CryptographyDeprecationWarning) about certificates it will
+        # refuse in a later release, e.g. a serial number that is not positive.
+        warnings.simplefilter("always")
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except X509_ERRORS as exc:
+            return {"bytes": len(der), "error": f"not a certificate: {_why(exc)}"}
+        readers: tuple[tuple[str, Callable[[], str]], ...] = (
+            ("subject", lambda: cert.subject.rfc4514_string()),
+            ("issuer", lambda: cert.issuer.rfc4514_string()),
+            ("key", lambda: _key_type(cert)),
+        )
+        for key, read in readers:
+            try:
+                out[key] = read()
+            except X509_ERRORS as exc:
+                out.setdefault("error", f"undecodable {key}: {_why(exc)}")
+    out["bytes"] = len(der)
+    notes = sorted({str(w.message) for w in caught})
+    if notes:
+        out["warnings"] = notes
+    return out
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
+
+
+def _key_type(cert: x509.Certificate) -> str:
     key = cert.public_key()
     if isinstance(key, ec.EllipticCurvePublicKey):
-        key_type = f"ECDSA {key.curve.name}"
-    elif isinstance(key, rsa.RSAPublicKey):
-        key_type = f"RSA {key.key_size}"
-    elif isinstance(key, ed25519.Ed25519PublicKey):
-        key_type = "Ed25519"
-    else:
-        key_type = type(key).__name__
-    return {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
-            "key": key_type, "bytes": len(der)}
+        return f"ECDSA {key.curve.name}"
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA {key.key_size}"
+    if isinstance(key, dsa.DSAPublicKey):
+        return f"DSA {key.key_size}"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448"
+    return type(key).__name__
 
 
 def _certificate13(raw: bytes) -> dict[str, Any]:
@@ -215,7 +301,8 @@ def _certificate12(raw: bytes) -> dict[str, Any]:
 
 def _certificate_verify(raw: bytes) -> dict[str, Any]:
     cv = pull_certificate_verify(Buffer(data=raw))
-    return {"signature_algorithm": f"0x{cv.algorithm:04x}", "signature_bytes": len(cv.signature)}
+    return {"signature_algorithm": signature_name(cv.algorithm),
+            "signature_bytes": len(cv.signature)}
 
 
 def _finished(raw: bytes) -> dict[str, Any]:
@@ -243,7 +330,7 @@ def _server_key_exchange(raw: bytes) -> dict[str, Any]:
     algorithm = buf.pull_uint16()
     signature = buf.pull_bytes(buf.pull_uint16())
     return {"group": group_name(group), "key_share_bytes": len(share),
-            "signature_algorithm": f"0x{algorithm:04x}", "signature_bytes": len(signature)}
+            "signature_algorithm": signature_name(algorithm), "signature_bytes": len(signature)}
 
 
 def _client_key_exchange(raw: bytes) -> dict[str, Any]:

@@ -21,37 +21,11 @@ from protolab.labserver import read_banner
 from protolab.netem import namespaces, state
 from protolab.netem.link import EmulatedLink
 from protolab.netem.profiles import build_profile
+from tests.netem.owners import finish as _finish
+from tests.netem.owners import start_owner as _start_owner
 
 LinkFactory = Callable[..., EmulatedLink]
 TIMEOUT = 30.0
-
-_OWNER = """
-import sys
-from protolab.netem.link import EmulatedLink
-from protolab.netem.profiles import build_profile
-link = EmulatedLink(build_profile("loopback"), name=sys.argv[1])
-link.start()
-print("ready", link.forwarder_pid, flush=True)
-sys.stdin.read()  # until killed
-"""
-
-
-def _start_owner(name: str, created: set[str]) -> tuple[subprocess.Popen[str], int]:
-    created.update((f"plab-{name}-c", f"plab-{name}-s"))
-    proc = subprocess.Popen([sys.executable, "-c", _OWNER, name], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().split()
-    assert line[:1] == ["ready"], "the owner process did not build its link"
-    return proc, int(line[1])
-
-
-def _finish(proc: subprocess.Popen[str]) -> None:
-    proc.wait(TIMEOUT)
-    for stream in (proc.stdin, proc.stdout):
-        if stream is not None:
-            stream.close()
-
 
 @pytest.mark.netem
 def test_leftovers_of_a_sigkilled_run_are_removed_at_next_start(
@@ -135,8 +109,10 @@ def test_bad_link_name_is_refused_before_anything_exists() -> None:
 
 
 def _protolab(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "protolab", *args], capture_output=True,
-                          text=True, timeout=TIMEOUT, check=False, **kwargs)  # type: ignore[call-overload]
+    result: subprocess.CompletedProcess[str] = subprocess.run(  # type: ignore[call-overload]
+        [sys.executable, "-m", "protolab", *args], capture_output=True, text=True,
+        timeout=TIMEOUT, check=False, **kwargs)
+    return result
 
 
 @pytest.mark.parametrize(

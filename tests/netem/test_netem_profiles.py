@@ -73,7 +73,7 @@ def test_rate_none_removes_the_queue() -> None:
         (Overrides(queue="100b", rate="10mbit"), "cannot hold one"),
         (Overrides(jitter="5ms"), "exceeds --delay"),
         (Overrides(burst="3"), "--burst needs --loss"),
-        (Overrides(burst="0.5", loss="1%"), ">= 1"),
+        (Overrides(burst="0.5", loss="1%"), r"allowed 1\.\.1000000 packets"),
         (Overrides(burst="1", loss="60%"), "cannot be reached"),
         (Overrides(drop=("down:0",)), "start at 1"),
         (Overrides(drop=("sideways:1",)), "DIRECTION"),
