@@ -10,6 +10,7 @@ later, from these records, never inside a client.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import ClassVar, Protocol
 
@@ -44,6 +45,29 @@ class NextTurn:
             future.set_result(None)
 
 
+# RFC 9110 §5.6.2 tokens; header names lower-case as HTTP/2 and HTTP/3 require (RFC 9113
+# §8.2.1, RFC 9114 §4.2), so a request means the same on every protocol.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
+
+
+def check_request(request: Request) -> None:
+    """Refuse, the same way on every protocol and before a byte is sent, a request that
+    no protocol can carry (h11 would raise mid-exchange; h2 and aioquic would send it
+    and let the server tear the connection down)."""
+    if not _TOKEN.fullmatch(request.method):
+        raise ProtocolFailure("bad_request", f"method {request.method!r} is not an HTTP token")
+    if not request.path.startswith("/") or not all("!" <= c <= "~" for c in request.path):
+        raise ProtocolFailure("bad_request", f"path {request.path!r} must start with / and be "
+                              "visible ASCII (percent-encode the rest)")
+    for name, value in request.headers:
+        if not _NAME.fullmatch(name):
+            raise ProtocolFailure("bad_request", f"header name {name!r} must be a lower-case "
+                                  "token")
+        if any(c in value for c in "\r\n\0"):
+            raise ProtocolFailure("bad_request", f"header {name} holds CR, LF or NUL")
+
+
 async def timed_exchange(
     protocol: str,
     request: Request,
@@ -53,12 +77,14 @@ async def timed_exchange(
 ) -> RequestRecord:
     """Run one exchange under the per-request timeout and freeze its record.
 
-    The one place every client maps failures into the record: a timeout becomes error
-    "timeout" (and `on_timeout` may retire what the exchange left half-done), a
-    `ProtocolFailure` its own typed kind. Nothing escapes: a failed request is a sample.
+    The one place every client maps failures into the record: a request no protocol can
+    carry becomes "bad_request", a timeout "timeout" (and `on_timeout` may retire what
+    the exchange left half-done), a `ProtocolFailure` its own typed kind. Nothing
+    escapes: a failed request is a sample.
     """
     tl = Timeline(protocol, request)
     try:
+        check_request(request)
         await asyncio.wait_for(exchange(request, tl), timeout_s)
     except TimeoutError:
         tl.fail("timeout", f"no complete response within {timeout_s} s")

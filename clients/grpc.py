@@ -15,22 +15,38 @@ it became READY (TCP + TLS + HTTP/2 settings, which grpcio does not split). Byte
 counts are protobuf messages plus gRPC's 5-byte length prefix each; HTTP/2 framing
 and headers are inside grpcio and not counted. `status` is the gRPC status code
 (0 = OK); a failed call's error is `grpc_<code>` with the server's details.
+
+A channel that cannot connect fails at once with the TCP clients' vocabulary: grpcio
+retries a failed connection with backoff until the deadline and says only
+TRANSIENT_FAILURE, so the first TRANSIENT_FAILURE ends the attempt, and one probe with
+the lab's own TCP+TLS opener (after the measured attempt failed, so it costs nothing
+measured) says why: `connect_refused`, `tls_verify`, `tls_failed`, `dns`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-import grpc
-from google.protobuf.message import DecodeError
+# gRPC C-core logs each failed handshake on stderr (INFO lines, even by default); the
+# record carries the failure. Read once, when grpc is first imported: "ERROR" keeps
+# C-core's real errors (grpcio 1.85 takes DEBUG, INFO, ERROR or NONE).
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
+import grpc  # noqa: E402 - after GRPC_VERBOSITY
+from google.protobuf.message import DecodeError  # noqa: E402
+
+from clients.base import check_request  # noqa: E402
+from clients.tcp import open_tcp, tls_context_for  # noqa: E402
+from clients.tlsfiles import check_ca_file  # noqa: E402
 from protolab.core.record import MessageTiming, Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.proto import lab_pb2
+from protolab.tcpsock import DEFAULT_CC
 from protolab.timing import now_ns
 
 SERVICE = "protolab.Lab"
@@ -58,6 +74,8 @@ class GrpcClient:
     name: ClassVar[str] = "grpc"
 
     def __init__(self, target: Target, options: GrpcOptions | None = None) -> None:
+        if target.tls and target.ca_file is not None:
+            check_ca_file(target.ca_file)
         self.target, self.options = target, options or GrpcOptions()
         self._channel: grpc.aio.Channel | None = None
         self._ready: asyncio.Task[tuple[int, int]] | None = None
@@ -66,6 +84,7 @@ class GrpcClient:
     async def request(self, request: Request) -> RequestRecord:
         tl = Timeline(self.name, request)
         try:
+            check_request(request)
             await self._connect(tl)
             await self._call(request, tl)
         except TimeoutError:
@@ -82,8 +101,15 @@ class GrpcClient:
 
     async def close(self) -> None:
         if self._channel is not None:
-            await self._channel.close()
-        self._channel, self._ready = None, None
+            await self._drop(self._channel)
+
+    async def _drop(self, channel: grpc.aio.Channel) -> None:
+        """Close `channel`; the next request opens a new one (unless one already did)."""
+        if self._channel is channel:
+            if self._ready is not None:
+                self._ready.cancel()  # still connecting: nobody will read its outcome
+            self._channel, self._ready = None, None
+        await channel.close()
 
     async def _connect(self, tl: Timeline) -> None:
         new = self._channel is None
@@ -91,24 +117,51 @@ class GrpcClient:
             self._numbers += 1
             self._channel = self._open_channel()
             self._ready = asyncio.create_task(self._wait_ready(self._channel, now_ns()))
+        channel, ready_task = self._channel, self._ready
         try:
-            start, ready = await asyncio.wait_for(asyncio.shield(self._ready),
+            start, ready = await asyncio.wait_for(asyncio.shield(ready_task),
                                                   self.options.timeout)
         except TimeoutError as exc:
-            await self.close()
+            await self._drop(channel)
             raise ProtocolFailure(
                 "connect_timeout", f"gRPC channel to {self.target.authority} not ready within "
-                f"{self.options.timeout} s (refused, wrong TLS or CA?)") from exc
+                f"{self.options.timeout} s") from exc
+        except ProtocolFailure:
+            await self._drop(channel)
+            raise
         tl.connection_id, tl.new_connection = self._numbers, new
         if new:
             tl.conn_start_ns, tl.handshake_ns, tl.upgraded_ns = start, ready, ready
         tl.alpn = "h2"
         tl.tls_version = "TLS" if self.target.tls else None  # grpcio does not expose it
 
-    @staticmethod
-    async def _wait_ready(channel: grpc.aio.Channel, start: int) -> tuple[int, int]:
-        await channel.channel_ready()
+    async def _wait_ready(self, channel: grpc.aio.Channel, start: int) -> tuple[int, int]:
+        """READY, or the typed reason of the first TRANSIENT_FAILURE (grpcio would retry
+        with backoff until the deadline and hide why)."""
+        state = channel.get_state(try_to_connect=True)
+        while state is not grpc.ChannelConnectivity.READY:
+            if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                raise await self._diagnose()
+            if state is grpc.ChannelConnectivity.SHUTDOWN:
+                raise ProtocolFailure("closed", "gRPC channel closed while connecting")
+            await channel.wait_for_state_change(state)
+            state = channel.get_state(try_to_connect=True)
         return start, now_ns()
+
+    async def _diagnose(self) -> ProtocolFailure:
+        """Why the channel failed, from one TCP (+TLS) connection of the lab's own."""
+        limit = min(self.options.timeout, 5.0)
+        try:
+            probe = await open_tcp(self.target, tls_context_for(self.target, ["h2"]),
+                                   DEFAULT_CC, limit)
+        except ProtocolFailure as failure:
+            return failure
+        probe.writer.close()
+        await probe.wait_closed()
+        how = "TCP and TLS" if self.target.tls else "TCP"
+        return ProtocolFailure(
+            "connect_failed", f"gRPC channel to {self.target.authority} failed though {how} "
+            "connect: not a gRPC (HTTP/2) server there?")
 
     def _open_channel(self) -> grpc.aio.Channel:
         options: list[tuple[str, Any]] = [

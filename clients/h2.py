@@ -3,6 +3,12 @@
 httpcore leaves stream windows at 65,535 bytes — about 5 Mbit/s per stream at 100 ms
 RTT — so the defaults here are sized well above the bandwidth-delay product of the
 lab's links (DESIGN.md, fair comparisons); both are recorded options.
+
+A server's GOAWAY (nginx sends one after `keepalive_requests`, 1000 by default) is a
+graceful end, RFC 9113 §6.8: streams at or below its last stream id complete on the old
+connection; streams above it were not processed and are sent again on a new connection,
+which also takes every new request. A record whose request was sent again says so in
+its transport counters: `retried_after_goaway` = how many times (absent: never).
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from typing import ClassVar
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from hyperframe.frame import Frame, GoAwayFrame
 
 from clients.base import NextTurn, timed_exchange
 from clients.tcp import TcpConnection, open_tcp, tls_context_for
@@ -28,6 +36,13 @@ from protolab.timing import now_ns
 
 _READ = 65_536
 _PREFACE_LEN = 24
+# A GOAWAY that processed nothing on its connection (last stream id 0) is a refusal: after
+# this many the server is failing, not draining. One that processed some requests made
+# progress (parallel requests beyond nginx's keepalive_requests are passed over often),
+# so only a far larger bound guards against a request never getting its turn.
+_REFUSALS = 3
+_MAX_RETRIES = 100
+RETRIED = "retried_after_goaway"  # transport counter: times the request was sent again
 
 
 @dataclass(frozen=True)
@@ -79,13 +94,34 @@ class FrameMeter:
                     self._header = b""
 
 
+class _DrainingH2Connection(h2.connection.H2Connection):
+    """h2 moves its connection to CLOSED on a received GOAWAY and then rejects every
+    frame ("Invalid input RECV_HEADERS in state CLOSED", python-hyper/h2#1181), so the
+    responses the server still owes are lost. Here a GOAWAY is reported and nothing
+    else: the state and the bytes queued for the server stay, and the client opens no
+    new stream on this connection."""
+
+    def _receive_goaway_frame(
+        self, frame: GoAwayFrame
+    ) -> tuple[list[Frame], list[h2.events.Event]]:
+        event = h2.events.ConnectionTerminated()
+        try:
+            event.error_code = h2.errors.ErrorCodes(frame.error_code)
+        except ValueError:
+            event.error_code = frame.error_code  # an extension's code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+
 @dataclass
 class _Stream:
     timeline: Timeline
     done: asyncio.Future[None]
+    retry: bool = False  # above a GOAWAY's last stream id: not processed, send it again
 
 
-@dataclass
+@dataclass(eq=False)  # identity: kept in a set while it drains
 class _Connection:
     tcp: TcpConnection
     h2: h2.connection.H2Connection
@@ -95,6 +131,8 @@ class _Connection:
     meter_out: FrameMeter = field(default_factory=lambda: FrameMeter(skip=_PREFACE_LEN))
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     alive: bool = True
+    draining: bool = False  # a GOAWAY came: finish its streams, open no new one
+    goaway_last: int | None = None  # the GOAWAY's last stream id
     reader_task: asyncio.Task[None] | None = None
     flush_soon: NextTurn = field(init=False)
 
@@ -102,16 +140,23 @@ class _Connection:
         self.flush_soon = NextTurn(self.flush)  # requests made together share one write
 
     def flush(self) -> None:
+        if self.tcp.writer.is_closing():
+            return
         data = self.h2.data_to_send()
         if data:
             self.meter_out.feed(data)
             self.tcp.writer.write(data)
 
+    @property
+    def open(self) -> bool:
+        """New streams may start here."""
+        return self.alive and not self.draining
+
     def fail_all(self, kind: str, detail: str) -> None:
         self.alive = False
         for stream in self.streams.values():
-            stream.timeline.fail(kind, detail)
-            if not stream.done.done():
+            if not stream.done.done():  # a finished response stays finished (nginx closes
+                stream.timeline.fail(kind, detail)  # right after the last one it owed)
                 stream.done.set_result(None)
         self.streams.clear()
         self.changed.set()
@@ -124,6 +169,7 @@ class H2Client:
         self.target, self.options = target, options or H2Options()
         self._tls = tls_context_for(target, ["h2"])
         self._conn: _Connection | None = None
+        self._draining: set[_Connection] = set()  # GOAWAY'd, finishing their streams
         self._lock = asyncio.Lock()
         self._numbers = 0
 
@@ -131,21 +177,27 @@ class H2Client:
         return await timed_exchange(self.name, request, self._exchange, self.options.timeout)
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
+        conns = [c for c in (self._conn, *self._draining) if c is not None]
+        self._conn = None
+        self._draining.clear()
+        for conn in conns:
+            self._retire(conn, "closed", "client closed")
+        await asyncio.gather(*(conn.tcp.wait_closed() for conn in conns))
+
+    def _retire(self, conn: _Connection, kind: str, detail: str) -> None:
+        """Say goodbye (our GOAWAY), fail what is left, close the socket."""
         with contextlib.suppress(h2.exceptions.ProtocolError, ConnectionError, OSError):
             conn.h2.close_connection()
             conn.flush()
-        conn.fail_all("closed", "client closed")
+        conn.fail_all(kind, detail)
         if conn.reader_task is not None:
             conn.reader_task.cancel()
         conn.tcp.writer.close()
-        await conn.tcp.wait_closed()
+        self._draining.discard(conn)
 
     async def _connection(self, tl: Timeline) -> _Connection:
         async with self._lock:
-            if self._conn is not None and self._conn.alive:
+            if self._conn is not None and self._conn.open:
                 self._conn.tcp.stamp(tl, new=False)
                 return self._conn
             tcp = await open_tcp(self.target, self._tls, self.options.cc, self.options.timeout)
@@ -165,7 +217,7 @@ class H2Client:
             return conn
 
     def _new_h2(self) -> h2.connection.H2Connection:
-        conn = h2.connection.H2Connection(
+        conn = _DrainingH2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding=None)
         )
         conn.local_settings = h2.settings.Settings(
@@ -179,15 +231,42 @@ class H2Client:
         return conn
 
     async def _exchange(self, request: Request, tl: Timeline) -> None:
-        conn = await self._connection(tl)
+        retried = refusals = 0
+        while (refused_by := await self._attempt(request, tl, retried)) is not None:
+            retried += 1
+            refusals += refused_by.goaway_last == 0
+            if refusals > _REFUSALS or retried > _MAX_RETRIES:
+                raise ProtocolFailure("goaway", f"the server sent GOAWAY before processing the "
+                                      f"request {retried} times ({refusals} processing nothing)")
+            # The next try's connection is not this one's: its phases do not count again
+            # (the total, from start_ns, still includes the lost try).
+            tl.new_connection = False
+            tl.conn_start_ns = tl.connected_ns = tl.handshake_ns = None
+            tl.stream_id = tl.request_sent_ns = None
+            tl.transport[RETRIED] = retried
+
+    async def _stream_slot(self, tl: Timeline) -> _Connection:
+        """A connection open for a new stream, with room under the server's
+        SETTINGS_MAX_CONCURRENT_STREAMS."""
+        while True:
+            conn = await self._connection(tl)
+            settings = conn.h2.remote_settings
+            while conn.open and conn.h2.open_outbound_streams >= settings.max_concurrent_streams:
+                conn.changed.clear()
+                await conn.changed.wait()
+            if conn.open:
+                return conn
+            if not conn.alive:
+                raise ProtocolFailure("connection_lost", "connection closed before the request")
+            # A GOAWAY came while this request waited for a slot; it never left: next one.
+
+    async def _attempt(
+        self, request: Request, tl: Timeline, retried: int
+    ) -> _Connection | None:
+        """One try on one connection: None when done (ok or failed), else the connection
+        whose GOAWAY says the request was not processed."""
+        conn = await self._stream_slot(tl)
         tl.connection_id = conn.number
-        # Wait for a stream slot under the server's SETTINGS_MAX_CONCURRENT_STREAMS.
-        settings = conn.h2.remote_settings
-        while conn.alive and conn.h2.open_outbound_streams >= settings.max_concurrent_streams:
-            conn.changed.clear()
-            await conn.changed.wait()
-        if not conn.alive:
-            raise ProtocolFailure("connection_lost", "connection closed before the request")
         sid = conn.h2.get_next_available_stream_id()
         tl.stream_id = sid
         stream = _Stream(tl, asyncio.get_running_loop().create_future())
@@ -202,24 +281,31 @@ class H2Client:
         if request.body or request.method in ("POST", "PUT"):
             headers.append((b"content-length", str(len(request.body)).encode()))
         conn.h2.send_headers(sid, headers, end_stream=not request.body)
-        await conn.flush_soon()
-        await self._send_body(conn, sid, request.body)
-        await conn.tcp.writer.drain()
-        tl.request_sent_ns = now_ns()
         try:
+            await conn.flush_soon()
+            if not stream.retry:
+                await self._send_body(conn, sid, request.body)
+                await conn.tcp.writer.drain()
+                tl.request_sent_ns = now_ns()
             await stream.done
         finally:
-            tl.bytes_out = conn.meter_out.per_stream.pop(sid, 0)
-            tl.bytes_in = conn.meter_in.per_stream.pop(sid, 0)
-            tl.transport = conn.tcp.counters()
+            # Every try's bytes crossed the wire: a retried request counts them all.
+            tl.bytes_out += conn.meter_out.per_stream.pop(sid, 0)
+            tl.bytes_in += conn.meter_in.per_stream.pop(sid, 0)
+            tl.transport = {**conn.tcp.counters(), **({RETRIED: retried} if retried else {})}
             if self.options.resume:
                 conn.tcp.keep_session(self._tls)
             conn.streams.pop(sid, None)
             conn.changed.set()
+            if conn.draining and not conn.streams:
+                self._retire(conn, "closed", "drained after the server's GOAWAY")
+        return conn if stream.retry else None
 
     async def _send_body(self, conn: _Connection, sid: int, body: bytes) -> None:
         view = memoryview(body)
         while view:
+            if sid not in conn.streams:  # failed, or to be retried after a GOAWAY
+                return
             window = conn.h2.local_flow_control_window(sid)
             if window <= 0:
                 conn.changed.clear()
@@ -238,7 +324,8 @@ class H2Client:
             while conn.alive:
                 data = await conn.tcp.reader.read(_READ)
                 if not data:
-                    conn.fail_all("connection_closed", "server closed the connection")
+                    after = " after its GOAWAY" if conn.draining else ""
+                    conn.fail_all("connection_closed", f"server closed the connection{after}")
                     return
                 conn.meter_in.feed(data)
                 for event in conn.h2.receive_data(data):
@@ -248,6 +335,10 @@ class H2Client:
             conn.fail_all("protocol_error", f"HTTP/2 protocol error: {exc}")
         except (ConnectionError, OSError) as exc:
             conn.fail_all("connection_lost", str(exc))
+        finally:
+            if conn.draining and not conn.alive:
+                self._draining.discard(conn)
+                conn.tcp.writer.close()
 
     def _on_event(self, conn: _Connection, event: h2.events.Event) -> None:
         sid = getattr(event, "stream_id", None)
@@ -263,10 +354,34 @@ class H2Client:
         elif isinstance(event, h2.events.StreamEnded) and stream:
             stream.timeline.done_ns = now_ns()
             stream.done.set_result(None)
+            del conn.streams[event.stream_id]
         elif isinstance(event, h2.events.StreamReset) and stream:
             stream.timeline.fail("stream_reset", f"server reset stream {sid} ({event.error_code})")
             stream.done.set_result(None)
+            del conn.streams[event.stream_id]
         elif isinstance(event, h2.events.ConnectionTerminated):
-            conn.fail_all("goaway", f"server sent GOAWAY ({event.error_code!r})")
+            self._on_goaway(conn, event)
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
             conn.changed.set()
+
+    def _on_goaway(self, conn: _Connection, event: h2.events.ConnectionTerminated) -> None:
+        """RFC 9113 §6.8: streams above last_stream_id were not processed — send them
+        again elsewhere; those at or below may still complete here, unless the GOAWAY
+        reports an error (the server closes the connection after it, §5.4.1)."""
+        conn.draining = True
+        conn.goaway_last = event.last_stream_id
+        if conn is self._conn:
+            self._conn = None
+            self._draining.add(conn)
+        last = event.last_stream_id if event.last_stream_id is not None else 2**31 - 1
+        for sid in [sid for sid in conn.streams if sid > last]:
+            stream = conn.streams.pop(sid)
+            stream.retry = True
+            if not stream.done.done():
+                stream.done.set_result(None)
+        code = event.error_code
+        if code not in (None, h2.errors.ErrorCodes.NO_ERROR):
+            conn.fail_all("goaway", f"server sent GOAWAY ({code!r}, last stream {last})")
+        conn.changed.set()
+        if not conn.streams:
+            self._retire(conn, "closed", "drained after the server's GOAWAY")

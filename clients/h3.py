@@ -5,12 +5,20 @@ offers the latest ticket and sends its first request before the handshake comple
 so it leaves in 0-RTT packets (RFC 9001 §4.6). The record's `early_data` is true only
 when the request was written before the handshake completed *and* the server
 accepted early data — both read from the connection, not inferred from timing.
+
+Failures are typed as the TCP clients type theirs (`clients.tcp`), and come at once:
+the UDP socket is connected, so an ICMP port unreachable reaches `error_received` as
+ECONNREFUSED ("connect_refused") instead of the handshake waiting for the idle timeout;
+a handshake the TLS layer aborts ("tls_verify" for a rejected certificate, "tls_failed"
+for other alerts) fails when the CONNECTION_CLOSE is decided, not three PTOs later when
+aioquic reports the connection terminated (RFC 9000 §10.2).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections import defaultdict
 from dataclasses import dataclass
@@ -30,12 +38,51 @@ from aioquic.quic.events import (
     StreamReset,
 )
 from aioquic.quic.logger import QuicFileLogger
-from aioquic.tls import SessionTicket
+from aioquic.quic.packet import QuicErrorCode
+from aioquic.tls import AlertDescription, SessionTicket
 
 from clients.base import NextTurn, timed_exchange
+from clients.tlsfiles import check_ca_file, open_keylog
 from protolab.core.record import Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.timing import now_ns
+
+# aioquic logs the reason of every connection it closes as a warning on "quic"; the
+# record carries that reason, so without a handler configured the line would only be
+# noise on stderr (logging's last-resort handler). Configured logging still sees it.
+logging.getLogger("quic").addHandler(logging.NullHandler())
+
+# TLS alerts (RFC 8446 §6.2) that mean "your certificate chain was not accepted".
+_CERTIFICATE_ALERTS = frozenset({
+    AlertDescription.bad_certificate, AlertDescription.unsupported_certificate,
+    AlertDescription.certificate_revoked, AlertDescription.certificate_expired,
+    AlertDescription.certificate_unknown, AlertDescription.unknown_ca,
+})
+_CA_HINT = "pass the lab's CA with --cacert (printed by `protolab serve`)"
+
+
+def close_failure(
+    error_code: int, reason: str, *, handshake_done: bool
+) -> ProtocolFailure:
+    """The typed failure a CONNECTION_CLOSE (sent or received) means for the requests.
+
+    QUIC carries a TLS alert as CRYPTO_ERROR + alert (RFC 9001 §4.8).
+    """
+    if not handshake_done:
+        crypto = QuicErrorCode.CRYPTO_ERROR
+        if crypto <= error_code < crypto + 256:
+            alert = error_code - crypto
+            if alert in _CERTIFICATE_ALERTS:
+                return ProtocolFailure(
+                    "tls_verify", f"server certificate rejected: {reason}", hint=_CA_HINT)
+            return ProtocolFailure("tls_failed", f"QUIC TLS handshake failed (alert {alert}): "
+                                   f"{reason or 'no reason given'}")
+        if error_code == QuicErrorCode.NO_ERROR and reason == "Idle timeout":
+            return ProtocolFailure("handshake_timeout", "no QUIC handshake before the idle "
+                                   "timeout (nothing answers on that UDP port?)")
+        return ProtocolFailure("handshake_failed", f"QUIC handshake failed ({error_code:#x}: "
+                               f"{reason or 'no reason given'})")
+    return ProtocolFailure("connection_closed", f"connection closed ({error_code}: {reason})")
 
 
 @dataclass(frozen=True)
@@ -105,6 +152,8 @@ class _H3ClientProtocol(QuicConnectionProtocol):
         self.early_data_accepted = False
         self.resumed = False
         self.terminated: str | None = None
+        self.failure: ProtocolFailure | None = None  # why the connection is unusable
+        self.authority = "the server"  # host:port, for messages (set by the client)
         self.datagrams: _Datagrams | None = None
         self.transmit_soon = NextTurn(self.transmit)  # requests made together share packets
 
@@ -116,7 +165,49 @@ class _H3ClientProtocol(QuicConnectionProtocol):
         if self.datagrams is not None:
             self.datagrams.counters["datagrams_received"] += 1
             self.datagrams.counters["udp_bytes_received"] += len(data)
-        super().datagram_received(data, addr)
+        try:
+            super().datagram_received(data, addr)
+        except Exception as exc:  # raised in a loop callback, it would hang the handshake
+            self.fail(ProtocolFailure("protocol_error", f"QUIC client failed: {exc!r}"))
+            return
+        closing = self._quic._close_event
+        if closing is not None:  # the close is decided now; aioquic reports it 3 PTO later
+            self.fail(close_failure(closing.error_code, closing.reason_phrase,
+                                    handshake_done=self.handshake_complete))
+
+    def error_received(self, exc: Exception) -> None:
+        """The connected socket's ICMP errors (RFC 1122 §4.1.3.3): port unreachable is
+        ECONNREFUSED — no QUIC server there, so nothing more will come."""
+        if isinstance(exc, ConnectionRefusedError):
+            self.fail(ProtocolFailure("connect_refused", f"{self.authority} refused (ICMP port "
+                                      "unreachable: nothing serves QUIC there)"))
+        else:
+            self.fail(ProtocolFailure("connect_failed", f"UDP socket error: {exc}"))
+
+    def fail(self, failure: ProtocolFailure) -> None:
+        """End every waiter and stream with `failure`; the connection is not used again."""
+        if self.failure is not None:
+            return
+        self.failure = failure
+        self.terminated = self.terminated or str(failure)
+        waiter, self._connected_waiter = self._connected_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(failure)
+        for stream in self.streams.values():
+            stream.timeline.fail(failure.kind, str(failure))
+            if not stream.done.done():
+                stream.done.set_result(None)
+        self.streams.clear()
+
+    async def wait_handshake(self) -> None:
+        """Until the handshake completes; raises the failure that ended it. Either may
+        have happened before this call (ICMP, or a fast 0-RTT answer, can beat the first
+        await), and aioquic's `wait_connected` only learns of a completion it waited for."""
+        if self.failure is not None:
+            raise self.failure
+        if self.handshake_complete:
+            return
+        await self.wait_connected()
 
     @property
     def handshake_complete(self) -> bool:
@@ -139,12 +230,8 @@ class _H3ClientProtocol(QuicConnectionProtocol):
             stream.timeline.fail("stream_reset", f"server reset stream ({event.error_code})")
             stream.done.set_result(None)
         elif isinstance(event, ConnectionTerminated):
-            self.terminated = f"connection closed ({event.error_code}: {event.reason_phrase})"
-            for stream in self.streams.values():
-                stream.timeline.fail("connection_closed", self.terminated)
-                if not stream.done.done():
-                    stream.done.set_result(None)
-            self.streams.clear()
+            self.fail(close_failure(event.error_code, event.reason_phrase,
+                                    handshake_done=self.handshake_complete))
         for h3_event in self.h3.handle_event(event):
             self._on_h3(h3_event)
 
@@ -172,6 +259,8 @@ class H3Client:
     def __init__(self, target: Target, options: H3Options | None = None) -> None:
         if not target.tls:
             raise ConfigError("HTTP/3 always runs over TLS (QUIC has no cleartext mode)")
+        if target.ca_file is not None:
+            check_ca_file(target.ca_file)  # aioquic reads it only when the server's arrives
         self.target, self.options = target, options or H3Options()
         self.tickets: list[SessionTicket] = []
         self._ticket_arrived = asyncio.Event()
@@ -193,7 +282,7 @@ class H3Client:
             if self.options.zero_rtt and proto.handshake_complete:
                 await self._await_ticket()
             proto.close()
-            if self.options.qlog_dir is not None:
+            if self.options.qlog_dir is not None and proto.failure is None:
                 # aioquic writes the qlog file when the connection has terminated, after
                 # draining (3 PTO): wait for that, bounded, or the file never appears.
                 with contextlib.suppress(TimeoutError):
@@ -241,7 +330,7 @@ class H3Client:
         await proto.transmit_soon()
         tl.request_sent_ns = now_ns()
         if new and sent_early:
-            await proto.wait_connected()
+            await self._wait_handshake(proto)
         if new:
             tl.handshake_ns = proto.handshake_ns
         tl.early_data = sent_early and proto.early_data_accepted
@@ -296,18 +385,21 @@ class H3Client:
         if self.target.keylog_file is None:
             return None
         if self._keylog is None:
-            self._keylog = open(self.target.keylog_file, "a")  # noqa: SIM115 - closed in close()
+            self._keylog = open_keylog(self.target.keylog_file)  # mode 0600; closed in close()
         return self._keylog
 
     async def _wait_handshake(self, proto: _H3ClientProtocol) -> None:
         try:
-            await asyncio.wait_for(proto.wait_connected(), self.options.timeout)
+            await asyncio.wait_for(proto.wait_handshake(), self.options.timeout)
         except TimeoutError as exc:
             raise ProtocolFailure(
                 "handshake_timeout", f"no QUIC handshake with {self.target.authority}"
             ) from exc
-        except ConnectionError as exc:
-            raise ProtocolFailure("handshake_failed", f"QUIC handshake failed: {exc}") from exc
+        except ConnectionError as exc:  # aioquic: terminated before the handshake completed
+            if proto.failure is not None:
+                raise proto.failure from exc
+            raise ProtocolFailure("handshake_failed", f"QUIC handshake with "
+                                  f"{self.target.authority} failed") from exc
 
     async def _address(self) -> NetworkAddress:
         loop = asyncio.get_running_loop()
@@ -327,9 +419,17 @@ class H3Client:
         connection = QuicConnection(
             configuration=configuration, session_ticket_handler=self._on_ticket
         )
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: _H3ClientProtocol(connection), family=family,
-            local_addr=("::" if family == socket.AF_INET6 else "0.0.0.0", 0),
-        )
+        # A connected socket: the kernel reports ICMP errors for its peer (error_received)
+        # and drops datagrams from anyone else. asyncio's transport then sends only to
+        # `address`, which is the one address aioquic sends to (no migration here).
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: _H3ClientProtocol(connection), family=family,
+                remote_addr=(str(address[0]), int(address[1])),
+            )
+        except OSError as exc:
+            raise ProtocolFailure(
+                "connect_failed", f"{self.target.authority}: {exc.strerror}") from exc
         self._transport = transport
+        protocol.authority = self.target.authority
         return protocol

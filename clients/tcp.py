@@ -13,9 +13,10 @@ import socket
 import ssl
 from dataclasses import dataclass
 
+from clients.tlsfiles import check_ca_file, prepare_keylog
 from protolab.certs import ResumingContext, client_tls_context
 from protolab.core.record import Target, Timeline
-from protolab.errors import ProtocolFailure
+from protolab.errors import ConfigError, ProtocolFailure
 from protolab.tcpsock import set_congestion_control, tcp_info
 from protolab.timing import now_ns
 
@@ -60,9 +61,17 @@ class TcpConnection:
 
 
 def tls_context_for(target: Target, alpn: list[str]) -> ResumingContext | None:
+    """The client context for `target` (None for cleartext); bad files are ConfigErrors."""
     if not target.tls:
         return None
-    return client_tls_context(target.ca_file, alpn, target.tls_version, target.keylog_file)
+    if target.ca_file is not None:
+        check_ca_file(target.ca_file)
+    if target.keylog_file is not None:
+        prepare_keylog(target.keylog_file)  # ssl opens it by name: make it 0600 first
+    try:
+        return client_tls_context(target.ca_file, alpn, target.tls_version, target.keylog_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"cannot set up TLS for {target.authority}: {exc}") from exc
 
 
 async def open_tcp(

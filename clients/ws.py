@@ -9,7 +9,9 @@ A `Request` maps onto an exchange by its path, as on the server:
 
   /echo[?count=K]   (body = the message) K round trips on the client's persistent echo
                     connection; one `MessageTiming` per round trip (sent/received on
-                    the client's clock: RTT)
+                    the client's clock: RTT). Any other path but /push is an echo
+                    exchange too, upgraded at that path: the server says whether it
+                    serves it (a refusal is "upgrade_rejected" with its HTTP status).
   /push?count=M&size=S&interval_ms=I
                     a fresh connection that receives M events until the server's close;
                     one `MessageTiming` per event with the server's born/sent stamps
@@ -66,6 +68,7 @@ class _Connection:
     bytes_out: int = 0
     reader_task: asyncio.Task[None] | None = None
     upgrade_response: Response | None = None
+    path: str = "/echo"  # the path it was upgraded at
 
     def flush(self) -> None:
         for data in self.protocol.data_to_send():
@@ -112,22 +115,22 @@ class WsClient:
         split = urlsplit(request.path)
         if split.path == "/push":
             await self._push(request, tl)
-        elif split.path in ("/", "/echo"):
+        else:
             raw = parse_qs(split.query).get("count", ["1"])[0]
             if not raw.isdigit() or not 1 <= int(raw) <= 1_000_000:
                 raise ProtocolFailure("bad_request", f"echo count must be 1..1000000: {raw!r}")
             async with self._echo_lock:
-                await self._echo_exchange(request, int(raw), tl)
-        else:
-            raise ProtocolFailure(
-                "bad_request", f"ws: no exchange for {split.path} (use /echo or /push?...)")
+                await self._echo_exchange(request, split.path or "/", int(raw), tl)
 
-    async def _echo_exchange(self, request: Request, count: int, tl: Timeline) -> None:
+    async def _echo_exchange(
+        self, request: Request, path: str, count: int, tl: Timeline
+    ) -> None:
         conn = self._echo
-        if conn is None or conn.protocol.state is not State.OPEN:
+        if conn is None or conn.protocol.state is not State.OPEN or conn.path != path:
             if conn is not None:
-                conn.close()
-            conn = self._echo = await self._connect("/echo", tl)
+                self._echo = None
+                await self._close_conn(conn)
+            conn = self._echo = await self._connect(path, tl)
             out0 = in0 = 0  # a new connection's record counts its upgrade too
         else:
             self._stamp_reused(conn, tl)
@@ -196,7 +199,7 @@ class WsClient:
         protocol = ClientProtocol(uri, extensions=extensions, max_size=self.options.max_message)
         tcp = await open_tcp(self.target, self._tls, self.options.cc, self.options.timeout)
         self._numbers += 1
-        conn = _Connection(tcp, protocol, self._numbers)
+        conn = _Connection(tcp, protocol, self._numbers, path=urlsplit(path).path or "/")
         tcp.stamp(tl, new=True)
         tl.connection_id = conn.number
         handshake = protocol.connect()
@@ -213,8 +216,10 @@ class WsClient:
             tl.status = status
             exc = protocol.handshake_exc
             if isinstance(exc, InvalidStatus) or (status is not None and status != 101):
-                raise ProtocolFailure("upgrade_rejected", f"server answered {status} to the "
-                                      f"upgrade: {exc}")
+                answer = f"{status} {response.reason_phrase}" if response else f"{status}"
+                said = _first_line(response.body if response is not None else None)
+                detail = f"server answered {answer} to the upgrade of {urlsplit(path).path}"
+                raise ProtocolFailure("upgrade_rejected", f"{detail}: {said}" if said else detail)
             raise ProtocolFailure("upgrade_failed", f"WebSocket upgrade failed: {exc}")
         tl.status = response.status_code
         tl.upgraded_ns = first[0]
@@ -282,3 +287,12 @@ class WsClient:
                 await conn.tcp.writer.drain()
         conn.close()
         await conn.tcp.wait_closed()
+
+
+def _first_line(body: bytes | bytearray | None, limit: int = 200) -> str:
+    """The first line of a refusal's body, as text, for the record's detail."""
+    if not body:
+        return ""
+    text = body.decode("utf-8", "replace").strip()
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit else line[:limit] + "..."
