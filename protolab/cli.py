@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 import sys
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated
 
@@ -19,18 +19,21 @@ from rich.table import Table
 
 from protolab import registry
 from protolab.bench import results_cli
-from protolab.certs import KEY_TYPES, KeyType, TlsVersion, default_cert_dir, ensure_certs
-from protolab.core.latency import phases
+from protolab.bench.stats import Histogram
+from protolab.certs import KEY_TYPES, KeyType, TlsVersion, default_cert_dir
+from protolab.core.latency import phases, total_ms
 from protolab.core.record import RequestRecord, Target
 from protolab.errors import ConfigError, LabError
-from protolab.fetch import SCHEMES, fetch, fetch_resumed, target_from_url
+from protolab.fetch import SCHEMES, check_files, fetch, fetch_resumed, target_from_url
 from protolab.netem import cli as netem_cli
 from protolab.netem import userns
 from protolab.terminal import make_console, print_error
+from protolab.timing import now_ns
 from protolab.trace import cli as trace_cli
 from protolab.workload import DEFAULT_LIMITS
 from servers.common import (
     ALL_PROTOCOLS,
+    CertSpec,
     GrpcSettings,
     H2Settings,
     H3Settings,
@@ -126,12 +129,8 @@ def serve(
         raise ConfigError("--tls-version must be 1.2 or 1.3")
     if key_type not in KEY_TYPES:
         raise ConfigError(f"--key-type must be one of {', '.join(KEY_TYPES)}")
-    certs = (
-        None
-        if no_tls
-        else ensure_certs(
-            cert_dir, key_type=_key_type(key_type), intermediates=intermediates, extra_names=[host]
-        )
+    certs = None if no_tls else CertSpec(
+        cert_dir, key_type=_key_type(key_type), intermediates=intermediates, extra_names=(host,)
     )
     config = ServerConfig(
         host=host,
@@ -139,20 +138,20 @@ def serve(
         protocols=_protocols(proto, ALL_PROTOCOLS),
         certs=certs,
         tls_version=_tls(tls_version),
-        tcp_cc=cc,
+        cc=cc,
         idle_timeout=idle_timeout,
         scheduling=_scheduling(scheduling),
         h2=H2Settings(
-            initial_window=h2_window,
+            window=h2_window,
             connection_window=h2_conn_window,
             max_concurrent_streams=h2_max_streams,
             max_frame_size=h2_frame,
-            data_frame_size=h2_data_frame,
+            data_frame=h2_data_frame,
         ),
         h3=H3Settings(
-            congestion_control=quic_cc,
-            max_data=quic_max_data,
-            max_stream_data=quic_stream_data,
+            cc=quic_cc,
+            window=quic_stream_data,
+            connection_window=quic_max_data,
             qlog_dir=qlog_dir,
         ),
         ws=WsSettings(compression=ws_compression, max_message=ws_max_message),
@@ -163,25 +162,27 @@ def serve(
 
 
 async def _serve(config: ServerConfig) -> None:
-    from servers.run import start_servers
+    from servers.process import serve_until_stopped
+    from servers.run import LISTENERS, RunningServers
 
-    running = await start_servers(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    for proto, url in running.urls().items():
-        transport = "udp" if proto == "h3" else "tcp"
-        console.print(f"{proto}: {url} ({transport})", highlight=False, soft_wrap=True)
-    if config.certs:
-        console.print(f"CA: {config.certs.ca_file}", highlight=False, soft_wrap=True)
-    console.print("ready", highlight=False)
-    sys.stdout.flush()
+    started = False
+
+    def banner(running: RunningServers) -> None:
+        nonlocal started
+        started = True
+        for proto, url in running.urls().items():
+            transport = LISTENERS[registry.get(proto).listener].transport
+            console.print(f"{proto}: {url} ({transport})", highlight=False, soft_wrap=True)
+        if running.certs is not None:
+            console.print(f"CA: {running.certs.ca_file}", highlight=False, soft_wrap=True)
+        console.print("ready", highlight=False)
+        sys.stdout.flush()
+
     try:
-        await stop.wait()
+        await serve_until_stopped(config, banner)
     finally:
-        await running.close()
-        console.print("stopped", highlight=False)
+        if started:
+            console.print("stopped", highlight=False)
 
 
 def _tls(value: str) -> TlsVersion:
@@ -238,9 +239,12 @@ def get(
     ca = cacert
     if ca is None and (default_cert_dir() / "ca.pem").exists():
         ca = default_cert_dir() / "ca.pem"
+    # Everything the user gave is checked (the URL, then the files) before anything
+    # connects or is created.
     target, path = target_from_url(
         url, ca_file=ca, tls_version=_tls(tls_version) if tls_version else None, keylog_file=keylog
     )
+    check_files(ca_file=cacert, keylog_file=keylog)
     implied = SCHEMES.get(url.split("://", 1)[0].lower())
     protocol = implied or _protocols(proto, registry.by_capability(messages=False))[0]
     spec = registry.get(protocol)
@@ -251,17 +255,22 @@ def get(
     if problems:
         raise ConfigError(problems[0])
     options = spec.client_options(knobs)
+    started = now_ns()
     records = asyncio.run(
         _get(protocol, target, path, n, parallel, data, options, spec.primes(knobs))
     )
+    wall_ns = now_ns() - started
     if as_json:
         for record in records:
             print(json.dumps({**record.to_json(), **phases(record)}))
     else:
         console.print(records_table(records, title=f"{protocol} {url}"))
-        for line in message_lines(records):
-            console.print(line, highlight=False)
-    if any(not r.ok for r in records):
+        lines = [*message_lines(records), *answer_lines(records)]
+        if len(records) > 1:
+            lines.append(aggregate_line(records, wall_ns))
+        for line in lines:
+            console.print(line, highlight=False, soft_wrap=True)
+    if not all(succeeded(r) for r in records):
         raise typer.Exit(1)
 
 
@@ -293,6 +302,59 @@ async def _get(
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def succeeded(record: RequestRecord) -> bool:
+    """The server answered and said yes: no failure, and no HTTP refusal (4xx, 5xx).
+
+    A refused WebSocket upgrade and a failed gRPC call already carry an error (gRPC's
+    status codes are 0..16, so they never look like an HTTP refusal)."""
+    return record.ok and (record.status is None or record.status < 400)
+
+
+def _answer(record: RequestRecord) -> str:
+    if record.error is not None:
+        return f"{record.error}: {record.error_detail or 'no detail'}"
+    if record.body_verified is False:
+        return "the body differs from what the server sends for that path"
+    status = record.status
+    try:
+        reason = HTTPStatus(status).phrase if status is not None else ""
+    except ValueError:
+        reason = ""
+    return f"server answered {status} {reason}".rstrip()
+
+
+def answer_lines(records: list[RequestRecord]) -> list[str]:
+    """What the requests that did not succeed were told, one line per kind of answer
+    (an error kind or an HTTP status), with the first such request's words."""
+    groups: dict[str, tuple[str, list[int]]] = {}
+    for i, record in enumerate(records):
+        if succeeded(record):
+            continue
+        key = record.error or f"status {record.status}"
+        groups.setdefault(key, (_answer(record), []))[1].append(i)
+    lines = []
+    for text, which in groups.values():
+        who = f"#{which[0]}" if len(which) == 1 else f"{len(which)} requests (#{which[0]} ...)"
+        lines.append(f"{who}: {text}")
+    return lines
+
+
+def aggregate_line(records: list[RequestRecord], wall_ns: int) -> str:
+    """Requests, ok/failed, req/s over the wall time, p50/p99 of the successful ones'
+    total time (protolab.core.latency; HDR percentiles from protolab.bench.stats)."""
+    ok = [r for r in records if succeeded(r)]
+    totals = [t for t in (total_ms(r) for r in ok) if t is not None and t >= 0]
+    wall_s = wall_ns / 1e9
+    rate = f"{len(records) / wall_s:.1f} req/s" if wall_s > 0 else "- req/s"
+    if totals:
+        histogram = Histogram.of(totals)
+        spread = f"p50 {histogram.percentile(50):.2f} ms, p99 {histogram.percentile(99):.2f} ms"
+    else:
+        spread = "p50 -, p99 - (none succeeded)"
+    return (f"{len(records)} requests: {len(ok)} ok, {len(records) - len(ok)} failed; "
+            f"{rate} over {wall_s:.3f} s; total {spread}")
 
 
 def message_lines(records: list[RequestRecord]) -> list[str]:
@@ -386,9 +448,9 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
 ) -> None:
     from protolab.bench.session import run_bench
-    from protolab.bench.store import ResultsStore
     from protolab.bench.suite import expand, load_suite
     from protolab.report.progress import BenchProgress
+    from protolab.store import ResultsStore
 
     loaded = load_suite(suite)
     if userns.should_reexec():  # not root, but the unprivileged path can build the link
@@ -399,14 +461,21 @@ def bench(
         total = len(expand(loaded)) * ((repeat or loaded.repetitions) + loaded.warmup)
         with BenchProgress(err_console, loaded.name, total, quiet=as_json) as progress:
             result = run_bench(loaded, store, out, repetitions=repeat, reporter=progress)
+    if result.status == "complete" and result.out_dir is not None:
+        from protolab.report.run_charts import draw_charts
+
+        result.charts = draw_charts(loaded, result.cells, result.measured, result.out_dir)
     if as_json:
         print(json.dumps({"run": result.run_id, "status": result.status,
                           "cells": [s.to_json() for s in result.summaries],
+                          "verdicts": [v.to_json() for v in result.verdicts],
                           "charts": [str(c) for c in result.charts]}, indent=1))
     else:
-        from protolab.report.progress import summary_table
+        from protolab.report.progress import summary_table, verdict_table
 
         console.print(summary_table(loaded, result))
+        if result.verdicts:
+            console.print(verdict_table(loaded, result.verdicts))
     if result.status != "complete":
         err_console.print(f"run {result.run_id} {result.status}; finished cells are kept")
         raise typer.Exit(130 if result.status == "interrupted" else 1)

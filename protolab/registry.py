@@ -15,11 +15,15 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from clients.base import ProtocolClient
 from protolab.core.record import Target
 from protolab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from servers.common import ServerConfig
 
 # Every knob a suite variant can set, with its default; each protocol takes a subset.
 KNOB_DEFAULTS: Mapping[str, Any] = {
@@ -67,7 +71,9 @@ class ProtocolSpec:
     transport: str  # "tcp" or "udp"
     schemes: tuple[str, str | None]  # URL scheme with TLS, without (None: no cleartext)
     implied_by_scheme: bool  # its schemes name it alone (ws://, grpc://), not "any HTTP"
-    server_group: str  # which server serves it: "http" (h1, h2, h3 together), or its own
+    server_group: str  # which server process serves it: "http" (h1, h2, h3 together), or
+    # its own (one with the HTTP protocols beside it)
+    listener: str  # which of the server's listeners (servers/run.py LISTENERS) serves it
     capabilities: Capabilities
     client: str  # "module:Class" of the client, imported when first made
     options: str  # "module:Class" of the client's options dataclass
@@ -137,7 +143,8 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
     for spec in (
         ProtocolSpec(
             name="h1", title="HTTP/1.1", transport="tcp", schemes=("https", "http"),
-            implied_by_scheme=False, server_group="http", probe_path="/bytes/100",
+            implied_by_scheme=False, server_group="http", listener="http",
+            probe_path="/bytes/100",
             capabilities=Capabilities(
                 multiplexed=False, over_quic=False, early_data=False, pipelining=True,
                 tls_resumption=True, sets_cc=True, cleartext=True, messages=False),
@@ -146,7 +153,8 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
         ),
         ProtocolSpec(
             name="h2", title="HTTP/2", transport="tcp", schemes=("https", "http"),
-            implied_by_scheme=False, server_group="http", probe_path="/bytes/100",
+            implied_by_scheme=False, server_group="http", listener="http",
+            probe_path="/bytes/100",
             capabilities=Capabilities(
                 multiplexed=True, over_quic=False, early_data=False, pipelining=False,
                 tls_resumption=True, sets_cc=True, cleartext=True, messages=False),
@@ -155,7 +163,8 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
         ),
         ProtocolSpec(
             name="h3", title="HTTP/3", transport="udp", schemes=("https", None),
-            implied_by_scheme=False, server_group="http", probe_path="/bytes/100",
+            implied_by_scheme=False, server_group="http", listener="quic",
+            probe_path="/bytes/100",
             capabilities=Capabilities(
                 multiplexed=True, over_quic=True, early_data=True, pipelining=False,
                 tls_resumption=False, sets_cc=True, cleartext=False, messages=False),
@@ -164,7 +173,7 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
         ),
         ProtocolSpec(
             name="ws", title="WebSocket", transport="tcp", schemes=("wss", "ws"),
-            implied_by_scheme=True, server_group="ws", probe_path="/echo",
+            implied_by_scheme=True, server_group="ws", listener="ws", probe_path="/echo",
             probe_body=b"hello, trace",
             capabilities=Capabilities(
                 multiplexed=False, over_quic=False, early_data=False, pipelining=False,
@@ -174,7 +183,8 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
         ProtocolSpec(
             # grpc:// and grpcs:// are the lab's own schemes: gRPC has none.
             name="grpc", title="gRPC", transport="tcp", schemes=("grpcs", "grpc"),
-            implied_by_scheme=True, server_group="grpc", probe_path="/Unary?size=100",
+            implied_by_scheme=True, server_group="grpc", listener="grpc",
+            probe_path="/Unary?size=100",
             capabilities=Capabilities(
                 multiplexed=True, over_quic=False, early_data=False, pipelining=False,
                 tls_resumption=False, sets_cc=False, cleartext=True, messages=True),
@@ -223,3 +233,27 @@ def by_capability(**wanted: bool) -> tuple[str, ...]:
     """Names of the protocols whose capabilities match every `name=value` given."""
     return tuple(spec.name for spec in PROTOCOLS.values()
                  if all(getattr(spec.capabilities, k) == v for k, v in wanted.items()))
+
+
+def server_config(protocol: str, knobs: Mapping[str, Any], host: str,
+                  cert_dir: Path) -> ServerConfig:
+    """The server a variant of `protocol` needs, its knobs under the same names: the HTTP
+    protocols (h1 and h2; h3 too over TLS) and `protocol` beside them on a port of its own
+    when it is not one of those."""
+    protocols = group_protocols("http", bool(knobs["tls"]))
+    if protocol not in protocols:
+        protocols += (protocol,)
+    # Imported here: servers/ asks this registry which protocols exist, so the registry
+    # reaches into servers/ only when a server is configured.
+    from servers.common import CertSpec, H2Settings, H3Settings, ServerConfig
+
+    quic_cc = knobs["cc"] if knobs["cc"] in QUIC_CC else "cubic"  # aioquic has no BBR
+    return ServerConfig(
+        host=host, port=0, protocols=protocols,
+        certs=CertSpec(cert_dir, extra_names=(host,)) if knobs["tls"] else None,
+        tls_version=knobs["tls_version"], cc=knobs["cc"], scheduling=knobs["scheduling"],
+        h2=H2Settings(window=knobs["window"], connection_window=knobs["connection_window"],
+                      data_frame=knobs["data_frame"]),
+        h3=H3Settings(cc=quic_cc, window=knobs["window"],
+                      connection_window=knobs["connection_window"]),
+    )

@@ -5,6 +5,10 @@ some links, and a relation to a number or to another variant — "≈ 3 RTT", "A
 B by at least 20 %", "A/B in [0.9, 1.1]". After a run the lab computes the metric from
 the stored raw samples of each side, with a bootstrap confidence interval, and says:
 
+A fourth relation, `slope`, fits the metric against the link's RTT over every cell of
+the variant (the handshake claims: TTFB grows by k RTT per RTT, whatever the processing
+cost in the intercept).
+
 - **holds** — the whole CI lies where the claim says;
 - **refuted** — the whole CI lies on the other side;
 - **inconclusive** — the CI straddles the line: these samples cannot decide.
@@ -16,19 +20,20 @@ samples.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from protolab.bench.stats import median, median_ci, median_ratio
-from protolab.core.latency import total_ms, ttfb_ms
+from protolab.bench.stats import fit_line, median, median_ci, median_ratio
+from protolab.core.latency import phases, total_ms, ttfb_ms
 from protolab.core.record import RequestRecord
 from protolab.errors import ConfigError
 
-Relation = Literal["approx", "faster", "ratio_in"]
+Relation = Literal["approx", "faster", "ratio_in", "slope"]
 VerdictWord = Literal["holds", "refuted", "inconclusive"]
-RELATIONS: tuple[Relation, ...] = ("approx", "faster", "ratio_in")
+RELATIONS: tuple[Relation, ...] = ("approx", "faster", "ratio_in", "slope")
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,21 @@ def _in_rtts(value: Callable[[RequestRecord], float | None]) -> MetricFn:
     return values
 
 
+def _phase(name: str) -> Callable[[RequestRecord], float | None]:
+    return lambda record: phases(record)[name]
+
+
+def _setup_ms(record: RequestRecord) -> float | None:
+    """Connection setup: transport and TLS/QUIC handshakes, until the request can leave."""
+    if record.handshake_ns is None or record.conn_start_ns is None:
+        return None
+    return (record.handshake_ns - record.conn_start_ns) / 1e6
+
+
 METRICS: dict[str, tuple[str, MetricFn]] = {
     "ttfb": ("ms", _per_request(ttfb_ms)),
+    "setup": ("ms", _per_request(_setup_ms)),
+    "tls": ("ms", _per_request(_phase("tls_ms"))),
     "total": ("ms", _per_request(total_ms)),
     "ttfb_rtts": ("RTT", _in_rtts(ttfb_ms)),
     "total_rtts": ("RTT", _in_rtts(total_ms)),
@@ -96,13 +114,20 @@ class Claim:
     high: float | None = None
     where: Mapping[str, str] = field(default_factory=dict)  # conditions for both sides
 
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["where"] = dict(self.where)
+        return data
+
     @property
     def unit(self) -> str:
+        if self.relation == "slope":
+            return "RTT"  # ms of the metric per ms of round trip
         return "x" if self.b is not None else METRICS[self.metric][0]
 
     def bounds(self) -> tuple[float, float]:
         """The interval the statistic must lie in for the claim to hold."""
-        if self.relation == "approx" and self.value is not None:
+        if self.relation in ("approx", "slope") and self.value is not None:
             return self.value * (1 - self.tolerance), self.value * (1 + self.tolerance)
         if self.relation == "faster":
             return 0.0, 1.0 - self.by
@@ -114,6 +139,9 @@ class Claim:
         lo, hi = self.bounds()
         if self.relation == "approx":
             return f"{self.metric} ≈ {self.value:g} {self.unit} (±{self.tolerance:.0%})"
+        if self.relation == "slope":
+            return (f"{self.metric} grows {self.value:g} RTT per RTT "
+                    f"(±{self.tolerance:.0%})")
         if self.relation == "faster":
             return (f"{self.a.variant} {self.metric} ≤ {hi:.2f} x "
                     f"{self.b.variant if self.b else '?'}")
@@ -168,6 +196,8 @@ def _evaluate_one(claim: Claim, cells: Sequence[CellView], seed: int) -> list[Ve
     if not sides_a:
         return [Verdict(claim.id, dict(where_a), "inconclusive", None, None, None, claim.unit,
                         0, 0, note=f"no cell of {claim.a.variant} matches {where_a or 'any'}")]
+    if claim.relation == "slope":
+        return [_slope(claim, sides_a, dict(where_a))]
     out = []
     for cell_a in sides_a:
         conditions = dict(cell_a.link)
@@ -197,6 +227,29 @@ def _against_value(claim: Claim, cell: CellView, conditions: dict[str, str],
     low, high = claim.bounds()
     return Verdict(claim.id, conditions, decide(ci_low, ci_high, low, high), median(values),
                    ci_low, ci_high, claim.unit, len(values), 0)
+
+
+def _slope(claim: Claim, cells: Sequence[CellView], conditions: dict[str, str]) -> Verdict:
+    fn = METRICS[claim.metric][1]
+    xs: list[float] = []
+    ys: list[float] = []
+    for cell in cells:
+        values = fn(cell)
+        xs += [cell.rtt_ms] * len(values)
+        ys += values
+    rtts = sorted({c.rtt_ms for c in cells})
+    conditions = {**conditions, "rtt_ms": ", ".join(f"{r:g}" for r in rtts)}
+    if len(rtts) < 2 or len(xs) < 3:
+        return Verdict(claim.id, conditions, "inconclusive", None, None, None, claim.unit,
+                       len(xs), 0, note="a slope needs samples at two RTTs or more")
+    fit = fit_line(xs, ys)
+    if fit.slope_ci_low is None or fit.slope_ci_high is None:
+        return Verdict(claim.id, conditions, "inconclusive", fit.slope, None, None,
+                       claim.unit, len(xs), 0, note="no residual degrees of freedom")
+    low, high = claim.bounds()
+    return Verdict(claim.id, conditions, decide(fit.slope_ci_low, fit.slope_ci_high, low, high),
+                   fit.slope, fit.slope_ci_low, fit.slope_ci_high, claim.unit, len(xs), 0,
+                   note=f"intercept {fit.intercept:.1f} ms (processing), r² {fit.r2:.3f}")
 
 
 def _against_other(claim: Claim, cell_a: CellView, cell_b: CellView, seed: int) -> Verdict:
@@ -280,8 +333,10 @@ def parse_claim(table: Any, where: str, labels: Sequence[str]) -> Claim:
         by=number("by", 0.0) or 0.0, low=number("low"), high=number("high"),
         where=link_filter("where"),
     )
-    if relation == "approx" and (claim.value is None or b is not None):
-        raise ConfigError(f"{where}: relation approx needs value (and no b)")
+    if relation in ("approx", "slope") and (claim.value is None or b is not None):
+        raise ConfigError(f"{where}: relation {relation} needs value (and no b)")
+    if relation == "slope" and METRICS[metric][0] != "ms":
+        raise ConfigError(f"{where}: a slope against RTT needs a metric in ms (ttfb, total)")
     if relation in ("faster", "ratio_in") and b is None:
         raise ConfigError(f"{where}: relation {relation} needs b (the other variant)")
     if relation == "ratio_in" and (claim.low is None or claim.high is None

@@ -29,16 +29,55 @@ from pathlib import Path
 from typing import Any, Literal
 
 from clients.base import ProtocolClient
-from protolab.bench.suite import Cell, Suite, Variant, expand, link_overrides
+from protolab import registry
+from protolab.bench.suite import Cell, Suite, Variant, Workload, expand
 from protolab.core.record import Request, RequestRecord, Target
 from protolab.labserver import LabServer, start_in_namespace
 from protolab.netem.link import EmulatedLink, LinkCounters
-from protolab.netem.profiles import build_profile
 from protolab.registry import make_client
 from protolab.timing import now_ns
 from protolab.workload import Body
 
 SATURATED = 0.9  # CPU seconds per wall second above which a part counts as saturated
+
+
+@dataclass(frozen=True)
+class CellFailure:
+    """Why a repetition of a cell did not complete, typed until it is stored."""
+
+    kind: Literal["timeout", "failed"]  # the cell outlived its timeout / raised
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class ClientJob:
+    """One repetition's client side: all it needs, nothing else of the suite (serialisable:
+    `to_json`, so it can run in another process or on another machine)."""
+
+    variant: Variant
+    workload: Workload
+    timeout_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"variant": self.variant.to_json(), "workload": self.workload.to_json(),
+                "timeout_s": self.timeout_s}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ClientJob:
+        return cls(Variant.from_json(data["variant"]), Workload.from_json(data["workload"]),
+                   float(data["timeout_s"]))
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    """What the client side of one repetition hands back across the namespace thread."""
+
+    records: tuple[RequestRecord, ...] = ()
+    cpu_s: float = 0.0
+    failure: CellFailure | None = None
 
 
 @dataclass
@@ -47,13 +86,20 @@ class CellOutcome:
 
     cell: Cell
     records: list[tuple[int, bool, list[RequestRecord]]] = field(default_factory=list)
-    error: str | None = None
-    status: Literal["ok", "failed", "timeout"] = "ok"
+    failure: CellFailure | None = None
     wall_s: float = 0.0
     cpu: dict[str, float] = field(
         default_factory=lambda: {"client": 0.0, "server": 0.0, "forwarder": 0.0}
     )
     link: list[dict[str, int]] = field(default_factory=list)  # per repetition: packet counts
+
+    @property
+    def status(self) -> Literal["ok", "failed", "timeout"]:
+        return "ok" if self.failure is None else self.failure.kind
+
+    @property
+    def error(self) -> str | None:
+        return None if self.failure is None else self.failure.message
 
     @property
     def saturated(self) -> list[str]:
@@ -91,8 +137,7 @@ def run_cells(
     for cell in cells:
         points.setdefault(_point_key(suite, cell), []).append(cell)
     for group in points.values():
-        point = group[0].link_point
-        profile = build_profile(suite.link.profile, link_overrides(point, suite.seed))
+        profile = group[0].link
         rotations = [group[r % len(group):] + group[: r % len(group)]
                      for r in range(suite.warmup + reps)]
         if profile.up.drops or profile.down.drops:
@@ -126,30 +171,13 @@ def _link_and_servers(
             for cell in cells:
                 key = cell.variant.server_key()
                 if key not in servers:
-                    servers[key] = start_in_namespace(link, server_options(cell.variant),
-                                                      cert_dir)
+                    servers[key] = start_in_namespace(
+                        link, registry.server_config(cell.variant.protocol, cell.variant.knobs(),
+                                               link.server_addr, cert_dir))
             yield link, servers
         finally:
             for server in servers.values():
                 server.stop()
-
-
-def server_options(variant: Variant) -> list[str]:
-    """`protolab serve` options for the server a variant needs."""
-    options = ["--cc", variant.cc,
-               # aioquic has no BBR; a bbr variant is a TCP-only setting (suite validation).
-               "--quic-cc", variant.cc if variant.cc in ("cubic", "reno") else "cubic",
-               "--tls-version", variant.tls_version, "--scheduling", variant.scheduling,
-               "--h2-window", str(variant.window),
-               "--h2-conn-window", str(variant.connection_window),
-               "--h2-data-frame", str(variant.data_frame),
-               "--quic-stream-data", str(variant.window),
-               "--quic-max-data", str(variant.connection_window)]
-    protocols = ["h1", "h2", "h3"] if variant.tls else ["h1", "h2"]
-    if variant.protocol not in protocols:
-        protocols.append(variant.protocol)  # ws or grpc, on a port of its own
-    return options + (["--proto", ",".join(protocols)] if variant.tls
-                      else ["--no-tls", "--proto", ",".join(protocols)])
 
 
 def _one(
@@ -168,21 +196,20 @@ def _one(
     server_cpu = server.cpu_s()
     before = link.counters()
     started = time.monotonic()
-    result: dict[str, Any] = {}
-    link.call("client", _client_thread, suite, variant, target, result)
+    job = ClientJob(variant, suite.workload, suite.timeout_s)
+    result: ClientResult = link.call("client", run_client, job, target)
     wall = time.monotonic() - started
     after = link.counters()
     outcome.link.append(_link_delta(before, after))
     if not warm:
         outcome.wall_s += wall
-        outcome.cpu["client"] += result.get("cpu_s", 0.0)
+        outcome.cpu["client"] += result.cpu_s
         outcome.cpu["server"] += server.cpu_s() - server_cpu
         outcome.cpu["forwarder"] += after.forwarder_cpu_s - before.forwarder_cpu_s
-    records: list[RequestRecord] = result.get("records", [])
+    records = list(result.records)
     outcome.records.append((rep, warm, records))
-    if "error" in result:
-        outcome.status = "timeout" if result["error"].startswith("timeout") else "failed"
-        outcome.error = result["error"]
+    if result.failure is not None:
+        outcome.failure = result.failure
     if on_cell_rep is not None:
         on_cell_rep(outcome, rep, warm, records)
 
@@ -220,22 +247,24 @@ def _link_delta(before: LinkCounters, after: LinkCounters) -> dict[str, int]:
     return out
 
 
-def _client_thread(suite: Suite, variant: Variant, target: Target, out: dict[str, Any]) -> None:
-    """Runs on a thread inside the client namespace: one repetition of the workload."""
+def run_client(job: ClientJob, target: Target) -> ClientResult:
+    """One repetition of the workload against `target`; runs on a thread inside the client
+    namespace. Never raises: a failure is typed in the result."""
     cpu0 = time.thread_time()
     try:
-        out["records"] = asyncio.run(
-            asyncio.wait_for(_workload(suite, variant, target), suite.timeout_s)
+        records = asyncio.run(
+            asyncio.wait_for(_workload(job.workload, job.variant, target), job.timeout_s)
         )
     except TimeoutError:
-        out["error"] = f"timeout: the cell took over {suite.timeout_s} s"
+        failure = CellFailure("timeout", f"timeout: the cell took over {job.timeout_s} s")
     except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the run goes on
-        out["error"] = f"{type(exc).__name__}: {exc}"
-    out["cpu_s"] = time.thread_time() - cpu0
+        failure = CellFailure("failed", f"{type(exc).__name__}: {exc}")
+    else:
+        return ClientResult(tuple(records), time.thread_time() - cpu0)
+    return ClientResult((), time.thread_time() - cpu0, failure)
 
 
-async def _workload(suite: Suite, variant: Variant, target: Target) -> list[RequestRecord]:
-    work = suite.workload
+async def _workload(work: Workload, variant: Variant, target: Target) -> list[RequestRecord]:
     body = b"".join(bytes(chunk) for chunk in Body(work.body_bytes).chunks())
     requests = [Request(method="POST" if body else "GET", path=work.paths[i % len(work.paths)],
                         body=body, record_arrivals=work.record_arrivals)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -46,7 +47,9 @@ from pathlib import Path
 from typing import Any
 
 from protolab import registry
+from protolab.bench.claims import Claim, parse_claim
 from protolab.errors import ConfigError
+from protolab.netem.config import LinkProfile
 from protolab.netem.profiles import PROFILES, Overrides, build_profile
 from protolab.registry import KNOB_DEFAULTS, SERVER_KNOBS, ProtocolSpec
 
@@ -114,6 +117,13 @@ class Workload:
     load: str = "closed"
     rate: float = 0.0  # open load: requests per second
 
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "paths": list(self.paths)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Workload:
+        return _workload(data, "workload")
+
 
 @dataclass(frozen=True)
 class LinkSpec:
@@ -144,15 +154,44 @@ class Suite:
     warmup: int = 1
     timeout_s: float = 60.0
     seed: int = 1
+    claims: tuple[Claim, ...] = ()  # what the suite's sources predict, judged after a run
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One variant on one link point; repetitions of it are interleaved with other cells."""
+    """One variant on one link point; repetitions of it are interleaved with other cells.
+
+    A cell carries its link already built (`link`), so whoever runs it — this process or
+    another — needs nothing else of the suite but the workload and timeout."""
 
     index: int
     variant: Variant
-    link_point: dict[str, str]
+    link_point: dict[str, str]  # the suite's words for this link (shown, compared)
+    link: LinkProfile  # the link those words build
+
+    @property
+    def rtt_ms(self) -> float:
+        """The link's base round trip: propagation delay both ways (no jitter, no queue)."""
+        return (self.link.up.delay_ns + self.link.down.delay_ns) / 1e6
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "variant": self.variant.to_json(),
+                "link_point": dict(self.link_point), "link": self.link.to_json()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Cell:
+        """A cell another process serialised; validated like a suite file."""
+        if not isinstance(data, dict) or set(data) != {"index", "variant", "link_point",
+                                                        "link"}:
+            raise ConfigError("a cell is {index, variant, link_point, link}")
+        index, point = data["index"], data["link_point"]
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ConfigError(f"cell index must be a non-negative integer, got {index!r}")
+        if not isinstance(point, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in point.items()):
+            raise ConfigError("cell link_point must be a table of strings")
+        return cls(index, Variant.from_json(data["variant"]), dict(point),
+                   LinkProfile.from_json(data["link"]))
 
     def params(self, suite: Suite) -> dict[str, Any]:
         return {
@@ -167,8 +206,9 @@ class Cell:
 def expand(suite: Suite) -> list[Cell]:
     cells: list[Cell] = []
     for point in suite.link.points():
+        link = build_profile(suite.link.profile, link_overrides(point, suite.seed))
         for variant in suite.variants:
-            cells.append(Cell(len(cells), variant, point))
+            cells.append(Cell(len(cells), variant, point, link))
     return cells
 
 
@@ -180,8 +220,14 @@ def link_overrides(point: dict[str, str], seed: int) -> Overrides:
         burst=point.get("burst"), rate=point.get("rate"), queue=point.get("queue"),
         drop=tuple(drop.split(";")) if drop else (),
         reorder=None if reorder is None else reorder.lower() in ("1", "true", "yes"),
-        seed=int(point["seed"]) if "seed" in point else seed,
+        seed=_seed(point["seed"]) if "seed" in point else seed,
     )
+
+
+def _seed(text: str) -> int:
+    if not text.isdigit() or len(text) > 19 or int(text) > 2**63 - 1:
+        raise ConfigError(f"link seed must be an integer in 0..{2**63 - 1}, got {text!r}")
+    return int(text)
 
 
 def load_suite(name_or_path: str) -> Suite:
@@ -206,7 +252,7 @@ def load_suite(name_or_path: str) -> Suite:
 
 def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
     _keys(data, source, {"name", "description", "expected", "repetitions", "warmup",
-                         "timeout_s", "seed", "link", "workload", "variant"})
+                         "timeout_s", "seed", "link", "workload", "variant", "claim"})
     variants = data.get("variant")
     if not isinstance(variants, list) or not variants:
         raise ConfigError(f"{source}: needs at least one [[variant]] table")
@@ -224,12 +270,23 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
         repetitions=_get(data, "repetitions", int, source, 5, low=1, high=1000),
         warmup=_get(data, "warmup", int, source, 1, low=0, high=100),
         timeout_s=float(_get(data, "timeout_s", (int, float), source, 60.0, low=0.1, high=3600)),
-        seed=_get(data, "seed", int, source, 1, low=0),
+        seed=_get(data, "seed", int, source, 1, low=0, high=2**63 - 1),
+        claims=_claims(data.get("claim", []), source, labels),
     )
     # Build every link now: an impossible parameter fails before anything is created.
-    for point in suite.link.points():
-        build_profile(suite.link.profile, link_overrides(point, suite.seed))
+    expand(suite)
     return suite
+
+
+def _claims(tables: Any, source: str, labels: list[str]) -> tuple[Claim, ...]:
+    if not isinstance(tables, list):
+        raise ConfigError(f"{source}: claim must be [[claim]] tables")
+    claims = tuple(parse_claim(t, f"{source}: claim {i + 1}", labels)
+                   for i, t in enumerate(tables))
+    ids = [c.id for c in claims]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{source}: claim ids must be unique, got {ids}")
+    return claims
 
 
 def _keys(table: dict[str, Any], where: str, allowed: set[str]) -> None:
@@ -248,10 +305,15 @@ def _get(
     if not isinstance(value, kind):
         raise ConfigError(f"{where}: {key} has the wrong type ({type(value).__name__}: {value!r})")
     number: float | None = value if isinstance(value, int | float) else None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}"
+                          + _range_hint(low, high))
     if number is not None and low is not None and number < low:
-        raise ConfigError(f"{where}: {key} = {value} is below the minimum {low}")
+        raise ConfigError(f"{where}: {key} = {value} is below the minimum {low}"
+                          + _range_hint(low, high))
     if number is not None and high is not None and number > high:
-        raise ConfigError(f"{where}: {key} = {value} is above the maximum {high}")
+        raise ConfigError(f"{where}: {key} = {value} is above the maximum {high}"
+                          + _range_hint(low, high))
     return value
 
 
@@ -264,6 +326,14 @@ _KNOB_RANGES: dict[str, tuple[type, float | None, float | None]] = {
     "zero_rtt": (bool, None, None), "window": (int, 65_535, 2**31 - 1),
     "connection_window": (int, 65_535, 2**31 - 1), "data_frame": (int, 1, 16_777_215),
 }
+
+
+def _range_hint(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f" (allowed: {low:g} to {high:g})"
+    if low is not None:
+        return f" (allowed: at least {low:g})"
+    return f" (allowed: at most {high:g})" if high is not None else ""
 
 
 def _variant(table: Any, where: str) -> Variant:

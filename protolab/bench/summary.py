@@ -7,16 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from protolab.bench.stats import Summary, summarize
-from protolab.bench.suite import Cell, Suite, link_overrides
+from protolab.bench.suite import Cell, Suite
 from protolab.core.latency import late_sends, total_ms, ttfb_ms
 from protolab.core.record import RequestRecord
-from protolab.netem.profiles import build_profile
-
-
-def rtt_ms(suite: Suite, cell: Cell) -> float:
-    """The link's base round trip: propagation delay both ways (jitter and queues excluded)."""
-    profile = build_profile(suite.link.profile, link_overrides(cell.link_point, suite.seed))
-    return (profile.up.delay_ns + profile.down.delay_ns) / 1e6
 
 
 @dataclass(frozen=True)
@@ -58,7 +51,7 @@ def summarize_cell(
 ) -> CellSummary:
     records = [r for rep in repetitions for r in rep]
     ok = [r for r in records if r.ok]
-    rtt = rtt_ms(suite, cell)
+    rtt = cell.rtt_ms
     ttfbs = [v for v in (ttfb_ms(r) for r in ok) if v is not None]
     totals = [v for v in (total_ms(r) for r in ok) if v is not None]
     ttfb = summarize(ttfbs, rng_seed=suite.seed) if ttfbs else None

@@ -7,7 +7,9 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
+from protolab.bench.claims import Verdict
 from protolab.bench.runner import Reporter
 from protolab.bench.session import BenchResult
 from protolab.bench.suite import Suite
@@ -81,4 +83,32 @@ def summary_table(suite: Suite, result: BenchResult) -> Table:
         table.add_row(*row)
     if result.charts:
         table.caption = (table.caption or "") + f"\ncharts: {result.out_dir}"
+    return table
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g}" if unit in ("x", "RTT") else f"{value:.4g}"
+
+
+def verdict_table(suite: Suite, verdicts: list[Verdict]) -> Table:
+    """One row per claim and link: what was predicted, what was measured (with its 95% CI),
+    and the verdict; the claims' words and sources below."""
+    claims = {c.id: c for c in suite.claims}
+    table = Table(title=f"claims of {suite.name}", caption="; ".join(
+        f"{c.id}: {c.text} ({c.source})" for c in suite.claims))
+    for column in ("claim", "conditions", "predicted", "measured", "95% CI", "verdict",
+                   "note"):
+        table.add_column(column, overflow="fold",
+                         justify="right" if column in ("measured", "95% CI") else "left")
+    colour = {"holds": "green", "refuted": "red", "inconclusive": "yellow"}
+    for v in verdicts:
+        claim = claims.get(v.claim)
+        ci = ("-" if v.ci_low is None or v.ci_high is None
+              else f"{_number(v.ci_low, v.unit)}–{_number(v.ci_high, v.unit)}")
+        table.add_row(
+            v.claim, " ".join(f"{k}={val}" for k, val in v.conditions.items()) or "-",
+            claim.prediction() if claim else "-", f"{_number(v.value, v.unit)} {v.unit}", ci,
+            Text(v.verdict, style=colour[v.verdict]), v.note)
     return table

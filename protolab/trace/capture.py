@@ -9,12 +9,13 @@ aioquic's secrets log for QUIC), `qlog/` (the client's qlog, QUIC only) and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from protolab.bench.runner import server_options
+from protolab import registry
 from protolab.bench.suite import Variant
 from protolab.core.record import RequestRecord, Target
 from protolab.fetch import fetch, fetch_resumed
@@ -22,10 +23,6 @@ from protolab.labserver import start_in_namespace
 from protolab.netem.config import LinkProfile
 from protolab.netem.link import EmulatedLink
 from protolab.trace.kinds import TraceKind
-
-PATH = "/bytes/100"  # a tiny GET: the handshake, not the transfer, is what is traced
-PATHS = {"ws": "/echo", "grpc": "/Unary?size=100"}
-BODIES = {"ws": b"hello, trace"}  # the WebSocket echo's message
 
 
 @dataclass(frozen=True)
@@ -71,12 +68,11 @@ def capture(kind: TraceKind, profile: LinkProfile, out_dir: Path) -> CaptureFile
     variant = Variant(label=kind.name, protocol=kind.protocol, tls=kind.tls_version is not None,
                       tls_version=kind.tls_version or "1.3")
     with EmulatedLink(profile, pcap=pcap) as link:
-        if kind.protocol in ("ws", "grpc"):
-            options = ["--proto", kind.protocol]
-            options += ["--tls-version", kind.tls_version] if kind.tls_version else ["--no-tls"]
-        else:
-            options = server_options(variant)
-        server = start_in_namespace(link, options, out_dir / "certs")
+        # Only the traced protocol listens: the capture holds its handshake and nothing else.
+        config = dataclasses.replace(
+            registry.server_config(kind.protocol, variant.knobs(), link.server_addr,
+                                   out_dir / "certs"), protocols=(kind.protocol,))
+        server = start_in_namespace(link, config)
         try:
             port = server.port(kind.protocol)
             target = Target(host=link.server_addr, port=port, tls=variant.tls,
@@ -100,23 +96,25 @@ def capture(kind: TraceKind, profile: LinkProfile, out_dir: Path) -> CaptureFile
 
 
 def _options(kind: TraceKind, qlog_dir: Path | None) -> dict[str, Any]:
-    if kind.protocol == "h1":
-        return {"connections": 1, "resume": kind.resumed}
-    if kind.protocol == "h2":
-        return {"resume": kind.resumed}
-    if kind.protocol == "h3":
-        return {"zero_rtt": kind.resumed, "qlog_dir": qlog_dir}
-    return {}
+    """One connection (h1's pool of one), resumed the way the protocol resumes."""
+    spec = registry.get(kind.protocol)
+    caps = spec.capabilities
+    knobs = {**registry.KNOB_DEFAULTS, "connections": 1, "tls": kind.tls_version is not None,
+             "resume": kind.resumed and caps.tls_resumption,
+             "zero_rtt": kind.resumed and caps.early_data}
+    return spec.client_options(knobs, **({"qlog_dir": qlog_dir} if caps.over_quic else {}))
 
 
 def _run_client(kind: TraceKind, target: Target, qlog_dir: Path | None) -> list[RequestRecord]:
-    """Runs on a thread in the client namespace."""
+    """Runs on a thread in the client namespace: the protocol's tiny probe request (the
+    handshake, not the transfer, is what is traced)."""
+    spec = registry.get(kind.protocol)
     options = _options(kind, qlog_dir)
-    path = PATHS.get(kind.protocol, PATH)
     if kind.resumed:
-        return asyncio.run(fetch_resumed(kind.protocol, target, path, options=options))
-    return asyncio.run(fetch(kind.protocol, target, path, options=options,
-                             body=BODIES.get(kind.protocol, b"")))
+        return asyncio.run(fetch_resumed(kind.protocol, target, spec.probe_path,
+                                         options=options))
+    return asyncio.run(fetch(kind.protocol, target, spec.probe_path, options=options,
+                             body=spec.probe_body))
 
 
 def load_capture(out_dir: Path) -> CaptureFiles:

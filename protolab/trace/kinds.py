@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from protolab import registry
 from protolab.core.rtt import HANDSHAKE_RTTS
 from protolab.errors import ConfigError
 
@@ -34,7 +35,7 @@ class TraceKind:
 
     @property
     def over_quic(self) -> bool:
-        return self.protocol == "h3"
+        return registry.get(self.protocol).capabilities.over_quic
 
 
 KINDS: dict[str, TraceKind] = {

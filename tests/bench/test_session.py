@@ -10,10 +10,11 @@ import pytest
 
 from protolab.bench.runner import Reporter
 from protolab.bench.session import run_bench
-from protolab.bench.store import ResultsStore
 from protolab.bench.suite import parse_suite
 from protolab.core.latency import late_sends, total_ms
 from protolab.core.record import RequestRecord
+from protolab.report.run_charts import draw_charts
+from protolab.store import ResultsStore
 
 pytestmark = [pytest.mark.netem, pytest.mark.slow, pytest.mark.usefixtures("needs_link")]
 
@@ -47,7 +48,8 @@ def test_raw_samples_metrics_and_charts_land_in_the_store(tmp_path: Path) -> Non
     assert all(x.record.arrivals for per_cell in samples for x in per_cell)
     assert {"total_p50", "total_p99", "goodput", "link_down_dropped_loss"} <= metrics
     assert all(c.cpu is not None and c.cpu.client and c.cpu.server for c in cells)
-    names = {p.name for p in result.charts}
+    assert result.out_dir is not None
+    names = {p.name for p in draw_charts(s, result.cells, result.measured, result.out_dir)}
     assert {"cdf-0.png", "cdf-1.svg", "percentiles-vs-loss.png"} <= names
     assert any(n.startswith("waterfall-") for n in names)
 
@@ -139,3 +141,30 @@ def test_websocket_and_grpc_variants_run_through_the_link(tmp_path: Path) -> Non
     assert all(r.ok and r.body_bytes >= 2048 for r in grpc)
     assert ws[0].upgraded_ns is not None  # the upgrade, timed on the connection's first use
     assert grpc[0].upgraded_ns is not None  # the channel becoming ready
+
+
+def test_a_cell_is_finished_as_soon_as_its_samples_are_stored(tmp_path: Path) -> None:
+    # Ctrl-C after the first of two cells: that cell has every sample, so it is finished
+    # (status, end time, CPU) although the run was interrupted.
+    s = suite(warmup=0, repetitions=1, variant=[{"protocol": "h2"}, {"protocol": "h1"}],
+              workload={"paths": ["/bytes/100"], "count": 2})
+    with ResultsStore(tmp_path / "lab.db") as store:
+        result = run_bench(s, store, tmp_path / "out", reporter=_StopAfter(1))
+        first, second = store.cells(result.run_id)
+    assert result.status == "interrupted"
+    assert (first.status, first.samples) == ("ok", 2)
+    assert first.ended_at is not None
+    assert first.cpu is not None
+    assert first.cpu.client > 0
+    assert second.status != "ok"
+    assert second.samples == 0
+
+
+def test_two_runs_never_share_a_chart_folder(tmp_path: Path) -> None:
+    from protolab.bench.session import out_dir_for
+
+    first = out_dir_for(tmp_path / "out", 1)
+    second = out_dir_for(tmp_path / "out", 1)  # run 1 of another database
+    assert first != second
+    assert first.is_dir()
+    assert second.is_dir()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protolab.bench.suite import BUNDLED, expand, load_suite, parse_suite
 from protolab.errors import ConfigError
@@ -55,6 +57,11 @@ def test_sweeps_expand_to_one_cell_per_variant_and_point() -> None:
         ({"variant": [{"protocol": "grpc", "cc": "reno"}]}, "cannot set this client's congestion"),
         ({"variant": [{"protocol": "h3", "resume": True}]}, "resume is for TCP+TLS"),
         ({"variant": [{"protocol": "h2"}, {"protocol": "h2"}]}, "unique"),
+        ({**MINIMAL, "timeout_s": float("nan")}, "finite number"),
+        ({**MINIMAL, "timeout_s": float("inf")}, "finite number"),
+        ({**MINIMAL, "seed": 2**64}, "above the maximum"),
+        ({**MINIMAL, "link": {"sweep": {"seed": ["x"]}}}, "link seed must be an integer"),
+        ({**MINIMAL, "workload": {"load": "open", "rate": float("nan")}}, "finite number"),
         ({"variant": [{"protocol": "h2", "tls_version": "1.1"}]}, "tls_version"),
     ],
 )
@@ -74,3 +81,64 @@ def test_files_by_path_and_broken_toml(tmp_path: Path) -> None:
         load_suite(str(bad))
     with pytest.raises(ConfigError, match="no suite"):
         load_suite(str(tmp_path / "missing.toml"))
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_cells_and_client_jobs_cross_a_process_boundary_unchanged(name: str) -> None:
+    # A cell carries its built link; through JSON (another process, another machine) it
+    # comes back equal, and so does the client side of one of its repetitions.
+    import json
+
+    from protolab.bench.runner import ClientJob
+    from protolab.bench.suite import Cell
+
+    suite = load_suite(name)
+    for cell in expand(suite):
+        assert Cell.from_json(json.loads(json.dumps(cell.to_json()))) == cell
+        job = ClientJob(cell.variant, suite.workload, suite.timeout_s)
+        assert ClientJob.from_json(json.loads(json.dumps(job.to_json()))) == job
+
+
+def test_a_damaged_cell_document_is_a_config_error() -> None:
+    from protolab.bench.suite import Cell
+
+    cell = expand(load_suite("demo"))[0].to_json()
+    for broken in ({**cell, "index": -1}, {**cell, "variant": {"protocol": "h9"}},
+                   {**cell, "extra": 1}, {**cell, "link_point": {"delay": 5}}):
+        with pytest.raises(ConfigError):
+            Cell.from_json(broken)
+
+
+def _suite_documents() -> st.SearchStrategy[dict[str, object]]:
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
+                        st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+                        st.sampled_from(["5ms", "1%", "10mbit", "h2", "h3", "open", "1.2"]))
+    values = st.recursive(scalars, lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+        max_leaves=6)
+    variant_keys = st.sampled_from(["protocol", "label", "tls", "cc", "window", "zero_rtt",
+                                    "resume", "connections", "pipeline", "data_frame"])
+    variant = st.dictionaries(variant_keys, st.one_of(values, st.sampled_from(
+        ["h1", "h2", "h3", "ws", "grpc"])), max_size=4)
+    return st.fixed_dictionaries({
+        "variant": st.one_of(values, st.lists(variant, min_size=1, max_size=3)),
+    }, optional={
+        "repetitions": values, "warmup": values, "timeout_s": values, "seed": values,
+        "link": st.one_of(values, st.fixed_dictionaries({}, optional={
+            "profile": st.sampled_from(["loopback", "lan", "moon"]),
+            "overrides": st.dictionaries(st.sampled_from(["delay", "loss", "rate", "seed",
+                                                          "burst", "queue"]), values),
+            "sweep": st.dictionaries(st.sampled_from(["delay", "loss"]), values)})),
+        "workload": st.one_of(values, st.dictionaries(st.sampled_from(
+            ["paths", "count", "concurrency", "load", "rate", "body_bytes"]), values)),
+    })
+
+
+@settings(max_examples=300, deadline=None)
+@given(_suite_documents())
+def test_fuzz_any_suite_document_parses_or_is_a_config_error(data: dict[str, object]) -> None:
+    try:
+        suite = parse_suite(data, "fuzz.toml")
+    except ConfigError:
+        return
+    assert expand(suite)  # what parses, expands into runnable cells
