@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from protolab.certs import ensure_certs
-from protolab.cli import aggregate_line, answer_lines
 from protolab.core.record import RequestRecord
+from protolab.report.records_view import aggregate_line, answer_lines
 from tests.conftest import ServeProcess
 from tests.test_cli import protolab
 

@@ -168,3 +168,49 @@ def test_two_runs_never_share_a_chart_folder(tmp_path: Path) -> None:
     assert first != second
     assert first.is_dir()
     assert second.is_dir()
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import TIMEOUT
+
+    suite_file = tmp_path / "slow.toml"
+    suite_file.write_text(
+        'name = "slow"\nrepetitions = 20\nwarmup = 0\n[link]\noverrides = { delay = "25ms" }\n'
+        '[workload]\npaths = ["/bytes/100"]\ncount = 2\nfresh_connection = true\n'
+        '[[variant]]\nprotocol = "h1"\ntls = false\n[[variant]]\nprotocol = "h2"\n')
+    db = tmp_path / "lab.db"
+    proc = subprocess.Popen([sys.executable, "-m", "protolab", "bench", str(suite_file),
+                             "--db", str(db), "--out", str(tmp_path / "out")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT * 3
+        while time.monotonic() < deadline:  # bounded: until the first samples are stored
+            if db.exists():
+                with ResultsStore(db, create=False) as store:
+                    runs = store.runs()
+                    if runs and any(c.samples for c in store.cells(runs[0].id)):
+                        break
+            time.sleep(0.1)
+        else:
+            pytest.fail("no samples were stored in time")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=TIMEOUT * 3)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert "Traceback" not in stderr
+    with ResultsStore(db, create=False) as store:
+        run = store.runs()[0]
+        cells = store.cells(run.id)
+    assert run.status == "interrupted"
+    assert run.ended_at is not None
+    assert all(c.status in ("interrupted", "ok") for c in cells)
+    assert sum(c.samples for c in cells) > 0  # what finished is kept
