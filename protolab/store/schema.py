@@ -110,6 +110,25 @@ CREATE TABLE cells (
 CREATE INDEX cells_by_run ON cells (run_id);
 """
 
+_VERDICTS = """
+CREATE TABLE verdicts (               -- a suite's claims, judged from the run's samples
+    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    idx         INTEGER NOT NULL,      -- order within the run
+    claim       TEXT NOT NULL,         -- the claim's id
+    claim_json  TEXT NOT NULL,         -- the claim as declared: text, source, metric, relation
+    conditions  TEXT NOT NULL,         -- JSON: the link parameters it was measured on
+    verdict     TEXT NOT NULL CHECK (verdict IN ('holds', 'refuted', 'inconclusive')),
+    value       REAL,                  -- the statistic (median, or ratio of medians A/B)
+    ci_low      REAL,
+    ci_high     REAL,
+    unit        TEXT NOT NULL,
+    n_a         INTEGER NOT NULL,
+    n_b         INTEGER NOT NULL,
+    note        TEXT NOT NULL,
+    PRIMARY KEY (run_id, idx)
+) WITHOUT ROWID;
+"""
+
 SCHEMA = f"""
 CREATE TABLE runs (
     id          INTEGER PRIMARY KEY,
@@ -146,23 +165,7 @@ CREATE TABLE metrics (
     unit     TEXT NOT NULL,
     PRIMARY KEY (cell_id, name)
 ) WITHOUT ROWID;
-CREATE TABLE verdicts (               -- a suite's claims, judged from the run's samples
-    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    idx         INTEGER NOT NULL,      -- order within the run
-    claim       TEXT NOT NULL,         -- the claim's id
-    claim_json  TEXT NOT NULL,         -- the claim as declared: text, source, metric, relation
-    conditions  TEXT NOT NULL,         -- JSON: the link parameters it was measured on
-    verdict     TEXT NOT NULL CHECK (verdict IN ('holds', 'refuted', 'inconclusive')),
-    value       REAL,                  -- the statistic (median, or ratio of medians A/B)
-    ci_low      REAL,
-    ci_high     REAL,
-    unit        TEXT NOT NULL,
-    n_a         INTEGER NOT NULL,
-    n_b         INTEGER NOT NULL,
-    note        TEXT NOT NULL,
-    PRIMARY KEY (run_id, idx)
-) WITHOUT ROWID;
-"""
+{_VERDICTS}"""
 
 _V2_CELL_COLUMNS = ("id, run_id, idx, params, status, error, cpu_client, cpu_server, "
                     "cpu_forwarder, saturated, started_at, ended_at")
@@ -200,24 +203,7 @@ MIGRATIONS: dict[int, str] = {
         CREATE INDEX cells_by_run ON cells (run_id);
     """,
     # 4: the verdicts of a suite's claims.
-    3: """
-CREATE TABLE IF NOT EXISTS verdicts (  -- a suite's claims, judged from its samples
-    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    idx         INTEGER NOT NULL,      -- order within the run
-    claim       TEXT NOT NULL,         -- the claim's id
-    claim_json  TEXT NOT NULL,         -- the claim as declared: text, source, metric, relation
-    conditions  TEXT NOT NULL,         -- JSON: the link parameters it was measured on
-    verdict     TEXT NOT NULL CHECK (verdict IN ('holds', 'refuted', 'inconclusive')),
-    value       REAL,                  -- the statistic (median, or ratio of medians A/B)
-    ci_low      REAL,
-    ci_high     REAL,
-    unit        TEXT NOT NULL,
-    n_a         INTEGER NOT NULL,
-    n_b         INTEGER NOT NULL,
-    note        TEXT NOT NULL,
-    PRIMARY KEY (run_id, idx)
-) WITHOUT ROWID;
-    """,
+    3: _VERDICTS.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"),
 }
 
 # Columns later schemas added, so a read-only open (which never migrates) of an older store

@@ -221,24 +221,28 @@ def test_cli_check_measures_and_agrees(netem_available: None) -> None:
     assert verdicts["TCP goodput down"] is True
 
 
-@pytest.mark.netem
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare is missing")
-def test_user_namespace_path_builds_a_working_link(netem_available: None) -> None:
-    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "--net", "true"],
-                           capture_output=True, text=True, timeout=TIMEOUT, check=False)
+def _in_user_namespace(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """`protolab ARGV` the way an unprivileged user's run goes (user+mount+net namespaces,
+    tmpfs /run), entered here as root; skips where user namespaces cannot be made."""
+    unshare = ["unshare", "--user", "--map-root-user", "--mount", "--net"]
+    probe = subprocess.run([*unshare, "true"], capture_output=True, text=True,
+                           timeout=TIMEOUT, check=False)
     if probe.returncode != 0:
         pytest.skip("unprivileged user namespaces cannot be created here: "
                     + (probe.stderr.strip() or f"unshare exited {probe.returncode}"))
+    return subprocess.run([*unshare, "--", sys.executable, "-m", "protolab.netem.userns", *argv],
+                          capture_output=True, text=True, timeout=TIMEOUT * 2, check=False,
+                          env={**os.environ, "PROTOLAB_NETEM_USERNS": "1"})
+
+
+@pytest.mark.netem
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare is missing")
+def test_user_namespace_path_builds_a_working_link(netem_available: None) -> None:
     # The same route an unprivileged user takes (user+mount+net namespaces, tmpfs /run),
     # entered here as root because /dev/net/tun is 0600 on these machines.
-    result = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "--mount", "--net", "--",
-         sys.executable, "-m", "protolab.netem.userns", "netem", "run", "--delay", "5ms", "--",
-         sys.executable, "-c", "import socket; s = socket.socket(); s.settimeout(5); "
-         "print(s.connect_ex(('10.77.0.2', 9)))"],
-        capture_output=True, text=True, timeout=TIMEOUT, check=False,
-        env={**os.environ, "PROTOLAB_NETEM_USERNS": "1"},
-    )
+    result = _in_user_namespace(["netem", "run", "--delay", "5ms", "--", sys.executable, "-c",
+                                 "import socket; s = socket.socket(); s.settimeout(5); "
+                                 "print(s.connect_ex(('10.77.0.2', 9)))"])
     assert result.returncode == 0, result.stderr
     # Connection refused (111) proves the SYN crossed the link and the server side answered.
     assert result.stdout.strip().splitlines()[-1] == "111"
@@ -269,18 +273,8 @@ def test_bench_and_trace_take_the_unprivileged_path_as_netem_does(
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux unshare is missing")
 def test_trace_runs_inside_a_user_namespace(netem_available: None, tmp_path: Path) -> None:
-    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "--net", "true"],
-                           capture_output=True, text=True, timeout=TIMEOUT, check=False)
-    if probe.returncode != 0:
-        pytest.skip("unprivileged user namespaces cannot be created here: "
-                    + (probe.stderr.strip() or f"unshare exited {probe.returncode}"))
-    result = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "--mount", "--net", "--",
-         sys.executable, "-m", "protolab.netem.userns", "trace", "h1-clear", "--delay", "20ms",
-         "--json", "--out", str(tmp_path / "trace")],
-        capture_output=True, text=True, timeout=TIMEOUT * 2, check=False,
-        env={**os.environ, "PROTOLAB_NETEM_USERNS": "1"},
-    )
+    result = _in_user_namespace(["trace", "h1-clear", "--delay", "20ms", "--json",
+                                 "--out", str(tmp_path / "trace")])
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["trace"]["kind"] == "h1-clear"
