@@ -37,7 +37,6 @@ from protolab.timing import now_ns
 from protolab.trace import cli as trace_cli
 from protolab.workload import DEFAULT_LIMITS
 from servers.common import (
-    ALL_PROTOCOLS,
     CertSpec,
     GrpcSettings,
     H2Settings,
@@ -140,7 +139,7 @@ def serve(
     config = ServerConfig(
         host=host,
         port=port,
-        protocols=_protocols(proto, ALL_PROTOCOLS),
+        protocols=_protocols(proto, registry.NAMES),
         certs=certs,
         tls_version=_tls(tls_version),
         cc=cc,

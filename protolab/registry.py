@@ -237,23 +237,14 @@ def by_capability(**wanted: bool) -> tuple[str, ...]:
 
 def server_config(protocol: str, knobs: Mapping[str, Any], host: str,
                   cert_dir: Path) -> ServerConfig:
-    """The server a variant of `protocol` needs, its knobs under the same names: the HTTP
-    protocols (h1 and h2; h3 too over TLS) and `protocol` beside them on a port of its own
-    when it is not one of those."""
+    """The server a variant of `protocol` needs: the HTTP protocols (h1 and h2; h3 too over
+    TLS) and `protocol` beside them on a port of its own when it is not one of those, set
+    from the variant's knobs (the server's settings bear the same names)."""
     protocols = group_protocols("http", bool(knobs["tls"]))
     if protocol not in protocols:
         protocols += (protocol,)
-    # Imported here: servers/ asks this registry which protocols exist, so the registry
-    # reaches into servers/ only when a server is configured.
-    from servers.common import CertSpec, H2Settings, H3Settings, ServerConfig
-
-    quic_cc = knobs["cc"] if knobs["cc"] in QUIC_CC else "cubic"  # aioquic has no BBR
-    return ServerConfig(
-        host=host, port=0, protocols=protocols,
-        certs=CertSpec(cert_dir, extra_names=(host,)) if knobs["tls"] else None,
-        tls_version=knobs["tls_version"], cc=knobs["cc"], scheduling=knobs["scheduling"],
-        h2=H2Settings(window=knobs["window"], connection_window=knobs["connection_window"],
-                      data_frame=knobs["data_frame"]),
-        h3=H3Settings(cc=quic_cc, window=knobs["window"],
-                      connection_window=knobs["connection_window"]),
-    )
+    # Named, not imported: servers/ reads this registry, so the registry reaches the
+    # servers' configuration the way it reaches the clients, when one is asked for.
+    config_cls = _load("servers.common:ServerConfig")
+    config: ServerConfig = config_cls.for_knobs(protocols, knobs, host, cert_dir)
+    return config

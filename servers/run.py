@@ -144,6 +144,8 @@ class RunningServers:
 
 
 async def start_servers(config: ServerConfig) -> RunningServers:
+    for protocol in config.protocols:
+        registry.get(protocol)  # an unknown name is a ConfigError listing the known ones
     certs = config.certs.ensure() if config.certs is not None else None
     running = RunningServers(config, certs)
     wanted = {_listener(p) for p in config.protocols}

@@ -24,7 +24,6 @@ from protolab.fetch import fetch
 from protolab.labserver import parse_ready, start_local
 from protolab.workload import Limits
 from servers.common import (
-    ALL_PROTOCOLS,
     CertSpec,
     GrpcSettings,
     H2Settings,
@@ -90,7 +89,7 @@ def test_a_bad_document_is_a_config_error_naming_the_key(document: Any, words: s
 
 
 def test_every_protocol_has_a_listener_and_url_schemes() -> None:
-    specs = [registry.get(p) for p in ALL_PROTOCOLS]
+    specs = [registry.get(p) for p in registry.NAMES]
     assert {spec.listener for spec in specs} == set(LISTENERS)
     assert registry.get("h1").listener == registry.get("h2").listener  # one port, ALPN
 
@@ -98,9 +97,9 @@ def test_every_protocol_has_a_listener_and_url_schemes() -> None:
 def test_ready_line_gives_each_protocols_port_and_the_server_answers(
     cert_spec: CertSpec,
 ) -> None:
-    config = ServerConfig(port=0, protocols=ALL_PROTOCOLS, certs=cert_spec)
+    config = ServerConfig(port=0, protocols=registry.NAMES, certs=cert_spec)
     with start_local(config) as server:
-        ports = {p: server.port(p) for p in ALL_PROTOCOLS}
+        ports = {p: server.port(p) for p in registry.NAMES}
         assert ports["h1"] == ports["h2"]
         assert len({ports["h2"], ports["ws"], ports["grpc"]}) == 3
         assert server.urls["h3"] == f"https://127.0.0.1:{ports['h3']}/"
