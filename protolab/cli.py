@@ -336,6 +336,9 @@ def bench(
         int | None, typer.Option("--repeat", help="Repetitions (overrides the suite).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
+    capture: Annotated[bool, typer.Option(
+        "--capture", help="Keep each cell's link pcap, TLS key log and QUIC qlog "
+        "(OUT/run-N/captures; every cell then gets a link of its own).")] = False,
 ) -> None:
     from protolab.bench.session import run_bench
     from protolab.bench.suite import expand, load_suite
@@ -350,7 +353,8 @@ def bench(
     with ResultsStore(db) as store:
         total = len(expand(loaded)) * ((repeat or loaded.repetitions) + loaded.warmup)
         with BenchProgress(err_console, loaded.name, total, quiet=as_json) as progress:
-            result = run_bench(loaded, store, out, repetitions=repeat, reporter=progress)
+            result = run_bench(loaded, store, out, repetitions=repeat, reporter=progress,
+                               capture=capture)
     if result.status == "complete" and result.out_dir is not None:
         from protolab.report.run_charts import draw_charts
 

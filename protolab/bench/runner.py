@@ -10,6 +10,9 @@ Order of work, so that machine drift hits every protocol alike (DESIGN.md):
 
 A link with deterministic drop rules counts packets from its start, so such a link is
 rebuilt (with its servers) for every variant and repetition: each sees the same drops.
+So is every link when the run keeps captures (`capture_dir`): each cell repetition then
+has a pcap of its own link, the TLS key log and, over QUIC, the client's qlog, so
+Wireshark and qvis open exactly what was measured.
 
 CPU time is measured for the client (its thread), the server (its process) and the
 link's forwarder; a cell whose busiest part used more than `SATURATED` of the wall time
@@ -60,15 +63,50 @@ class ClientJob:
     variant: Variant
     workload: Workload
     timeout_s: float
+    qlog_dir: Path | None = None  # QUIC clients write their qlog here (captures)
 
     def to_json(self) -> dict[str, Any]:
         return {"variant": self.variant.to_json(), "workload": self.workload.to_json(),
-                "timeout_s": self.timeout_s}
+                "timeout_s": self.timeout_s,
+                "qlog_dir": None if self.qlog_dir is None else str(self.qlog_dir)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClientJob:
+        qlog = data.get("qlog_dir")
         return cls(Variant.from_json(data["variant"]), Workload.from_json(data["workload"]),
-                   float(data["timeout_s"]))
+                   float(data["timeout_s"]), None if qlog is None else Path(qlog))
+
+
+@dataclass(frozen=True)
+class CellCapture:
+    """Where one cell repetition's capture goes: the link's pcap, the TLS key log (all
+    the secrets Wireshark needs, QUIC's included) and the QUIC client's qlog."""
+
+    directory: Path
+    tls: bool
+    over_quic: bool
+
+    @classmethod
+    def under(cls, root: Path, cell: Cell, rep: int) -> CellCapture:
+        directory = root / f"cell-{cell.index}-{cell.variant.label}-rep-{rep}"
+        directory.mkdir(parents=True, exist_ok=True)
+        spec = cell.variant.spec
+        capture = cls(directory, cell.variant.tls, spec.capabilities.over_quic)
+        if capture.qlog_dir is not None:
+            capture.qlog_dir.mkdir(exist_ok=True)
+        return capture
+
+    @property
+    def pcap(self) -> Path:
+        return self.directory / "link.pcap"
+
+    @property
+    def keylog(self) -> Path | None:
+        return self.directory / "keylog.txt" if self.tls else None
+
+    @property
+    def qlog_dir(self) -> Path | None:
+        return self.directory / "qlog" if self.over_quic else None
 
 
 @dataclass(frozen=True)
@@ -125,8 +163,10 @@ def run_cells(
     repetitions: int | None = None,
     on_cell_rep: Callable[[CellOutcome, int, bool, list[RequestRecord]], None] | None = None,
     reporter: Reporter | None = None,
+    capture_dir: Path | None = None,
 ) -> list[CellOutcome]:
-    """Run every cell of `suite`; `on_cell_rep` sees each repetition's records as they land."""
+    """Run every cell of `suite`; `on_cell_rep` sees each repetition's records as they land;
+    with `capture_dir`, every cell repetition's link, keys and qlog are kept there."""
     reps = suite.repetitions if repetitions is None else repetitions
     cells = expand(suite)
     outcomes = {cell.index: CellOutcome(cell) for cell in cells}
@@ -140,12 +180,16 @@ def run_cells(
         profile = group[0].link
         rotations = [group[r % len(group):] + group[: r % len(group)]
                      for r in range(suite.warmup + reps)]
-        if profile.up.drops or profile.down.drops:
+        if profile.up.drops or profile.down.drops or capture_dir is not None:
             for rep, order in enumerate(rotations):
                 for cell in order:
-                    with _link_and_servers(profile, [cell], cert_dir) as (link, servers):
+                    capture = None if capture_dir is None else CellCapture.under(
+                        capture_dir, cell, rep)
+                    with _link_and_servers(profile, [cell], cert_dir,
+                                           pcap=capture.pcap if capture else None
+                                           ) as (link, servers):
                         _one(suite, link, servers, outcomes[cell.index], rep,
-                             rep < suite.warmup, on_cell_rep)
+                             rep < suite.warmup, on_cell_rep, capture)
                     reporter.step(cell.variant.label)
             continue
         with _link_and_servers(profile, group, cert_dir) as (link, servers):
@@ -163,9 +207,9 @@ def _point_key(suite: Suite, cell: Cell) -> int:
 
 @contextlib.contextmanager
 def _link_and_servers(
-    profile: Any, cells: list[Cell], cert_dir: Path
+    profile: Any, cells: list[Cell], cert_dir: Path, *, pcap: Path | None = None
 ) -> Iterator[tuple[EmulatedLink, dict[tuple[Any, ...], LabServer]]]:
-    with EmulatedLink(profile) as link:
+    with EmulatedLink(profile, pcap=pcap) as link:
         servers: dict[tuple[Any, ...], LabServer] = {}
         try:
             for cell in cells:
@@ -188,15 +232,18 @@ def _one(
     rep: int,
     warm: bool,
     on_cell_rep: Callable[[CellOutcome, int, bool, list[RequestRecord]], None] | None,
+    capture: CellCapture | None = None,
 ) -> None:
     variant = outcome.cell.variant
     server = servers[variant.server_key()]
     target = Target(host=link.server_addr, port=server.port(variant.protocol), tls=variant.tls,
-                    ca_file=server.ca_file)
+                    ca_file=server.ca_file,
+                    keylog_file=capture.keylog if capture else None)
     server_cpu = server.cpu_s()
     before = link.counters()
     started = time.monotonic()
-    job = ClientJob(variant, suite.workload, suite.timeout_s)
+    job = ClientJob(variant, suite.workload, suite.timeout_s,
+                    qlog_dir=capture.qlog_dir if capture else None)
     result: ClientResult = link.call("client", run_client, job, target)
     wall = time.monotonic() - started
     after = link.counters()
@@ -253,7 +300,7 @@ def run_client(job: ClientJob, target: Target) -> ClientResult:
     cpu0 = time.thread_time()
     try:
         records = asyncio.run(
-            asyncio.wait_for(_workload(job.workload, job.variant, target), job.timeout_s)
+            asyncio.wait_for(_workload(job, target), job.timeout_s)
         )
     except TimeoutError:
         failure = CellFailure("timeout", f"timeout: the cell took over {job.timeout_s} s")
@@ -264,12 +311,14 @@ def run_client(job: ClientJob, target: Target) -> ClientResult:
     return ClientResult((), time.thread_time() - cpu0, failure)
 
 
-async def _workload(work: Workload, variant: Variant, target: Target) -> list[RequestRecord]:
+async def _workload(job: ClientJob, target: Target) -> list[RequestRecord]:
+    work, variant = job.workload, job.variant
     body = b"".join(bytes(chunk) for chunk in Body(work.body_bytes).chunks())
     requests = [Request(method="POST" if body else "GET", path=work.paths[i % len(work.paths)],
                         body=body, record_arrivals=work.record_arrivals)
                 for i in range(work.count)]
-    client = make_client(variant.protocol, target, **variant.client_options())
+    extra = {"qlog_dir": job.qlog_dir} if job.qlog_dir is not None else {}
+    client = make_client(variant.protocol, target, **variant.client_options(), **extra)
     try:
         if variant.primes:
             # Earn a session ticket; the measured requests then resume it.

@@ -80,7 +80,10 @@ def run_bench(
     *,
     repetitions: int | None = None,
     reporter: Reporter | None = None,
+    capture: bool = False,
 ) -> BenchResult:
+    """Run `suite` into `store`; with `capture`, every cell repetition keeps its link's
+    pcap, key log and qlog under the run's folder (`captures/`)."""
     reps = repetitions or suite.repetitions
     settings = {"suite": suite.name, "variants": [v.to_json() for v in suite.variants],
                 "link": {"profile": suite.link.profile, "points": suite.link.points()},
@@ -103,7 +106,8 @@ def run_bench(
     try:
         with _sigterm_interrupts():
             outcomes = run_cells(suite, out_dir, repetitions=repetitions, on_cell_rep=on_rep,
-                                 reporter=reporter)
+                                 reporter=reporter,
+                                 capture_dir=out_dir / "captures" if capture else None)
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted")
         result.status = "interrupted"

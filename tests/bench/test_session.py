@@ -214,3 +214,27 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path: Path) -> None:
     assert run.ended_at is not None
     assert all(c.status in ("interrupted", "ok") for c in cells)
     assert sum(c.samples for c in cells) > 0  # what finished is kept
+
+
+def test_capture_keeps_each_cells_pcap_keys_and_qlog(tmp_path: Path) -> None:
+    import stat
+
+    from protolab.trace.keylog import load_keylog
+    from protolab.trace.pcapfile import read_capture
+
+    s = suite(warmup=0, repetitions=1, variant=[{"protocol": "h2"}, {"protocol": "h3"}],
+              link={"overrides": {"delay": "5ms"}}, workload={"paths": ["/bytes/2000"]})
+    with ResultsStore(tmp_path / "lab.db") as store:
+        result = run_bench(s, store, tmp_path / "out", capture=True)
+    assert result.status == "complete"
+    assert result.out_dir is not None
+    folders = sorted((result.out_dir / "captures").iterdir())
+    assert [f.name for f in folders] == ["cell-0-h2-rep-0", "cell-1-h3-rep-0"]
+    for folder in folders:
+        capture = read_capture((folder / "link.pcap").read_bytes())
+        assert len(capture.frames) >= 6  # the handshake and the response crossed the link
+        assert not capture.problems
+        keylog = folder / "keylog.txt"
+        assert stat.S_IMODE(keylog.stat().st_mode) == 0o600  # secrets
+        assert load_keylog(keylog).secrets
+    assert list((folders[1] / "qlog").glob("*.qlog"))  # QUIC: qvis opens it
