@@ -375,6 +375,54 @@ def bench(
         raise typer.Exit(130 if result.status == "interrupted" else 1)
 
 
+@app.command(help="Run the short version of every bundled experiment that declares claims "
+             "and print one verdict table: each claim of the lab's sources, measured with "
+             "its 95% CI, holds / refuted / inconclusive, and where (the link).")
+def claims(
+    suite: Annotated[list[str] | None, typer.Option(
+        "--suite", help="Only these bundled suites (repeatable).")] = None,
+    db: Annotated[Path, typer.Option(help="Results database.")] = Path("results/protolab.db"),
+    out: Annotated[Path, typer.Option(help="Where charts and run files go.")] = Path("results"),
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable verdicts.")] = False,
+) -> None:
+    import time
+
+    from protolab.bench.session import run_bench
+    from protolab.bench.suite import BUNDLED, expand, load_suite
+    from protolab.report.progress import BenchProgress, claims_table
+    from protolab.store import ResultsStore
+
+    names = suite or [n for n in BUNDLED if load_suite(n).claims and n != "demo"]
+    unknown = [n for n in names if n not in BUNDLED]
+    if unknown:
+        raise ConfigError(f"unknown bundled suite(s) {unknown}", hint=f"choose from {BUNDLED}")
+    suites = [load_suite(n, short=True) for n in names]
+    if not any(s.claims for s in suites):
+        raise ConfigError(f"none of {names} declares claims")
+    if userns.should_reexec():
+        userns.reexec(sys.argv[1:])
+    results = []
+    with ResultsStore(db) as store:
+        for loaded in suites:
+            started = time.monotonic()
+            total = len(expand(loaded)) * (loaded.repetitions + loaded.warmup)
+            with BenchProgress(err_console, loaded.name, total, quiet=as_json) as progress:
+                result = run_bench(loaded, store, out, reporter=progress)
+            results.append((loaded, result, time.monotonic() - started))
+            if result.status != "complete":
+                break
+    if as_json:
+        print(json.dumps([{"suite": s.name, "run": r.run_id, "status": r.status,
+                           "seconds": round(t, 1), "verdicts": [v.to_json() for v in r.verdicts]}
+                          for s, r, t in results], indent=1))
+    else:
+        console.print(claims_table([(s, r.verdicts, t) for s, r, t in results]))
+    stopped = [r for _, r, _ in results if r.status != "complete"]
+    if stopped:
+        err_console.print(f"run {stopped[0].run_id} {stopped[0].status}; finished cells are kept")
+        raise typer.Exit(130 if stopped[0].status == "interrupted" else 1)
+
+
 def main() -> None:
     try:
         app()

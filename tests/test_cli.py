@@ -78,6 +78,8 @@ def test_get_zero_rtt_table(serve_process: Callable[..., ServeProcess]) -> None:
         # Square brackets in a message are text, not rich markup (a MarkupError before).
         (["netem", "up", "--drop", "sideways:1"], "--drop 'sideways:1' is not DIRECTION:N[,N...]"),
         (["netem", "up", "--delay", "[bold]5ms"], "[bold]5ms"),
+        (["claims", "--suite", "nope"], "unknown bundled suite(s) ['nope']"),
+        (["claims", "--suite", "bulk"], "none of ['bulk'] declares claims"),
         (["bench", "demo", "--db", "/nonexistent/protolab/x.db"],
          "directory /nonexistent does not exist"),
     ],

@@ -31,9 +31,10 @@ from protolab.core.latency import phases, total_ms, ttfb_ms
 from protolab.core.record import RequestRecord
 from protolab.errors import ConfigError
 
-Relation = Literal["approx", "faster", "ratio_in", "slope"]
+Relation = Literal["approx", "above", "below", "faster", "ratio_in", "slope"]
 VerdictWord = Literal["holds", "refuted", "inconclusive"]
-RELATIONS: tuple[Relation, ...] = ("approx", "faster", "ratio_in", "slope")
+RELATIONS: tuple[Relation, ...] = ("approx", "above", "below", "faster", "ratio_in", "slope")
+_AGAINST_VALUE = ("approx", "above", "below", "slope")
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class Claim:
     low: float | None = None  # ratio_in: A/B within [low, high]
     high: float | None = None
     where: Mapping[str, str] = field(default_factory=dict)  # conditions for both sides
+    path: str | None = None  # only the requests of this path (the fast ones of a page)
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -129,6 +131,10 @@ class Claim:
         """The interval the statistic must lie in for the claim to hold."""
         if self.relation in ("approx", "slope") and self.value is not None:
             return self.value * (1 - self.tolerance), self.value * (1 + self.tolerance)
+        if self.relation == "above" and self.value is not None:
+            return self.value, math.inf
+        if self.relation == "below" and self.value is not None:
+            return -math.inf, self.value
         if self.relation == "faster":
             return 0.0, 1.0 - self.by
         if self.relation == "ratio_in" and self.low is not None and self.high is not None:
@@ -142,6 +148,9 @@ class Claim:
         if self.relation == "slope":
             return (f"{self.metric} grows {self.value:g} RTT per RTT "
                     f"(±{self.tolerance:.0%})")
+        if self.relation in ("above", "below"):
+            sign = "≥" if self.relation == "above" else "≤"
+            return f"{self.metric} {sign} {self.value:g} {self.unit}"
         if self.relation == "faster":
             return (f"{self.a.variant} {self.metric} ≤ {hi:.2f} x "
                     f"{self.b.variant if self.b else '?'}")
@@ -191,6 +200,9 @@ def evaluate(claims: Sequence[Claim], cells: Sequence[CellView], *, seed: int = 
 
 
 def _evaluate_one(claim: Claim, cells: Sequence[CellView], seed: int) -> list[Verdict]:
+    if claim.path is not None:
+        cells = [dataclasses.replace(c, records=[r for r in c.records if r.path == claim.path])
+                 for c in cells]
     where_a = {**claim.where, **claim.a.where}
     sides_a = [c for c in cells if c.label == claim.a.variant and _matches(c.link, where_a)]
     if not sides_a:
@@ -272,7 +284,7 @@ def _against_other(claim: Claim, cell_a: CellView, cell_b: CellView, seed: int) 
 # --- parsing (a suite's [[claim]] tables) ---------------------------------------------------
 
 _CLAIM_KEYS = {"id", "text", "source", "metric", "relation", "a", "b", "value", "tolerance",
-               "by", "low", "high", "where", "a_where", "b_where"}
+               "by", "low", "high", "where", "a_where", "b_where", "path"}
 
 
 def parse_claim(table: Any, where: str, labels: Sequence[str]) -> Claim:
@@ -332,8 +344,9 @@ def parse_claim(table: Any, where: str, labels: Sequence[str]) -> Claim:
         a=a, b=b, value=number("value"), tolerance=number("tolerance", 0.1) or 0.0,
         by=number("by", 0.0) or 0.0, low=number("low"), high=number("high"),
         where=link_filter("where"),
+        path=text("path") if "path" in table else None,
     )
-    if relation in ("approx", "slope") and (claim.value is None or b is not None):
+    if relation in _AGAINST_VALUE and (claim.value is None or b is not None):
         raise ConfigError(f"{where}: relation {relation} needs value (and no b)")
     if relation == "slope" and METRICS[metric][0] != "ms":
         raise ConfigError(f"{where}: a slope against RTT needs a metric in ms (ttfb, total)")

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -48,6 +47,7 @@ from typing import Any
 
 from protolab import registry
 from protolab.bench.claims import Claim, parse_claim
+from protolab.bench.tables import check_keys, check_value
 from protolab.errors import ConfigError
 from protolab.netem.config import LinkProfile
 from protolab.netem.profiles import PROFILES, Overrides, build_profile
@@ -230,8 +230,9 @@ def _seed(text: str) -> int:
     return int(text)
 
 
-def load_suite(name_or_path: str) -> Suite:
-    """A bundled suite by name, or a TOML file by path."""
+def load_suite(name_or_path: str, *, short: bool = False) -> Suite:
+    """A bundled suite by name, or a TOML file by path; with `short`, its `[short]` table
+    (fewer repetitions, fewer link points: what `protolab claims` runs) overrides it."""
     path = Path(name_or_path)
     if name_or_path in BUNDLED:
         text = resources.files("protolab.bench").joinpath(f"suites/{name_or_path}.toml").read_text()
@@ -247,12 +248,38 @@ def load_suite(name_or_path: str) -> Suite:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    return parse_suite(data, source)
+    return parse_suite(data, source, short=short)
 
 
-def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
-    _keys(data, source, {"name", "description", "expected", "repetitions", "warmup",
-                         "timeout_s", "seed", "link", "workload", "variant", "claim"})
+_SHORT_KEYS = {"repetitions", "warmup", "timeout_s", "link", "workload"}
+
+
+def _shortened(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """`data` with its `[short]` overrides: top-level keys replaced, and inside `link` and
+    `workload` each key replaced (a short sweep replaces the whole sweep)."""
+    short = data.get("short", {})
+    if not isinstance(short, dict):
+        raise ConfigError(f"{source}: short must be a table")
+    check_keys(short, f"{source}: [short]", _SHORT_KEYS)
+    merged = dict(data)
+    for key, value in short.items():
+        if key in ("link", "workload"):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: short.{key} must be a table")
+            base = merged.get(key, {})
+            merged[key] = {**(base if isinstance(base, dict) else {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_suite(data: dict[str, Any], source: str = "suite", *, short: bool = False) -> Suite:
+    check_keys(data, source, {"name", "description", "expected", "repetitions", "warmup",
+                         "timeout_s", "seed", "link", "workload", "variant", "claim", "short"})
+    if short:
+        data = _shortened(data, source)
+    elif "short" in data:
+        _shortened(data, source)  # a mistake in [short] is reported whatever is run
     variants = data.get("variant")
     if not isinstance(variants, list) or not variants:
         raise ConfigError(f"{source}: needs at least one [[variant]] table")
@@ -261,16 +288,17 @@ def parse_suite(data: dict[str, Any], source: str = "suite") -> Suite:
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{source}: variant labels must be unique, got {labels}")
     suite = Suite(
-        name=_get(data, "name", str, source, "unnamed"),
-        description=_get(data, "description", str, source, ""),
-        expected=_get(data, "expected", str, source, ""),
+        name=check_value(data, "name", str, source, "unnamed"),
+        description=check_value(data, "description", str, source, ""),
+        expected=check_value(data, "expected", str, source, ""),
         variants=parsed,
         link=_link(data.get("link", {}), f"{source}: [link]"),
         workload=_workload(data.get("workload", {}), f"{source}: [workload]"),
-        repetitions=_get(data, "repetitions", int, source, 5, low=1, high=1000),
-        warmup=_get(data, "warmup", int, source, 1, low=0, high=100),
-        timeout_s=float(_get(data, "timeout_s", (int, float), source, 60.0, low=0.1, high=3600)),
-        seed=_get(data, "seed", int, source, 1, low=0, high=2**63 - 1),
+        repetitions=check_value(data, "repetitions", int, source, 5, low=1, high=1000),
+        warmup=check_value(data, "warmup", int, source, 1, low=0, high=100),
+        timeout_s=float(check_value(data, "timeout_s", (int, float), source, 60.0, low=0.1,
+                                    high=3600)),
+        seed=check_value(data, "seed", int, source, 1, low=0, high=2**63 - 1),
         claims=_claims(data.get("claim", []), source, labels),
     )
     # Build every link now: an impossible parameter fails before anything is created.
@@ -289,34 +317,6 @@ def _claims(tables: Any, source: str, labels: list[str]) -> tuple[Claim, ...]:
     return claims
 
 
-def _keys(table: dict[str, Any], where: str, allowed: set[str]) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}", hint=f"allowed: {sorted(allowed)}")
-
-
-def _get(
-    table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any,
-    *, low: float | None = None, high: float | None = None,
-) -> Any:
-    value: Any = table.get(key, default)
-    if isinstance(value, bool) and kind is not bool:
-        raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
-    if not isinstance(value, kind):
-        raise ConfigError(f"{where}: {key} has the wrong type ({type(value).__name__}: {value!r})")
-    number: float | None = value if isinstance(value, int | float) else None
-    if isinstance(number, float) and not math.isfinite(number):
-        raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}"
-                          + _range_hint(low, high))
-    if number is not None and low is not None and number < low:
-        raise ConfigError(f"{where}: {key} = {value} is below the minimum {low}"
-                          + _range_hint(low, high))
-    if number is not None and high is not None and number > high:
-        raise ConfigError(f"{where}: {key} = {value} is above the maximum {high}"
-                          + _range_hint(low, high))
-    return value
-
-
 # Each knob's type and range, checked at the edge (a suite file); the protocol's own
 # constraints come from the registry.
 _KNOB_RANGES: dict[str, tuple[type, float | None, float | None]] = {
@@ -328,25 +328,17 @@ _KNOB_RANGES: dict[str, tuple[type, float | None, float | None]] = {
 }
 
 
-def _range_hint(low: float | None, high: float | None) -> str:
-    if low is not None and high is not None:
-        return f" (allowed: {low:g} to {high:g})"
-    if low is not None:
-        return f" (allowed: at least {low:g})"
-    return f" (allowed: at most {high:g})" if high is not None else ""
-
-
 def _variant(table: Any, where: str) -> Variant:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table")
-    _keys(table, where, {"label", "protocol", *KNOB_DEFAULTS})
-    protocol = _get(table, "protocol", str, where, "")
+    check_keys(table, where, {"label", "protocol", *KNOB_DEFAULTS})
+    protocol = check_value(table, "protocol", str, where, "")
     if protocol not in registry.PROTOCOLS:
         raise ConfigError(f"{where}: unknown protocol {protocol!r}",
                           hint=f"choose one of {', '.join(registry.NAMES)}")
-    knobs = {name: _get(table, name, kind, where, KNOB_DEFAULTS[name], low=low, high=high)
+    knobs = {name: check_value(table, name, kind, where, KNOB_DEFAULTS[name], low=low, high=high)
              for name, (kind, low, high) in _KNOB_RANGES.items()}
-    variant = Variant(label=_get(table, "label", str, where, protocol), protocol=protocol,
+    variant = Variant(label=check_value(table, "label", str, where, protocol), protocol=protocol,
                       **knobs)
     if variant.tls_version not in ("1.2", "1.3"):
         raise ConfigError(f"{where}: tls_version must be \"1.2\" or \"1.3\"")
@@ -361,23 +353,23 @@ def _variant(table: Any, where: str) -> Variant:
 def _link(table: Any, where: str) -> LinkSpec:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table")
-    _keys(table, where, {"profile", "overrides", "sweep", "points"})
-    profile = _get(table, "profile", str, where, "loopback")
+    check_keys(table, where, {"profile", "overrides", "sweep", "points"})
+    profile = check_value(table, "profile", str, where, "loopback")
     if profile not in PROFILES:
         raise ConfigError(f"{where}: unknown profile {profile!r}",
                           hint=f"choose one of {', '.join(PROFILES)}")
-    overrides = _get(table, "overrides", dict, where, {})
-    sweep = _get(table, "sweep", dict, where, {})
-    _keys(overrides, f"{where} overrides", set(_OVERRIDE_KEYS))
-    _keys(sweep, f"{where} sweep", set(_OVERRIDE_KEYS))
+    overrides = check_value(table, "overrides", dict, where, {})
+    sweep = check_value(table, "sweep", dict, where, {})
+    check_keys(overrides, f"{where} overrides", set(_OVERRIDE_KEYS))
+    check_keys(sweep, f"{where} sweep", set(_OVERRIDE_KEYS))
     for key, values in sweep.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}: sweep.{key} must be a non-empty list")
-    points = _get(table, "points", list, where, [])
+    points = check_value(table, "points", list, where, [])
     for i, point in enumerate(points):
         if not isinstance(point, dict):
             raise ConfigError(f"{where}: points[{i}] must be a table of overrides")
-        _keys(point, f"{where} points[{i}]", set(_OVERRIDE_KEYS))
+        check_keys(point, f"{where} points[{i}]", set(_OVERRIDE_KEYS))
     return LinkSpec(
         profile=profile,
         overrides={k: str(v) for k, v in overrides.items()},
@@ -389,8 +381,8 @@ def _link(table: Any, where: str) -> LinkSpec:
 def _workload(table: Any, where: str) -> Workload:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table")
-    _keys(table, where, {"paths", "count", "concurrency", "fresh_connection", "record_arrivals",
-                         "load", "rate", "body_bytes"})
+    check_keys(table, where, {"paths", "count", "concurrency", "fresh_connection",
+                              "record_arrivals", "load", "rate", "body_bytes"})
     paths = table.get("paths", ["/bytes/100"])
     if not isinstance(paths, list) or not paths or not all(
         isinstance(p, str) and p.startswith("/") for p in paths
@@ -398,13 +390,13 @@ def _workload(table: Any, where: str) -> Workload:
         raise ConfigError(f"{where}: paths must be a non-empty list of paths starting with /")
     workload = Workload(
         paths=tuple(paths),
-        count=_get(table, "count", int, where, 1, low=1, high=100_000),
-        concurrency=_get(table, "concurrency", int, where, 1, low=1, high=1000),
-        fresh_connection=_get(table, "fresh_connection", bool, where, False),
-        record_arrivals=_get(table, "record_arrivals", bool, where, False),
-        body_bytes=_get(table, "body_bytes", int, where, 0, low=0, high=16 << 20),
-        load=_get(table, "load", str, where, "closed"),
-        rate=float(_get(table, "rate", (int, float), where, 0.0, low=0, high=100_000)),
+        count=check_value(table, "count", int, where, 1, low=1, high=100_000),
+        concurrency=check_value(table, "concurrency", int, where, 1, low=1, high=1000),
+        fresh_connection=check_value(table, "fresh_connection", bool, where, False),
+        record_arrivals=check_value(table, "record_arrivals", bool, where, False),
+        body_bytes=check_value(table, "body_bytes", int, where, 0, low=0, high=16 << 20),
+        load=check_value(table, "load", str, where, "closed"),
+        rate=float(check_value(table, "rate", (int, float), where, 0.0, low=0, high=100_000)),
     )
     if workload.load not in ("closed", "open"):
         raise ConfigError(f"{where}: load must be \"closed\" or \"open\"")

@@ -112,3 +112,25 @@ def verdict_table(suite: Suite, verdicts: list[Verdict]) -> Table:
             claim.prediction() if claim else "-", f"{_number(v.value, v.unit)} {v.unit}", ci,
             Text(v.verdict, style=colour[v.verdict]), v.note)
     return table
+
+
+def claims_table(runs: list[tuple[Suite, list[Verdict], float]]) -> Table:
+    """Every suite's verdicts in one table (what `protolab claims` prints): the claim in
+    its source's words, where it was measured, the value with its 95% CI, the verdict."""
+    table = Table(title="claims of the lab's sources, judged from raw samples",
+                  caption="; ".join(f"{s.name}: {seconds:.0f} s" for s, _, seconds in runs))
+    for column in ("suite", "claim", "where", "measured", "95% CI", "verdict"):
+        table.add_column(column, overflow="fold",
+                         justify="right" if column in ("measured", "95% CI") else "left")
+    colour = {"holds": "green", "refuted": "red", "inconclusive": "yellow"}
+    for suite, verdicts, _ in runs:
+        claims = {c.id: c for c in suite.claims}
+        for v in verdicts:
+            claim = claims.get(v.claim)
+            ci = ("-" if v.ci_low is None or v.ci_high is None
+                  else f"{_number(v.ci_low, v.unit)}–{_number(v.ci_high, v.unit)}")
+            words = f"{claim.text} [{claim.prediction()}]" if claim else v.claim
+            where = " ".join(f"{k}={val}" for k, val in v.conditions.items()) or "-"
+            table.add_row(suite.name, words, where, f"{_number(v.value, v.unit)} {v.unit}", ci,
+                          Text(v.verdict, style=colour[v.verdict]))
+    return table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -102,3 +103,14 @@ def test_mistakes_in_a_claim_are_named(table: dict[str, object], words: str) -> 
     with pytest.raises(ConfigError) as info:
         parse_claim(table, "suite: claim 1", ["h2"])
     assert words in str(info.value)
+
+
+def test_above_and_below_a_value_on_the_requests_of_one_path() -> None:
+    slow_first = records([520.0] * 5) + [dataclasses.replace(r, path="/slow")
+                                         for r in records([900.0] * 5)]
+    view = CellView("h1", {"delay": "25ms"}, 50.0, slow_first)
+    waits = Claim("hol", "fast ones wait", "notes", "ttfb", "above", Side("h1"), value=500,
+                  path="/")
+    quick = Claim("no-hol", "fast ones quick", "notes", "ttfb", "below", Side("h1"), value=500,
+                  path="/")
+    assert [v.verdict for v in evaluate([waits, quick], [view])] == ["holds", "refuted"]

@@ -142,3 +142,28 @@ def test_fuzz_any_suite_document_parses_or_is_a_config_error(data: dict[str, obj
     except ConfigError:
         return
     assert expand(suite)  # what parses, expands into runnable cells
+
+
+def test_a_short_table_overrides_what_protolab_claims_runs() -> None:
+    full, short = load_suite("handshake"), load_suite("handshake", short=True)
+    assert short.repetitions < full.repetitions
+    assert len(short.link.points()) < len(full.link.points())
+    assert short.claims == full.claims  # the same claims, judged on less data
+    with pytest.raises(ConfigError, match=r"\[short\]: unknown key"):
+        parse_suite({**MINIMAL, "short": {"variant": []}})
+    with pytest.raises(ConfigError, match="short.link must be a table"):
+        parse_suite({**MINIMAL, "short": {"link": 3}}, short=True)
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_every_claim_of_a_bundled_suite_can_be_judged_on_its_short_run(name: str) -> None:
+    # Each claim's sides must name cells the short run has: else its verdict would only
+    # ever be "no cell matches".
+    from protolab.bench.claims import _matches
+
+    suite = load_suite(name, short=True)
+    cells = expand(suite)
+    for claim in suite.claims:
+        where = {**claim.where, **claim.a.where}
+        assert any(c.variant.label == claim.a.variant and _matches(c.link_point, where)
+                   for c in cells), f"{name}: claim {claim.id} matches no cell"

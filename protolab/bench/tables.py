@@ -1,0 +1,48 @@
+"""Checks of the tables a user writes (suite files, claims): unknown keys, types, ranges.
+
+Every mistake is one `ConfigError` naming where it is, the key, the value and what would
+be valid, so a suite file is validated once, at the edge, before anything runs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from protolab.errors import ConfigError
+
+
+def check_keys(table: dict[str, Any], where: str, allowed: set[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}", hint=f"allowed: {sorted(allowed)}")
+
+
+def check_value(
+    table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any,
+    *, low: float | None = None, high: float | None = None,
+) -> Any:
+    value: Any = table.get(key, default)
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}: {key} has the wrong type ({type(value).__name__}: {value!r})")
+    number: float | None = value if isinstance(value, int | float) else None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}"
+                          + range_hint(low, high))
+    if number is not None and low is not None and number < low:
+        raise ConfigError(f"{where}: {key} = {value} is below the minimum {low}"
+                          + range_hint(low, high))
+    if number is not None and high is not None and number > high:
+        raise ConfigError(f"{where}: {key} = {value} is above the maximum {high}"
+                          + range_hint(low, high))
+    return value
+
+
+def range_hint(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f" (allowed: {low:g} to {high:g})"
+    if low is not None:
+        return f" (allowed: at least {low:g})"
+    return f" (allowed: at most {high:g})" if high is not None else ""
