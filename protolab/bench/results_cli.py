@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -58,49 +60,137 @@ def list_runs(db: DbOpt = DEFAULT_DB) -> None:
         console.print("no runs yet: `protolab bench SUITE` records one", highlight=False)
 
 
-@app.command(help="One run: its manifest and a row per cell with percentiles in ms.")
-def show(run: RunArg, db: DbOpt = DEFAULT_DB) -> None:
+@app.command(help="One run: its manifest, a row per cell (medians and p99 in ms), its "
+             "verdicts. Fits 80 columns; --json gives every setting.")
+def show(run: RunArg, db: DbOpt = DEFAULT_DB,
+         as_json: Annotated[bool, typer.Option("--json", help="Everything, as JSON.")] = False,
+         ) -> None:
     with _open(db) as store:
         info = store.run(run)
         cells = store.cells(run)
         rows = [(cell, store.samples(cell.id), store.metrics(cell.id)) for cell in cells]
+        verdicts = store.verdicts(run)
+    if as_json:
+        print(json.dumps({
+            "run": info.id, "suite": info.suite, "status": info.status,
+            "manifest": info.manifest, "verdicts": verdicts,
+            "cells": [{"index": c.index, "status": c.status, "error": c.error,
+                       "params": c.params, "samples": c.samples,
+                       "ttfb_ms": _summary(r, "ttfb_ms"), "total_ms": _summary(r, "total_ms"),
+                       "metrics": {m.name: {"value": m.value, "unit": m.unit} for m in ms}}
+                      for c, r, ms in rows]}, indent=1, default=str))
+        return
+    console.print("\n".join(_manifest_lines(info)), highlight=False, soft_wrap=True)
+    # Link parameters that differ between cells get a column each (headed by the
+    # parameter); what every cell shares goes in the caption.
+    links = [cell.params.get("link", {}) for cell, _, _ in rows]
+    keys = sorted({k for link in links for k in link})
+    swept = [k for k in keys if len({str(link.get(k, "-")) for link in links}) > 1]
+    shared = {k: v for k, v in (links[0].items() if links else ()) if k not in swept}
+    notes = {cell.index: _notes(cell, records, metrics) for cell, records, metrics in rows}
+    table = Table(title=f"cells of run {info.id}", box=box.SIMPLE_HEAD, caption=(
+        "TTFB, total: median ms (p99); ±: half the 95% CI of the median; link: "
+        + " ".join([*(f"{k}={v}" for k, v in shared.items()),
+                    *(f"{k} per cell" for k in swept)]) if links and (shared or swept)
+        else "TTFB, total: median ms (p99); ±: half the 95% CI of the median"))
+    columns = ["#", "cell", *swept, "n", "TTFB", "±", "total", "±",
+               *(["notes"] if any(notes.values()) else [])]
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("#", "n", "TTFB", "total", "±")
+                         else "left", overflow="fold")
+    for (cell, records, _), link in zip(rows, links, strict=True):
+        ttfb = _summary(records, "ttfb_ms")
+        total = _summary(records, "total_ms")
+        row = [str(cell.index), _cell_words(cell.params),
+               *(str(link.get(k, "-")) for k in swept),
+               str(sum(r.ok for r in records)), _median_p99(ttfb), _half_ci(ttfb),
+               _median_p99(total), _half_ci(total)]
+        if "notes" in columns:
+            row.append(notes[cell.index])
+        table.add_row(*row)
+    console.print(table)
+    if verdicts:
+        console.print(_verdict_lines(verdicts), highlight=False, soft_wrap=True)
+
+
+def _manifest_lines(info: RunInfo) -> list[str]:
     manifest = info.manifest
     packages = manifest.get("packages", {})
     versions = ", ".join(f"{k} {v}" for k, v in packages.items() if v and k != "protolab")
+    cpu = manifest.get("cpu", {})
     lines = [
-        f"run {info.id}: {info.suite}, {_status(info.status)}, started {_when(info)} UTC, "
+        f"run {info.id}: {info.suite}, {info.status}, started {_when(info)} UTC, "
         f"{_duration(info.duration_s)}",
         f"protolab {manifest.get('lab_version', '?')} ({_git(manifest)}), "
-        f"Python {manifest.get('python', {}).get('version', '?')}",
-        f"kernel {manifest.get('kernel', {}).get('release', '?')}, "
-        f"CPU {manifest.get('cpu', {}).get('model', '?')} x{manifest.get('cpu', {}).get('count')}",
+        f"Python {manifest.get('python', {}).get('version', '?')}, "
+        f"kernel {manifest.get('kernel', {}).get('release', '?')}",
+        f"CPU {cpu.get('model', '?')} x{cpu.get('count')}",
     ]
     if versions:
         lines.append(versions)
     if manifest.get("seeds"):
         lines.append(f"seeds: {_params(manifest['seeds'])}")
-    console.print("\n".join(lines), highlight=False, soft_wrap=True)
+    return lines
 
-    table = Table(title=f"cells of run {info.id} (times in ms; CI: 95% bootstrap of the median)")
-    for column in ("#", "parameters", "status", "n", "ttfb p50", "ttfb CI", "ttfb p99",
-                   "total p50", "total p99", "cpu s c/s/f", "notes"):
-        table.add_column(column, justify="left" if column in (
-            "parameters", "status", "notes", "ttfb CI") else "right")
-    for cell, records, metrics in rows:
-        ttfb = _summary(records, "ttfb_ms")
-        total = _summary(records, "total_ms")
-        notes = [f"{m.name}={m.value:g} {m.unit}" for m in metrics]
-        if cell.cpu and cell.cpu.saturated:
-            notes.insert(0, "CPU saturated")
-        if cell.error:
-            notes.append(cell.error)
-        table.add_row(
-            str(cell.index), _params(cell.params), _status(cell.status),
-            str(sum(r.ok for r in records)),
-            _fmt(ttfb, "p50"), _ci(ttfb), _fmt(ttfb, "p99"),
-            _fmt(total, "p50"), _fmt(total, "p99"), _cpu(cell), "; ".join(notes),
-        )
-    console.print(table)
+
+def _cell_words(params: dict[str, Any]) -> str:
+    """A variant in a few words: its label, then what sets it apart (`h2 tls1.3 cubic rr`);
+    the full settings are in --json."""
+    variant = params.get("variant", {})
+    if not isinstance(variant, dict) or "protocol" not in variant:
+        return str(params.get("label") or _params(params))
+    words = [str(variant["protocol"]),
+             f"tls{variant.get('tls_version')}" if variant.get("tls", True) else "clear",
+             str(variant.get("cc", ""))]
+    if variant.get("scheduling") == "sequential":
+        words.append("seq")
+    if variant.get("connections", 6) != 6 or variant.get("pipeline", 1) != 1:
+        words.append(f"{variant.get('connections')}conn"
+                     + (f" pipe{variant['pipeline']}" if variant.get("pipeline", 1) > 1 else ""))
+    if not variant.get("keepalive", True):
+        words.append("no-keepalive")
+    words += [word for flag, word in (("resume", "resume"), ("zero_rtt", "0rtt"))
+              if variant.get(flag)]
+    return " ".join(w for w in words if w)
+
+
+def _median_p99(summary: dict[str, float] | None) -> str:
+    return "-" if summary is None else f"{summary['p50']:.1f} ({summary['p99']:.0f})"
+
+
+def _half_ci(summary: dict[str, float] | None) -> str:
+    return "-" if summary is None else f"{(summary['high'] - summary['low']) / 2:.1f}"
+
+
+def _notes(cell: CellInfo, records: list[RequestRecord], metrics: list[Any]) -> str:
+    """Only what is noteworthy: a cell that did not finish ok, failed requests, CPU
+    saturation, late sends under open load, drops the forwarder could not see."""
+    notes = []
+    if cell.status != "ok":
+        notes.append(cell.status + (f": {cell.error}" if cell.error else ""))
+    failed = sum(not r.ok for r in records)
+    if failed:
+        notes.append(f"{failed} failed")
+    if cell.cpu and cell.cpu.saturated:
+        notes.append("CPU-bound")
+    values = {m.name: m.value for m in metrics}
+    if values.get("late_sends"):
+        notes.append(f"{values['late_sends']:g} sent late")
+    unseen = values.get("link_down_unseen_drops", 0) + values.get("link_up_unseen_drops", 0)
+    if unseen:
+        notes.append(f"{unseen:g} drops in the TUN queue")
+    return "; ".join(notes)
+
+
+def _verdict_lines(verdicts: list[dict[str, Any]]) -> str:
+    lines = ["claims (protolab/bench/claims.py: holds / refuted / inconclusive):"]
+    for v in verdicts:
+        where = " ".join(f"{k}={val}" for k, val in v["conditions"].items()) or "-"
+        value = "-" if v["value"] is None else f"{v['value']:.3g}"
+        ci = ("" if v["ci_low"] is None or v["ci_high"] is None
+              else f" [{v['ci_low']:.3g}, {v['ci_high']:.3g}]")
+        lines.append(f"  {v['verdict']:<12} {v['claim']} ({where}): {value} {v['unit']}{ci}")
+    return "\n".join(lines)
 
 
 @app.command(help="Write a run's raw samples as CSV (a row per request) or JSON (nested).")

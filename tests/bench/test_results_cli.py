@@ -65,10 +65,39 @@ def test_show_gives_percentiles_per_cell(db: Path) -> None:
     result = protolab("results", "show", "1", "--db", str(db))
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "protocol=h2 rtt_ms=50 repetition=0" in out  # in the order the runner gave
-    assert "159.04" in out  # h2 TTFB: nearest-rank p50 of 150..169 ms, HDR bucket middle
-    assert "CPU saturated" in out
-    assert "ttfb_rtts=2 RTT" in out
+    assert "protocol=h2 rtt_ms=50 repetition=0" in out  # cells without a variant: raw params
+    assert "159.0 (169)" in out  # h2 TTFB: nearest-rank p50 (HDR bucket middle) and p99
+    assert "CPU-bound" in out  # noteworthy, so noted
+
+
+def test_show_fits_80_columns_and_json_holds_every_setting(tmp_path: Path) -> None:
+    suite = parse_suite({"variant": [{"protocol": "h2", "scheduling": "sequential"},
+                                     {"protocol": "h1", "tls": False, "connections": 1}],
+                         "link": {"overrides": {"rate": "10mbit"},
+                                  "sweep": {"delay": ["5ms", "25ms"]}},
+                         "repetitions": 1, "warmup": 0})
+    path = tmp_path / "lab.db"
+    with ResultsStore(path) as store:
+        run = store.begin_run("mine", manifest())
+        for cell in expand(suite):
+            cell_id = store.add_cell(run, cell.index, cell.params(suite))
+            store.add_samples(cell_id, [record(i) for i in range(3)], 0, False)
+            store.finish_cell(cell_id, "ok")
+        store.finish_run(run, "complete")
+    result = subprocess.run([sys.executable, "-m", "protolab", "results", "show", "1", "--db",
+                             str(path)], capture_output=True, text=True, timeout=TIMEOUT,
+                            check=False, env={"COLUMNS": "80", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    table = lines[lines.index(next(line for line in lines if "cells of run" in line)):]
+    assert all(len(line) <= 80 for line in table)
+    header = next(line for line in table if "TTFB" in line)
+    assert header.split() == ["#", "cell", "delay", "n", "TTFB", "±", "total", "±"]
+    assert any("h2 tls1.3 cubic seq" in line for line in table)
+    assert any("h1 clear cubic 1conn" in line for line in table)
+    assert "{" not in "".join(table)  # no dict dumps
+    full = json.loads(protolab("results", "show", "1", "--json", "--db", str(path)).stdout)
+    assert full["cells"][0]["params"]["variant"]["window"] == 4 << 20
 
 
 def test_export_csv_and_json(db: Path, tmp_path: Path) -> None:
@@ -222,10 +251,11 @@ def test_open_load_latency_is_the_same_everywhere(tmp_path: Path) -> None:
 
     show = protolab("results", "show", "1", "--db", str(path))
     assert show.returncode == 0, show.stderr
-    (row,) = [line for line in show.stdout.splitlines() if "label=h2" in line]
-    cells = [c.strip() for c in row.split("│")]
-    assert cells[5] == "1.60"  # the ttfb p50 column
-    assert "1.10" not in show.stdout
+    (row,) = [line for line in show.stdout.splitlines() if "h2 tls1.3 cubic" in line]
+    assert row.split()[5] == "1.6"  # the TTFB median column
+    assert "1.1 (" not in show.stdout
+    shown = json.loads(protolab("results", "show", "1", "--json", "--db", str(path)).stdout)
+    assert shown["cells"][0]["ttfb_ms"]["p50"] == pytest.approx(1.6)
 
     compare = protolab("results", "compare", "1", "1", "--db", str(path))
     assert compare.returncode == 0, compare.stderr
