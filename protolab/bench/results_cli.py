@@ -12,7 +12,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from protolab.bench.stats import Ratio, summarize
+from protolab.bench.stats import summarize
 from protolab.core.latency import phases
 from protolab.core.record import RequestRecord
 from protolab.errors import ConfigError
@@ -88,7 +88,7 @@ def show(run: RunArg, db: DbOpt = DEFAULT_DB,
     swept = [k for k in keys if len({str(link.get(k, "-")) for link in links}) > 1]
     shared = {k: v for k, v in (links[0].items() if links else ()) if k not in swept}
     notes = {cell.index: _notes(cell, records, metrics) for cell, records, metrics in rows}
-    table = Table(title=f"cells of run {info.id}", box=box.SIMPLE_HEAD, caption=(
+    table = Table(title=f"cells of run {info.id}", box=box.SIMPLE_HEAD, pad_edge=False, caption=(
         "TTFB, total: median ms (p99); ±: half the 95% CI of the median; link: "
         + " ".join([*(f"{k}={v}" for k, v in shared.items()),
                     *(f"{k} per cell" for k in swept)]) if links and (shared or swept)
@@ -216,17 +216,22 @@ def compare(run_a: RunArg, run_b: RunArg, db: DbOpt = DEFAULT_DB) -> None:
     with _open(db) as store:
         suite_a, suite_b = store.run(run_a).suite, store.run(run_b).suite
         comparison = compare_runs(store, run_a, run_b)
+    links = [row.params.get("link", {}) for row in comparison]
+    keys = sorted({k for link in links for k in link})
+    swept = [k for k in keys if len({str(link.get(k, "-")) for link in links}) > 1]
     table = Table(
-        title=f"run {run_a} ({suite_a}) vs run {run_b} ({suite_b}): medians in ms",
-        caption="ratio B/A with its 95% bootstrap CI; above 1: run B slower",
+        title=f"run {run_a} ({suite_a}) vs run {run_b} ({suite_b})", box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        caption="n: samples of A/B; TTFB, total: A's median in ms; B/A: ratio of the "
+        "medians with its 95% bootstrap CI (above 1: run B slower)",
     )
-    for column in ("parameters", "n A/B", "ttfb A", "ttfb B", "ttfb B/A",
-                   "total A", "total B", "total B/A"):
-        table.add_column(column, justify="left" if column == "parameters" else "right")
-    for row in comparison:
+    for column in ("cell", *swept, "n", "TTFB", "B/A", "CI", "total", "B/A", "CI"):
+        table.add_column(column, justify="left" if column == "cell" or column in swept
+                         else "right", no_wrap=column != "cell")
+    for row, link in zip(comparison, links, strict=True):
         table.add_row(
-            _params(row.params), f"{row.n_a}/{row.n_b}",
-            *_compared(row.ttfb), *_compared(row.total),
+            _cell_words(row.params), *(str(link.get(k, "-")) for k in swept),
+            f"{row.n_a}/{row.n_b}", *_compared(row.ttfb), *_compared(row.total),
         )
     console.print(table)
     if not comparison:
@@ -251,16 +256,12 @@ def _ci(summary: dict[str, float] | None) -> str:
 
 
 def _compared(phase: MedianComparison) -> tuple[str, str, str]:
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}"
-
-    return ms(phase.a_ms), ms(phase.b_ms), _ratio(phase.ratio)
-
-
-def _ratio(ratio: Ratio | None) -> str:
+    """A's median in ms, the ratio B/A and its 95% CI."""
+    a = "-" if phase.a_ms is None else f"{phase.a_ms:.1f}"
+    ratio = phase.ratio
     if ratio is None:
-        return "-"
-    return f"{ratio.value:.2f} [{ratio.ci_low:.2f}, {ratio.ci_high:.2f}]"
+        return a, "-", "-"
+    return a, f"{ratio.value:.2f}", f"{ratio.ci_low:.2f}–{ratio.ci_high:.2f}"
 
 
 def _params(params: dict[str, Any]) -> str:
