@@ -42,12 +42,12 @@ from google.protobuf.message import DecodeError  # noqa: E402
 
 from clients.base import check_request  # noqa: E402
 from clients.tcp import open_tcp, tls_context_for  # noqa: E402
-from clients.tlsfiles import check_ca_file  # noqa: E402
 from protolab.core.record import MessageTiming, Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.proto import lab_pb2
 from protolab.tcpsock import DEFAULT_CC
 from protolab.timing import now_ns
+from protolab.tlsfiles import check_ca_file  # noqa: E402
 
 SERVICE = "protolab.Lab"
 _PREFIX = 5  # gRPC message prefix: compressed flag + 4-byte length

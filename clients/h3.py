@@ -42,10 +42,10 @@ from aioquic.quic.packet import QuicErrorCode
 from aioquic.tls import AlertDescription, SessionTicket
 
 from clients.base import NextTurn, timed_exchange
-from clients.tlsfiles import check_ca_file, open_keylog
 from protolab.core.record import Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.timing import now_ns
+from protolab.tlsfiles import check_ca_file, open_keylog
 
 # aioquic logs the reason of every connection it closes as a warning on "quic"; the
 # record carries that reason, so without a handler configured the line would only be

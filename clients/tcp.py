@@ -13,12 +13,12 @@ import socket
 import ssl
 from dataclasses import dataclass
 
-from clients.tlsfiles import check_ca_file, prepare_keylog
 from protolab.certs import ResumingContext, client_tls_context
 from protolab.core.record import Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.tcpsock import set_congestion_control, tcp_info
 from protolab.timing import now_ns
+from protolab.tlsfiles import check_ca_file, prepare_keylog
 
 
 @dataclass

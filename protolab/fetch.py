@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from clients.tlsfiles import check_ca_file, check_keylog_path
 from protolab import registry
 from protolab.certs import TlsVersion
 from protolab.core.record import Request, RequestRecord, Target
 from protolab.errors import ConfigError
 from protolab.registry import make_client
+from protolab.tlsfiles import check_ca_file, check_keylog_path
 
 # URL scheme -> the protocol it implies (None: any HTTP version, chosen with --proto).
 SCHEMES: dict[str, str | None] = registry.scheme_protocols()
