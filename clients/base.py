@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
-from typing import ClassVar, Protocol
 
 from protolab.core.record import Request, RequestRecord, Timeline
 from protolab.errors import ProtocolFailure
@@ -95,17 +94,3 @@ async def timed_exchange(
     if tl.error is None:
         tl.done_ns = tl.done_ns or now_ns()
     return tl.freeze()
-
-
-class ProtocolClient(Protocol):
-    """One client per protocol: the runner sees only this."""
-
-    name: ClassVar[str]
-
-    async def request(self, request: Request) -> RequestRecord:
-        """Send one request (opening a connection if needed) and return its raw record."""
-        ...
-
-    async def close(self) -> None:
-        """Close every connection; pending requests end with error "closed"."""
-        ...

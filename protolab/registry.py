@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clients.base import ProtocolClient
+from protolab.core.client import ProtocolClient
 from protolab.core.record import Target
 from protolab.errors import ConfigError
 

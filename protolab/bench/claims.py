@@ -26,9 +26,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from protolab.bench.stats import fit_line, median, median_ci, median_ratio
 from protolab.core.latency import phases, total_ms, ttfb_ms
 from protolab.core.record import RequestRecord
+from protolab.core.stats import fit_line, median, median_ci, median_ratio
 from protolab.errors import ConfigError
 
 Relation = Literal["approx", "above", "below", "faster", "ratio_in", "slope"]

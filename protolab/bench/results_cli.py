@@ -12,9 +12,9 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from protolab.bench.stats import summarize
 from protolab.core.latency import phases
 from protolab.core.record import RequestRecord
+from protolab.core.stats import summarize
 from protolab.errors import ConfigError
 from protolab.store import (
     DEFAULT_DB,

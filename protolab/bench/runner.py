@@ -33,10 +33,11 @@ from typing import Any, Literal
 
 from protolab import registry
 from protolab.bench.suite import Cell, Suite, Variant, Workload, expand
+from protolab.core.client import ProtocolClient
 from protolab.core.record import Request, RequestRecord, Target
 from protolab.labserver import LabServer, start_in_namespace
 from protolab.netem.link import EmulatedLink, LinkCounters
-from protolab.registry import ProtocolClient, make_client
+from protolab.registry import make_client
 from protolab.timing import now_ns
 from protolab.workload import Body
 

@@ -6,10 +6,10 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from protolab.bench.stats import Summary, summarize
 from protolab.bench.suite import Cell, Suite
 from protolab.core.latency import late_sends, total_ms, ttfb_ms
 from protolab.core.record import RequestRecord
+from protolab.core.stats import Summary, summarize
 
 
 @dataclass(frozen=True)

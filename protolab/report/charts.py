@@ -17,9 +17,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from protolab.bench.stats import Summary, fit_line
 from protolab.core.record import RequestRecord
 from protolab.core.rtt import HANDSHAKE_RTTS
+from protolab.core.stats import Summary, fit_line
 
 FORMATS: tuple[str, ...] = ("png", "svg")
 DPI = 150

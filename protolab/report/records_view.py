@@ -11,9 +11,9 @@ from http import HTTPStatus
 
 from rich.table import Table
 
-from protolab.bench.stats import Histogram
 from protolab.core.latency import phases, total_ms
 from protolab.core.record import RequestRecord
+from protolab.core.stats import Histogram
 
 
 def _fmt(value: float | None) -> str:
@@ -59,7 +59,7 @@ def answer_lines(records: list[RequestRecord]) -> list[str]:
 
 def aggregate_line(records: list[RequestRecord], wall_ns: int) -> str:
     """Requests, ok/failed, req/s over the wall time, p50/p99 of the successful ones'
-    total time (protolab.core.latency; HDR percentiles from protolab.bench.stats)."""
+    total time (protolab.core.latency; HDR percentiles from protolab.core.stats)."""
     ok = [r for r in records if succeeded(r)]
     totals = [t for t in (total_ms(r) for r in ok) if t is not None and t >= 0]
     wall_s = wall_ns / 1e9

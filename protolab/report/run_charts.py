@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from protolab.bench.stats import summarize
 from protolab.bench.suite import Cell, Suite
 from protolab.core.latency import total_ms, ttfb_ms
 from protolab.core.record import RequestRecord
 from protolab.core.rtt import HANDSHAKE_RTTS
+from protolab.core.stats import summarize
 from protolab.report import charts
 
 

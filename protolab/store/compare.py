@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from protolab.bench.stats import Ratio, median, median_ratio
 from protolab.core.latency import phases
 from protolab.core.record import RequestRecord
+from protolab.core.stats import Ratio, median, median_ratio
 from protolab.store.results import ResultsStore
 from protolab.store.schema import dumps
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from protolab import registry
-from protolab.bench.suite import Variant
 from protolab.core.record import RequestRecord, Target
 from protolab.fetch import fetch, fetch_resumed
 from protolab.labserver import start_in_namespace
@@ -65,17 +64,17 @@ def capture(kind: TraceKind, profile: LinkProfile, out_dir: Path) -> CaptureFile
     qlog_dir = out_dir / "qlog" if kind.over_quic else None
     if qlog_dir is not None:
         qlog_dir.mkdir(exist_ok=True)
-    variant = Variant(label=kind.name, protocol=kind.protocol, tls=kind.tls_version is not None,
-                      tls_version=kind.tls_version or "1.3")
+    tls = kind.tls_version is not None
+    knobs = {**registry.KNOB_DEFAULTS, "tls": tls, "tls_version": kind.tls_version or "1.3"}
     with EmulatedLink(profile, pcap=pcap) as link:
         # Only the traced protocol listens: the capture holds its handshake and nothing else.
         config = dataclasses.replace(
-            registry.server_config(kind.protocol, variant.knobs(), link.server_addr,
+            registry.server_config(kind.protocol, knobs, link.server_addr,
                                    out_dir / "certs"), protocols=(kind.protocol,))
         server = start_in_namespace(link, config)
         try:
             port = server.port(kind.protocol)
-            target = Target(host=link.server_addr, port=port, tls=variant.tls,
+            target = Target(host=link.server_addr, port=port, tls=tls,
                             ca_file=server.ca_file,
                             tls_version="1.2" if kind.tls_version == "1.2" else None,
                             keylog_file=keylog)

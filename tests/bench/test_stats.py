@@ -8,7 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from protolab.bench.stats import (
+from protolab.core.rtt import HANDSHAKE_RTTS
+from protolab.core.stats import (
     MAX_VALUE,
     SCALE,
     Histogram,
@@ -21,7 +22,6 @@ from protolab.bench.stats import (
     summarize,
     t_quantile,
 )
-from protolab.core.rtt import HANDSHAKE_RTTS
 
 
 def nearest_rank(values: list[float], p: float) -> float:

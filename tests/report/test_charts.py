@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from protolab.bench.stats import summarize
 from protolab.core.record import RequestRecord
+from protolab.core.stats import summarize
 from protolab.report.charts import (
     SeriesPoint,
     latency_cdf,
