@@ -254,6 +254,11 @@ def _write_key(path: Path, key: PrivateKey) -> None:
 
 TlsVersion = Literal["1.2", "1.3"]
 _SSL_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+# TLS 1.2 suites a server offers: ECDHE key exchange with an AEAD cipher only. OpenSSL's
+# default list also has CBC suites (AES256-SHA384, AES128-SHA256 ...), open to padding
+# oracles such as Lucky Thirteen (RFC 7457 §2.8; RFC 9325 §4.2 recommends AEAD only).
+# TLS 1.3 suites are all AEAD and set apart (OpenSSL's TLS 1.3 defaults stay).
+SERVER_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 def server_tls_context(
@@ -262,6 +267,7 @@ def server_tls_context(
     """A server context pinned to one TLS version, so a comparison never mixes versions."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _pin_version(ctx, tls_version)
+    ctx.set_ciphers(SERVER_TLS12_CIPHERS)
     ctx.load_cert_chain(bundle.chain_file, bundle.key_file)
     ctx.set_alpn_protocols(list(alpn))
     # HTTP/2 (RFC 9113 §9.2) forbids TLS compression and renegotiation.
@@ -308,8 +314,19 @@ def client_tls_context(
         _pin_version(ctx, tls_version)
     ctx.set_alpn_protocols(list(alpn))
     if keylog_file is not None:
+        private_file(keylog_file)
         ctx.keylog_filename = str(keylog_file)
     return ctx
+
+
+def private_file(path: Path) -> None:
+    """Make `path` (a TLS key log: it decrypts every connection in it) exist, readable
+    by its owner only, before a library appends to it (OpenSSL creates it 0644)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _pin_version(ctx: ssl.SSLContext, version: TlsVersion) -> None:

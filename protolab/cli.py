@@ -87,8 +87,9 @@ def _protocols(raw: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
 )
 def serve(
     proto: Annotated[
-        str, typer.Option(help="Comma-separated: h1,h2,h3,ws,grpc.")
-    ] = "h1,h2,h3",
+        str | None, typer.Option(help="Comma-separated: h1,h2,h3,ws,grpc (default h1,h2,h3; "
+                                      "h1,h2 with --no-tls).", show_default=False)
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[
         int, typer.Option(help="TCP port for h1/h2 and UDP port for h3; 0 = free.")
@@ -139,7 +140,7 @@ def serve(
     config = ServerConfig(
         host=host,
         port=port,
-        protocols=_protocols(proto, registry.NAMES),
+        protocols=_served_protocols(proto, tls=not no_tls),
         certs=certs,
         tls_version=_tls(tls_version),
         cc=cc,
@@ -163,6 +164,21 @@ def serve(
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     asyncio.run(_serve(config))
+
+
+def _served_protocols(raw: str | None, *, tls: bool) -> tuple[str, ...]:
+    """--proto as given, or the HTTP protocols the server can run with (or without) TLS:
+    without TLS the default drops what needs it (HTTP/3), saying so on stderr; naming such
+    a protocol with --no-tls is ServerConfig's error, which names the fix."""
+    if raw is not None:
+        return _protocols(raw, registry.NAMES)
+    wanted = registry.group_protocols("http", tls=True)
+    served = registry.group_protocols("http", tls=tls)
+    dropped = [registry.get(p).title for p in wanted if p not in served]
+    if dropped:
+        err_console.print(f"--no-tls: not serving {', '.join(dropped)} (it needs TLS); "
+                          f"serving {','.join(served)}", highlight=False, soft_wrap=True)
+    return served
 
 
 async def _serve(config: ServerConfig) -> None:

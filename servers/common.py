@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,9 +68,12 @@ class H3Settings:
     window: int = 4 << 20  # per-stream flow-control window (max_stream_data)
     connection_window: int = 16 << 20  # connection flow-control window (max_data)
     qlog_dir: Path | None = None
-    secrets_log: Path | None = None
+    secrets_log: Path | None = None  # written mode 0600: it decrypts every connection
+    session_tickets: int = 1000  # tickets kept for resumption/0-RTT; the oldest go first
 
     def __post_init__(self) -> None:
+        if self.session_tickets < 1:
+            raise ConfigError("HTTP/3 must keep at least 1 session ticket")
         if self.cc not in QUIC_CC:
             raise ConfigError(
                 f"aioquic has no congestion control {self.cc!r}",
@@ -124,8 +128,6 @@ class CertSpec:
                             intermediates=self.intermediates, extra_names=self.extra_names)
 
 
-
-
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -163,7 +165,8 @@ class ServerConfig:
         if not self.protocols:
             raise ConfigError("a server needs at least one protocol")
         if "h3" in self.protocols and self.certs is None:
-            raise ConfigError("HTTP/3 needs TLS (QUIC has no cleartext mode); drop --no-tls")
+            raise ConfigError("HTTP/3 needs TLS (QUIC has no cleartext mode)",
+                              hint="drop --no-tls, or leave h3 out of --proto")
         if self.cc not in CC_ALGORITHMS:
             raise ConfigError(f"TCP congestion control must be one of {', '.join(CC_ALGORITHMS)}")
         if not 0 <= self.port <= 65_535:
@@ -203,6 +206,10 @@ class StreamTasks:
         for task in list(self._tasks):
             task.cancel()
 
+    def running(self) -> int:
+        """How many are still running (an answer in think time, a streamed body)."""
+        return len(self._tasks)
+
 
 async def respond(request: WorkloadRequest, limits: Limits) -> WorkloadResponse:
     """The one handler: plan the response, spend the server think time, and resolve push
@@ -216,6 +223,41 @@ async def respond(request: WorkloadRequest, limits: Limits) -> WorkloadResponse:
 
 
 def peer_name(peer: object) -> str:
+    """A peer address as log lines name it: host:port, [v6 host]:port."""
     if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return str(peer)
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    return "unknown peer" if peer is None else str(peer)
+
+
+_BYTES_REPR = re.compile(r"""(?:bytearray\()?b('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\)?""")
+_PREFIX = 32  # characters of a peer's bytes a log line may quote
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """`text` fit for one log line: the peer's bytes that libraries quote in their messages
+    (h11 puts whole request lines in as bytearray reprs) cut to a short escaped prefix, no
+    control characters, at most `limit` characters."""
+
+    def prefix(match: re.Match[str]) -> str:
+        quoted = match.group(1)[1:-1]  # already escaped by the library's repr
+        return f"'{quoted[:_PREFIX]}{'...' if len(quoted) > _PREFIX else ''}'"
+
+    text = _BYTES_REPR.sub(prefix, text)
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+async def drain(writer: asyncio.StreamWriter) -> None:
+    """`writer.drain()` that stops at the first sign of a lost connection.
+
+    When a send fails, asyncio drops every later write and logs "socket.send() raised
+    exception." for each from the fifth on; over TLS, drain() notices the loss only after
+    it has climbed two protocol layers, so a writer that never yields wrote on a dead
+    connection thousands of times (1,238 lines for one pipelining client that left).
+    Yielding once lets the loss arrive; then this raises ConnectionResetError and the
+    writer stops after a write or two, below asyncio's threshold."""
+    await writer.drain()
+    await asyncio.sleep(0)
+    if writer.is_closing():
+        raise ConnectionResetError("the client closed the connection")

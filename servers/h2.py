@@ -4,6 +4,13 @@ Which stream's DATA goes next is an experiment parameter (the HOL experiments ne
 both): "round-robin" sends one frame per ready stream in turn; "sequential" drains
 the lowest-numbered ready stream first. Both are work-conserving: a stream blocked
 by its flow-control window does not stop the others.
+
+A connection error is one GOAWAY with the code RFC 9113 names (`goaway_code`: h2's
+FrameTooLargeError is FRAME_SIZE_ERROR, FlowControlError FLOW_CONTROL_ERROR, ...), one
+log line, and the connection closed. A frame longer than our SETTINGS_MAX_FRAME_SIZE
+is refused from its header, before its payload is read (servers/h2frames.py). The
+idle timeout counts whenever the connection does nothing for its client: a request
+left half sent, or DATA the client's window holds back, do not keep it open.
 """
 
 from __future__ import annotations
@@ -23,12 +30,33 @@ import h2.settings
 
 from protolab.workload import WorkloadRequest, WorkloadResponse
 from servers.assembler import RequestAssembler, response_headers
-from servers.common import ServerConfig, StreamTasks, log, peer_name, respond
+from servers.common import ServerConfig, StreamTasks, drain, log, peer_name, printable, respond
+from servers.h2frames import FrameHeaderCheck
 
 _READ = 65_536
 # Bytes one sequential round may take from a stream before the writer drains, so the
 # scheduler keeps control of ordering instead of the socket buffer.
 _SEQUENTIAL_BURST = 65_536
+
+
+def goaway_code(exc: h2.exceptions.ProtocolError) -> h2.errors.ErrorCodes:
+    """The GOAWAY error code for an error h2 raised (RFC 9113 §7), as h2 itself chose it:
+    FrameTooLargeError and FrameDataMissingError -> FRAME_SIZE_ERROR, FlowControlError ->
+    FLOW_CONTROL_ERROR, StreamClosedError -> STREAM_CLOSED, DenialOfServiceError ->
+    ENHANCE_YOUR_CALM, InvalidSettingsValueError -> the code of the setting; any other
+    ProtocolError -> PROTOCOL_ERROR."""
+    code = getattr(exc, "error_code", None)
+    if isinstance(code, int) and code in set(h2.errors.ErrorCodes):
+        return h2.errors.ErrorCodes(code)
+    return h2.errors.ErrorCodes.PROTOCOL_ERROR
+
+
+class _Refused(Exception):
+    """A connection error found by the lab, not by h2 (a frame refused from its header)."""
+
+    def __init__(self, code: h2.errors.ErrorCodes, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
 
 
 @dataclass
@@ -71,6 +99,9 @@ class H2ServerConnection:
         self._wakeup = asyncio.Event()
         self._tasks = StreamTasks()
         self._peer = peer_name(writer.get_extra_info("peername"))
+        self._frames = FrameHeaderCheck(config.h2.max_frame_size)
+        self._last_sent = 0.0  # loop time DATA last left (the idle check asks)
+        self._flush_pending = False  # a `_flush_now` is scheduled
 
     async def run(self, initial: bytes) -> None:
         s = self._config.h2
@@ -83,20 +114,27 @@ class H2ServerConnection:
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self._config.limits.max_header_bytes,
             },
         )
+        # h2 takes its frame size limit from SETTINGS it sees acknowledged, and a replaced
+        # Settings object is never acknowledged as a change: without this it kept refusing
+        # frames over 16,384 bytes whatever max_frame_size said.
+        self._conn.max_inbound_frame_size = s.max_frame_size
         self._conn.initiate_connection()
         if s.connection_window > 65_535:
             self._conn.increment_flow_control_window(s.connection_window - 65_535)
         self._flush()
         sender = asyncio.create_task(self._send_loop())
+        idle = self._config.idle_timeout
         try:
             if initial:
                 self._receive(initial)
             while not self._closed():
-                timeout = None if self._inbound or self._outbound else self._config.idle_timeout
                 try:
-                    data = await asyncio.wait_for(self._reader.read(_READ), timeout)
+                    data = await asyncio.wait_for(self._reader.read(_READ), idle)
                 except TimeoutError:
-                    log.info("h2 %s: idle for %.0f s, closing", self._peer, timeout)
+                    if self._busy():
+                        continue
+                    log.info("h2 %s: idle for %.0f s%s, closing", self._peer, idle,
+                             self._unfinished())
                     self._conn.close_connection()
                     self._flush()
                     break
@@ -105,17 +143,39 @@ class H2ServerConnection:
                 # No drain() here: the reader must keep reading requests (and WINDOW_UPDATEs)
                 # while responses fill the send buffer; only the sender waits on it.
                 self._receive(data)
+        except _Refused as refused:
+            self._goaway(refused.code, refused.reason)
         except h2.exceptions.ProtocolError as exc:
-            log.info("h2 %s: protocol error, closing: %s", self._peer, exc)
-            # Tell the peer why (RFC 9113 §5.4.1); h2 has not always queued a GOAWAY itself.
-            with contextlib.suppress(h2.exceptions.ProtocolError):
-                self._conn.close_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
-            self._flush()
+            self._goaway(goaway_code(exc), str(exc) or type(exc).__name__)
         except (ConnectionError, OSError):
             pass
         finally:
             sender.cancel()
             self._tasks.cancel()
+
+    def _goaway(self, code: h2.errors.ErrorCodes, reason: str) -> None:
+        """End the connection with a connection error (RFC 9113 §5.4.1): GOAWAY with the
+        error code the RFC names, once, then close."""
+        log.info("h2 %s: connection error %s (%s), closing", self._peer, code.name,
+                 printable(reason.rstrip(".")))
+        # h2 has queued its own GOAWAY for errors it raised; a second one would contradict it.
+        if not self._closed():
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._conn.close_connection(code, additional_data=reason.encode()[:128])
+        self._flush()
+
+    def _busy(self) -> bool:
+        """Whether the connection is doing something for its client although the client
+        says nothing: a response in think time or streaming, or DATA still leaving. A client
+        that stopped reading, or that leaves a request half sent, is idle."""
+        if self._tasks.running():
+            return True
+        recent = asyncio.get_running_loop().time() - self._last_sent < self._config.idle_timeout
+        return bool(self._outbound) and recent
+
+    def _unfinished(self) -> str:
+        waiting = len(self._inbound) - len(self._outbound)
+        return f" with {waiting} request(s) unfinished" if waiting > 0 else ""
 
     def _closed(self) -> bool:
         return self._conn.state_machine.state is h2.connection.ConnectionState.CLOSED
@@ -125,7 +185,30 @@ class H2ServerConnection:
         if data and not self._writer.is_closing():
             self._writer.write(data)
 
+    def _flush_soon(self) -> None:
+        """Flush at the end of this loop turn: the HEADERS of every response started in it
+        leave in one write. One write per response wrote 20 times on a connection already
+        lost (asyncio logs each write after a failed send from the fifth on); the sender
+        also flushes what is queued before it adds DATA, so HEADERS never share a write
+        with DATA."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_pending = False
+        self._flush()
+
     def _receive(self, data: bytes) -> None:
+        refused = self._frames.feed(data)
+        if refused is not None:
+            # Frames before the refused one are the client's to have; its payload is never read.
+            if refused.offset > 0:
+                self._receive_frames(data[:refused.offset])
+            raise _Refused(refused.code, refused.reason)
+        self._receive_frames(data)
+
+    def _receive_frames(self, data: bytes) -> None:
         for event in self._conn.receive_data(data):
             if isinstance(event, h2.events.RequestReceived):
                 self._on_request(event)
@@ -178,10 +261,10 @@ class H2ServerConnection:
         except h2.exceptions.ProtocolError as exc:  # stream closed under us
             log.info("h2 %s: stream %d: cannot respond: %s", self._peer, sid, exc)
             return
-        # HEADERS leave now, in their own write and so their own TLS record: packed with a
-        # 16 KB DATA frame into one record, they could not be decrypted before the whole
-        # record arrived, past TCP's initial window (DESIGN.md: 4.2 RTT instead of 3.1).
-        self._flush()
+        # HEADERS leave in a write, and so a TLS record, of their own: packed with a 16 KB
+        # DATA frame into one record, they could not be decrypted before the whole record
+        # arrived, past TCP's initial window (DESIGN.md: 4.2 RTT instead of 3.1).
+        self._flush_soon()
         if empty:
             self._inbound.pop(sid, None)
         elif response.stream is not None:
@@ -204,14 +287,20 @@ class H2ServerConnection:
             self._wakeup.set()
 
     async def _send_loop(self) -> None:
-        while True:
-            progressed = self._send_round()
-            self._flush()
-            if progressed:
-                await self._writer.drain()
-            else:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                self._flush()  # HEADERS queued meanwhile go first, in a write of their own
+                progressed = self._send_round()
+                self._flush()
+                if progressed:
+                    await drain(self._writer)
+                    self._last_sent = loop.time()
+                else:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+        except ConnectionError:
+            pass  # the client left; the reader sees the same and ends the connection
 
     def _send_round(self) -> bool:
         sequential = self._config.scheduling == "sequential"

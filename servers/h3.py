@@ -8,52 +8,97 @@ the lowest-numbered one, as the HTTP/2 server does.
 
 Session tickets are issued and accepted, so a client holding one can resume and send
 its request as 0-RTT early data (RFC 9001 §4.6); requests that arrive before the
-handshake completes are counted as `early_requests`.
+handshake completes are counted as `early_requests`. The server keeps at most
+`H3Settings.session_tickets` of them, the least recently issued dropped first, and never
+an expired one: each connection leaves a ticket behind, and clients that never come
+back used to leave them forever.
+
+The idle timeout is QUIC's own (RFC 9000 §10.1): advertised as max_idle_timeout and kept
+by aioquic's timer, so an idle connection's state is discarded silently after it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from pathlib import Path
+from typing import Any, TextIO, cast
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]
-from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress
-from aioquic.quic.events import HandshakeCompleted, ProtocolNegotiated, QuicEvent, StreamReset
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    HandshakeCompleted,
+    ProtocolNegotiated,
+    QuicEvent,
+    StreamReset,
+)
 from aioquic.quic.logger import QuicFileLogger
-from aioquic.quic.packet import pull_quic_header
+from aioquic.quic.packet import QuicErrorCode, pull_quic_header
 from aioquic.tls import SessionTicket
 
 from protolab.certs import CertBundle
 from protolab.errors import ConfigError
 from protolab.workload import WorkloadRequest, WorkloadResponse
 from servers.assembler import RequestAssembler, response_headers
-from servers.common import ServerConfig, StreamTasks, log, peer_name, respond
+from servers.common import ServerConfig, StreamTasks, log, peer_name, printable, respond
 
 # Unsent bytes kept queued per stream; enough to fill a packet train, small enough that
 # the scheduler, not aioquic's buffer, decides the order.
 _BACKLOG = 64 * 1024
 _FEED = 16 * 1024
+H3_NO_ERROR = ErrorCode.H3_NO_ERROR
 
 
 class TicketStore:
-    """Session tickets the server issued, so resumption and 0-RTT can find them."""
+    """Session tickets the server issued, so resumption and 0-RTT can find them: at most
+    `capacity`, the oldest dropped first, expired ones dropped as they are met."""
 
-    def __init__(self) -> None:
-        self._tickets: dict[bytes, SessionTicket] = {}
+    def __init__(self, capacity: int, stats: H3ServerStats | None = None) -> None:
+        self.capacity = capacity
+        self._tickets: OrderedDict[bytes, SessionTicket] = OrderedDict()
+        self._stats = stats
 
-    def add(self, ticket: SessionTicket) -> None:
+    def __len__(self) -> int:
+        return len(self._tickets)
+
+    def add(self, ticket: SessionTicket, now: dt.datetime | None = None) -> None:
+        now = now or dt.datetime.now(dt.UTC)
         self._tickets[ticket.ticket] = ticket
+        self._tickets.move_to_end(ticket.ticket)
+        # Oldest first: expired ones (lifetimes are equal, so they are the oldest) and then
+        # whatever is over capacity.
+        while self._tickets:
+            oldest = next(iter(self._tickets.values()))
+            if len(self._tickets) <= self.capacity and not _expired(oldest, now):
+                break
+            self._tickets.popitem(last=False)
+        self._count()
 
-    def pop(self, label: bytes) -> SessionTicket | None:
+    def pop(self, label: bytes, now: dt.datetime | None = None) -> SessionTicket | None:
         # Single use: a replayed 0-RTT ticket is refused (RFC 8446 §8.1).
-        return self._tickets.pop(label, None)
+        ticket = self._tickets.pop(label, None)
+        self._count()
+        if ticket is None or _expired(ticket, now or dt.datetime.now(dt.UTC)):
+            return None
+        return ticket
+
+    def _count(self) -> None:
+        if self._stats is not None:
+            self._stats.tickets = len(self._tickets)
+
+
+def _expired(ticket: SessionTicket, now: dt.datetime) -> bool:
+    return now > ticket.not_valid_after
 
 
 @dataclass
@@ -61,6 +106,8 @@ class H3ServerStats:
     connections: int = 0
     early_requests: int = 0  # requests received before the handshake completed (0-RTT)
     undecodable_datagrams: int = 0
+    idle_closed: int = 0  # connections whose state the idle timeout discarded
+    tickets: int = 0  # session tickets held for resumption now
 
 
 @dataclass
@@ -87,11 +134,24 @@ class H3ServerProtocol(QuicConnectionProtocol):
             self._handshake_done = True
         elif isinstance(event, StreamReset):
             self._streams.pop(event.stream_id, None)
+        elif isinstance(event, ConnectionTerminated):
+            self._on_terminated(event)
         if self._h3 is None:
             return
         # H3Connection closes the connection itself on an HTTP/3 protocol error.
         for h3_event in self._h3.handle_event(event):
             self._on_h3(h3_event)
+
+    def _on_terminated(self, event: ConnectionTerminated) -> None:
+        self._tasks.cancel()
+        peer = peer_name(self._peer())
+        if event.reason_phrase == "Idle timeout":  # aioquic's timer; no frame was sent
+            self._stats.idle_closed += 1
+            log.info("h3 %s: idle for %.0f s, connection state discarded", peer,
+                     self._lab.idle_timeout)
+        elif event.error_code not in (QuicErrorCode.NO_ERROR, H3_NO_ERROR):
+            log.info("h3 %s: connection closed with error 0x%x (%s)", peer, event.error_code,
+                     printable(event.reason_phrase or "no reason", 120))
 
     def _on_h3(self, event: H3Event) -> None:
         if isinstance(event, HeadersReceived):
@@ -210,34 +270,60 @@ def quic_server_configuration(lab: ServerConfig, certs: CertBundle) -> QuicConfi
         congestion_control_algorithm=s.cc,
         max_data=s.connection_window,
         max_stream_data=s.window,
+        # Advertised as max_idle_timeout and kept by the server's own timer (RFC 9000 §10.1).
+        idle_timeout=lab.idle_timeout,
         quic_logger=QuicFileLogger(str(s.qlog_dir)) if s.qlog_dir else None,
-        secrets_log_file=open(s.secrets_log, "a") if s.secrets_log else None,  # noqa: SIM115
+        secrets_log_file=_secrets_file(s.secrets_log) if s.secrets_log else None,
     )
     configuration.load_cert_chain(str(certs.chain_file), str(certs.key_file))
     return configuration
 
 
+def _secrets_file(path: Path) -> TextIO:
+    """The QUIC secrets log, opened for appending and readable by its owner only: it
+    decrypts every connection (the SSLKEYLOGFILE format)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through open(); not this one
+    return os.fdopen(fd, "a", buffering=1)
+
+
+@dataclass
+class QuicListener:
+    transport: asyncio.DatagramTransport
+    secrets: TextIO | None  # the QUIC secrets log, closed with the listener
+
+    def close(self) -> None:
+        self.transport.close()
+        if self.secrets is not None:
+            self.secrets.close()
+
+
 async def start_h3_server(
     lab: ServerConfig, certs: CertBundle | None, port: int, stats: H3ServerStats
-) -> asyncio.DatagramTransport:
+) -> QuicListener:
     if certs is None:  # ServerConfig refuses h3 without TLS; this guards other callers
         raise ConfigError("HTTP/3 needs TLS (QUIC has no cleartext mode)")
     configuration = quic_server_configuration(lab, certs)
-    tickets = TicketStore()
+    tickets = TicketStore(lab.h3.session_tickets, stats)
     loop = asyncio.get_running_loop()
 
     def create_protocol(*args: Any, **kwargs: Any) -> H3ServerProtocol:
         return H3ServerProtocol(*args, lab=lab, stats=stats, **kwargs)
 
-    transport, _ = await loop.create_datagram_endpoint(
-        lambda: _LabQuicServer(
-            stats=stats,
-            configuration=configuration,
-            create_protocol=create_protocol,
-            session_ticket_fetcher=tickets.pop,
-            session_ticket_handler=tickets.add,
-        ),
-        local_addr=(lab.host, port),
-    )
-    return transport
+    try:
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _LabQuicServer(
+                stats=stats,
+                configuration=configuration,
+                create_protocol=create_protocol,
+                session_ticket_fetcher=tickets.pop,
+                session_ticket_handler=tickets.add,
+            ),
+            local_addr=(lab.host, port),
+        )
+    except BaseException:
+        if configuration.secrets_log_file is not None:
+            configuration.secrets_log_file.close()
+        raise
+    return QuicListener(transport, configuration.secrets_log_file)
 

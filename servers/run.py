@@ -50,14 +50,14 @@ class Listener:
 
 async def _start_quic(listen: Listen) -> tuple[int, Stop]:
     try:
-        transport = await start_h3_server(listen.config, listen.certs, listen.port, listen.stats)
+        quic = await start_h3_server(listen.config, listen.certs, listen.port, listen.stats)
     except OSError as exc:
         raise _cannot_listen("UDP", listen, exc) from exc
 
     async def stop() -> None:
-        transport.close()
+        quic.close()
 
-    port: int = transport.get_extra_info("sockname")[1]
+    port: int = quic.transport.get_extra_info("sockname")[1]
     return port, stop
 
 
@@ -73,10 +73,7 @@ async def _start_http(listen: Listen) -> tuple[int, Stop]:
         raise
 
     async def stop() -> None:
-        server.close()
-        # Connections still open are closed with the loop; do not wait on idle clients.
-        if hasattr(server, "close_clients"):  # Python 3.13+
-            server.close_clients()
+        server.close()  # and its connections: do not wait on idle clients
 
     return port, stop
 
@@ -93,7 +90,7 @@ async def _start_ws(listen: Listen) -> tuple[int, Stop]:
         raise
 
     async def stop() -> None:
-        server.close(close_connections=True)
+        server.close()
 
     return port, stop
 

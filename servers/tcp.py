@@ -2,7 +2,10 @@
 
 Over TLS the protocol is what ALPN negotiated (RFC 7301); in cleartext a connection
 that opens with the HTTP/2 connection preface is h2c with prior knowledge (RFC 9113
-§3.3), anything else is HTTP/1.1 — as real servers do.
+§3.3), anything else is HTTP/1.1 — as real servers do. TLS is set up by servers/tls.py
+on the accepted connection, so a failed handshake is logged with its reason; a
+connection silent for the idle timeout is closed, whether before, during or after its
+TLS handshake.
 """
 
 from __future__ import annotations
@@ -10,16 +13,21 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from protolab.certs import CertBundle, server_tls_context
 from protolab.tcpsock import set_congestion_control
 from servers.common import ServerConfig, log, peer_name
 from servers.h1 import serve_h1
 from servers.h2 import H2ServerConnection
+from servers.tls import accept_tls, tls_failure
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 UNSENT_LIMIT = 16_384  # bytes of not-yet-sent data allowed in the kernel and in asyncio
 ALPN = {"h2": "h2", "h1": "http/1.1"}
+READ_SIZE = 65_536  # what the HTTP/1.1 and HTTP/2 readers ask for at a time
+_Connections = dict[asyncio.Transport, "asyncio.Task[None]"]
 
 
 def listening_socket(host: str, port: int, cc: str) -> socket.socket:
@@ -38,48 +46,100 @@ def listening_socket(host: str, port: int, cc: str) -> socket.socket:
     return sock
 
 
+class TcpListener:
+    """The HTTP/1.1 + HTTP/2 listener and the connections it accepted."""
+
+    def __init__(self, server: asyncio.Server, connections: _Connections) -> None:
+        self.server, self._connections = server, connections
+
+    def close(self) -> None:
+        """Stop listening and drop every connection at once (a stopping lab does not wait
+        on idle clients)."""
+        self.server.close()
+        for transport in list(self._connections):
+            transport.abort()
+
+
+class _Accepted(asyncio.Protocol):
+    """A connection just accepted: held unread until its handler (after TLS) takes it."""
+
+    def __init__(self, serve: Callable[[asyncio.Transport], Coroutine[Any, Any, None]],
+                 connections: _Connections) -> None:
+        self._serve, self._connections = serve, connections
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # a TCP server's transports are
+        # Called before asyncio first reads: the ClientHello waits in the kernel for TLS.
+        transport.pause_reading()
+        task = asyncio.get_running_loop().create_task(self._serve(transport))
+        self._connections[transport] = task  # held: a task nobody holds can be collected
+        task.add_done_callback(lambda _: self._connections.pop(transport, None))
+
+
 async def start_tcp_server(
     config: ServerConfig, certs: CertBundle | None, sock: socket.socket, alt_svc: str | None
-) -> asyncio.Server:
+) -> TcpListener:
     tls: ssl.SSLContext | None = None
     if certs is not None:
         alpn = [ALPN[p] for p in ("h2", "h1") if p in config.protocols]
         tls = server_tls_context(certs, alpn, config.tls_version)
+    loop = asyncio.get_running_loop()
+    connections: _Connections = {}
 
-    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # Keep little unsent data in the kernel and in asyncio's buffer: the server's
-        # scheduler, not a send buffer hundreds of KB deep, must decide what goes next, or
-        # a response that starts later waits behind everything already queued (the
-        # HOL experiments measured requests 3..10 of a page held back ~2.5 RTT).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_LIMIT)
+    async def serve(transport: asyncio.Transport) -> None:
+        peer = peer_name(transport.get_extra_info("peername"))
+        _tune(transport.get_extra_info("socket"))
+        reader = asyncio.StreamReader(limit=2 * READ_SIZE)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        if tls is not None:
+            upgraded = await accept_tls(transport, protocol, tls, within=config.idle_timeout,
+                                        tag="tcp", peer=peer)
+            if upgraded is None:
+                return
+            protocol.connection_made(upgraded)
+            transport = upgraded
+        else:
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+            transport.resume_reading()
         # Not high=0: asyncio's SSL transport then pauses the writer with nothing buffered
         # and never resumes it (size >= high holds at 0).
-        writer.transport.set_write_buffer_limits(high=4096, low=1024)
-        peer = peer_name(writer.get_extra_info("peername"))
+        transport.set_write_buffer_limits(high=4096, low=1024)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         try:
-            proto, initial = await _choose_protocol(reader, writer, config)
-            if proto == "h2":
-                await H2ServerConnection(reader, writer, config, alt_svc).run(initial)
-            elif proto == "h1":
-                await serve_h1(reader, writer, config, initial, alt_svc)
-        except TimeoutError:
-            log.info("tcp %s: said nothing for %.0f s, closing", peer, config.idle_timeout)
-        except (ConnectionError, OSError, ssl.SSLError):
-            pass
+            await _serve_http(reader, writer, config, alt_svc, peer)
         finally:
             writer.close()
 
-    # TLS must be set up by the server itself: upgrading inside the handler races with a
-    # ClientHello that arrives before the upgrade. asyncio drops a client whose handshake
-    # does not finish within the idle timeout (it logs that only in debug mode).
-    return await asyncio.start_server(
-        on_connection,
-        sock=sock,
-        ssl=tls,
-        ssl_handshake_timeout=config.idle_timeout if tls else None,
-    )
+    server = await loop.create_server(lambda: _Accepted(serve, connections), sock=sock)
+    return TcpListener(server, connections)
+
+
+def _tune(sock: socket.socket | None) -> None:
+    if sock is None:
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # Keep little unsent data in the kernel and in asyncio's buffer: the server's
+    # scheduler, not a send buffer hundreds of KB deep, must decide what goes next, or
+    # a response that starts later waits behind everything already queued (the
+    # HOL experiments measured requests 3..10 of a page held back ~2.5 RTT).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, UNSENT_LIMIT)
+
+
+async def _serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      config: ServerConfig, alt_svc: str | None, peer: str) -> None:
+    try:
+        proto, initial = await _choose_protocol(reader, writer, config)
+        if proto == "h2":
+            await H2ServerConnection(reader, writer, config, alt_svc).run(initial)
+        elif proto == "h1":
+            await serve_h1(reader, writer, config, initial, alt_svc)
+    except TimeoutError:
+        log.info("tcp %s: said nothing for %.0f s, closing", peer, config.idle_timeout)
+    except ssl.SSLError as exc:
+        log.info("tcp %s: TLS error, closing: %s", peer, tls_failure(exc))
+    except (ConnectionError, OSError):
+        pass  # the client went away
 
 
 async def _choose_protocol(

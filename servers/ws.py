@@ -14,14 +14,21 @@ Limits are deliberate: a message over `max_message` closes with 1009 (RFC 6455
 §7.4.1), a connection silent for the idle timeout closes with 1001, keepalive pings
 are off unless asked for (they would add bytes to every measurement), and
 permessage-deflate (RFC 7692) is an explicit setting because it changes the bytes.
+
+TLS is set up by servers/tls.py inside the connection (websockets is given cleartext),
+so a failed handshake is one log line with its reason, as on the HTTP listener. The
+library's own log lines go through `_LogLines`: its per-connection chatter ("connection
+open", "connection closed") is dropped, and what is left names the peer and says why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -31,7 +38,8 @@ from websockets.http11 import Request, Response
 from protolab.certs import CertBundle, server_tls_context
 from protolab.events import StreamSpec, encode_event, parse_spec
 from protolab.timing import now_ns
-from servers.common import ServerConfig, log, peer_name
+from servers.common import ServerConfig, log, peer_name, printable
+from servers.tls import HeldBytes, accept_tls
 
 
 def _route(path: str) -> tuple[str, StreamSpec | None] | str:
@@ -45,24 +53,116 @@ def _route(path: str) -> tuple[str, StreamSpec | None] | str:
     return f"no WebSocket endpoint at {split.path} (try /echo or /push?count=M&size=S)"
 
 
+class _LabConnection(ServerConnection):
+    """A WebSocket connection that remembers its peer for log lines (the library's
+    `remote_address` is None once the transport is gone: "ws None: closed")."""
+
+    peer = "unknown peer"
+    refused = False  # answered before upgrading, by `_process_request`, which said why
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.peer = peer_name(transport.get_extra_info("peername"))
+        # Nagle would hold the first small event until the client's delayed ACK of the 101
+        # and TLS tickets: +40 ms measured on the first push message over wss.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
+
+
+class _Upgrades:
+    """TLS handshakes under way, so a stopping server can drop them."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[asyncio.Transport, asyncio.Task[None]] = {}
+
+    def abort(self) -> None:
+        for transport in list(self.tasks):
+            transport.abort()
+
+
+def _tls_connection(tls: ssl.SSLContext, timeout: float,
+                    upgrades: _Upgrades) -> type[_LabConnection]:
+    class TlsConnection(_LabConnection):
+        """Does its TLS handshake itself (servers/tls.py) before it becomes a WebSocket
+        connection, so a failed handshake is logged with its reason."""
+
+        _secured = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if self._secured:  # the TLS transport, handed over by `_upgrade`
+                super().connection_made(transport)
+                return
+            assert isinstance(transport, asyncio.Transport)  # a TCP server's transports are
+            transport.pause_reading()  # before asyncio reads: the ClientHello waits for TLS
+            task = self.loop.create_task(self._upgrade(transport))
+            upgrades.tasks[transport] = task
+            task.add_done_callback(lambda _: upgrades.tasks.pop(transport, None))
+
+        async def _upgrade(self, transport: asyncio.Transport) -> None:
+            held = HeldBytes()
+            peer = peer_name(transport.get_extra_info("peername"))
+            upgraded = await accept_tls(transport, held, tls, within=timeout, tag="ws",
+                                        peer=peer)
+            if upgraded is not None:
+                self._secured = True
+                held.hand_over(upgraded, self)
+
+    return TlsConnection
+
+
+class _LogLines(logging.Filter):
+    """The `websockets` library's log records, made the lab's: one line per event that
+    matters, naming the peer and the reason; no tracebacks for a client's mistakes."""
+
+    _CHATTER = frozenset({"connection open", "connection closed", "server listening on %s",
+                          "server closing", "server closed"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in self._CHATTER:
+            return False
+        connection: Any = getattr(record, "websocket", None)
+        try:
+            peer = connection.peer if connection is not None else None
+            refused = bool(connection.refused) if connection is not None else False
+            why = connection.protocol.handshake_exc if connection is not None else None
+        except ReferenceError:  # a weak proxy to a connection already gone
+            peer, refused, why = None, False, None
+        if refused and str(record.msg).startswith(("connection rejected", "HTTP response")):
+            return False  # `_process_request` logged it with its reason
+        text = record.getMessage()
+        if record.exc_info and record.levelno < logging.ERROR:
+            why = record.exc_info[1]
+            record.exc_info = record.exc_text = None
+        if why is not None and not record.exc_info:
+            while why is not None:  # the reason, and what caused it
+                text += f": {why}"
+                why = why.__cause__
+        record.msg, record.args = f"ws {peer or 'server'}: {printable(text)}", ()
+        return True
+
+
+_library_log = logging.getLogger("protolab.server.websockets")
+_library_log.addFilter(_LogLines())
+
+
 def _process_request(connection: ServerConnection, request: Request) -> Response | None:
     """Refuse unknown paths and bad push parameters before upgrading (400/404)."""
-    # Nagle would hold the first small event until the client's delayed ACK of the 101
-    # and TLS tickets: +40 ms measured on the first push message over wss.
-    sock = connection.transport.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     route = _route(request.path)
     if isinstance(route, str):
         status = HTTPStatus.NOT_FOUND if route.startswith("no WebSocket") else (
             HTTPStatus.BAD_REQUEST)
-        log.info("ws %s: rejected %s with %d", peer_name(connection.remote_address),
-                 request.path, status)
+        peer = connection.peer if isinstance(connection, _LabConnection) else "unknown peer"
+        log.info("ws %s: refused %s with %d: %s", peer, printable(request.path, 80),
+                 status, route)
+        if isinstance(connection, _LabConnection):
+            connection.refused = True
         return connection.respond(status, route + "\n")
     return None
 
 
 async def _handle(connection: ServerConnection, config: ServerConfig) -> None:
+    peer = connection.peer if isinstance(connection, _LabConnection) else "unknown peer"
     route = _route(connection.request.path if connection.request else "/")
     assert not isinstance(route, str)  # refused in _process_request
     try:
@@ -70,23 +170,22 @@ async def _handle(connection: ServerConnection, config: ServerConfig) -> None:
             assert route[1] is not None
             await _push(connection, route[1])
         else:
-            await _echo(connection, config.idle_timeout)
+            await _echo(connection, config.idle_timeout, peer)
     except ConnectionClosed as exc:
         if exc.rcvd is not None and exc.rcvd.code not in (1000, 1001):
-            log.info("ws %s: peer closed with %d %s", peer_name(connection.remote_address),
-                     exc.rcvd.code, exc.rcvd.reason)
+            log.info("ws %s: the client closed with %d %s", peer, exc.rcvd.code,
+                     printable(exc.rcvd.reason, 80) or "(no reason)")
         elif exc.sent is not None and exc.sent.code not in (1000, 1001):
-            log.info("ws %s: closed with %d %s", peer_name(connection.remote_address),
-                     exc.sent.code, exc.sent.reason)
+            log.info("ws %s: closed with %d %s", peer, exc.sent.code,
+                     printable(exc.sent.reason, 80) or "(no reason)")
 
 
-async def _echo(connection: ServerConnection, idle_timeout: float) -> None:
+async def _echo(connection: ServerConnection, idle_timeout: float, peer: str) -> None:
     while True:
         try:
             message = await asyncio.wait_for(connection.recv(), idle_timeout)
         except TimeoutError:
-            log.info("ws %s: idle for %.0f s, closing", peer_name(connection.remote_address),
-                     idle_timeout)
+            log.info("ws %s: idle for %.0f s, closing", peer, idle_timeout)
             await connection.close(1001, "idle timeout")
             return
         await connection.send(message)
@@ -103,22 +202,35 @@ async def _push(connection: ServerConnection, spec: StreamSpec) -> None:
     await connection.close(1000, "push complete")
 
 
+class WsListener:
+    """The WebSocket server and the TLS handshakes it has under way."""
+
+    def __init__(self, server: Server, upgrades: _Upgrades) -> None:
+        self.server, self._upgrades = server, upgrades
+
+    def close(self) -> None:
+        self.server.close(close_connections=True)
+        self._upgrades.abort()
+
+
 async def start_ws_server(
     config: ServerConfig, certs: CertBundle | None, sock: socket.socket
-) -> Server:
+) -> WsListener:
     """Serve WebSocket on `sock` (a listening socket with the lab's congestion control)."""
     settings = config.ws
-    tls: ssl.SSLContext | None = None
+    upgrades = _Upgrades()
+    connection_type: type[_LabConnection] = _LabConnection
     if certs is not None:
         tls = server_tls_context(certs, ["http/1.1"], config.tls_version)
+        connection_type = _tls_connection(tls, config.idle_timeout, upgrades)
 
     async def handler(connection: ServerConnection) -> None:
         await _handle(connection, config)
 
-    return await serve(
+    server = await serve(
         handler,
         sock=sock,
-        ssl=tls,
+        create_connection=connection_type,
         compression="deflate" if settings.compression else None,
         process_request=_process_request,
         max_size=settings.max_message,
@@ -127,5 +239,6 @@ async def start_ws_server(
         open_timeout=config.idle_timeout,
         close_timeout=5,
         server_header="protolab",
-        logger=log,
+        logger=_library_log,
     )
+    return WsListener(server, upgrades)
