@@ -66,7 +66,9 @@ def _unprivileged(how: str) -> list[str]:
     probe = subprocess.run([*prefix, sys.executable, "-c", "import protolab.netem.cli"],
                            capture_output=True, text=True, timeout=TIMEOUT, check=False)
     if probe.returncode != 0:
-        pytest.skip(f"{how} cannot run this checkout's Python: {probe.stderr.strip()[-200:]}")
+        last = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
+        pytest.skip(f"{how} cannot run this checkout's Python (is it under a 0700 "
+                    f"directory?): {last[:160]}")
     return prefix
 
 
