@@ -18,71 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TextIO, cast
+from typing import ClassVar, TextIO, cast
 
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN, H3Connection
-from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
+from aioquic.h3.connection import H3_ALPN
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
-from aioquic.quic.events import (
-    ConnectionTerminated,
-    HandshakeCompleted,
-    QuicEvent,
-    StreamDataReceived,
-    StreamReset,
-)
 from aioquic.quic.logger import QuicFileLogger
-from aioquic.quic.packet import QuicErrorCode
-from aioquic.tls import AlertDescription, SessionTicket
+from aioquic.tls import SessionTicket
 
-from clients.base import NextTurn, timed_exchange
+from clients.base import timed_exchange
+from clients.h3_connection import H3ClientProtocol, H3Stream
 from protolab.core.record import Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.timing import now_ns
 from protolab.tlsfiles import check_ca_file, open_keylog
-
-# aioquic logs the reason of every connection it closes as a warning on "quic"; the
-# record carries that reason, so without a handler configured the line would only be
-# noise on stderr (logging's last-resort handler). Configured logging still sees it.
-logging.getLogger("quic").addHandler(logging.NullHandler())
-
-# TLS alerts (RFC 8446 §6.2) that mean "your certificate chain was not accepted".
-_CERTIFICATE_ALERTS = frozenset({
-    AlertDescription.bad_certificate, AlertDescription.unsupported_certificate,
-    AlertDescription.certificate_revoked, AlertDescription.certificate_expired,
-    AlertDescription.certificate_unknown, AlertDescription.unknown_ca,
-})
-_CA_HINT = "pass the lab's CA with --cacert (printed by `protolab serve`)"
-
-
-def close_failure(
-    error_code: int, reason: str, *, handshake_done: bool
-) -> ProtocolFailure:
-    """The typed failure a CONNECTION_CLOSE (sent or received) means for the requests.
-
-    QUIC carries a TLS alert as CRYPTO_ERROR + alert (RFC 9001 §4.8).
-    """
-    if not handshake_done:
-        crypto = QuicErrorCode.CRYPTO_ERROR
-        if crypto <= error_code < crypto + 256:
-            alert = error_code - crypto
-            if alert in _CERTIFICATE_ALERTS:
-                return ProtocolFailure(
-                    "tls_verify", f"server certificate rejected: {reason}", hint=_CA_HINT)
-            return ProtocolFailure("tls_failed", f"QUIC TLS handshake failed (alert {alert}): "
-                                   f"{reason or 'no reason given'}")
-        if error_code == QuicErrorCode.NO_ERROR and reason == "Idle timeout":
-            return ProtocolFailure("handshake_timeout", "no QUIC handshake before the idle "
-                                   "timeout (nothing answers on that UDP port?)")
-        return ProtocolFailure("handshake_failed", f"QUIC handshake failed ({error_code:#x}: "
-                               f"{reason or 'no reason given'})")
-    return ProtocolFailure("connection_closed", f"connection closed ({error_code}: {reason})")
 
 
 @dataclass(frozen=True)
@@ -103,156 +55,6 @@ class H3Options:
             )
 
 
-class _MeteredQuic:
-    """The QuicConnection as H3Connection sees it, counting stream bytes it sends."""
-
-    def __init__(self, quic: QuicConnection) -> None:
-        self._quic = quic
-        self.sent: defaultdict[int, int] = defaultdict(int)
-
-    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
-        self.sent[stream_id] += len(data)
-        self._quic.send_stream_data(stream_id, data, end_stream)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._quic, name)
-
-
-class _Datagrams:
-    """Wraps the UDP transport to count datagrams and bytes each way."""
-
-    def __init__(self, transport: asyncio.DatagramTransport) -> None:
-        self._transport = transport
-        self.counters = {"datagrams_sent": 0, "udp_bytes_sent": 0,
-                         "datagrams_received": 0, "udp_bytes_received": 0}
-
-    def sendto(self, data: bytes, addr: NetworkAddress) -> None:
-        self.counters["datagrams_sent"] += 1
-        self.counters["udp_bytes_sent"] += len(data)
-        self._transport.sendto(data, addr)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-@dataclass
-class _Stream:
-    timeline: Timeline
-    done: asyncio.Future[None]
-    received: int = 0
-
-
-class _H3ClientProtocol(QuicConnectionProtocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.meter = _MeteredQuic(self._quic)
-        self.h3 = H3Connection(cast(QuicConnection, self.meter))
-        self.streams: dict[int, _Stream] = {}
-        self.handshake_ns: int | None = None
-        self.early_data_accepted = False
-        self.resumed = False
-        self.terminated: str | None = None
-        self.failure: ProtocolFailure | None = None  # why the connection is unusable
-        self.authority = "the server"  # host:port, for messages (set by the client)
-        self.datagrams: _Datagrams | None = None
-        self.transmit_soon = NextTurn(self.transmit)  # requests made together share packets
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.datagrams = _Datagrams(cast(asyncio.DatagramTransport, transport))
-        super().connection_made(cast(asyncio.BaseTransport, self.datagrams))
-
-    def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
-        if self.datagrams is not None:
-            self.datagrams.counters["datagrams_received"] += 1
-            self.datagrams.counters["udp_bytes_received"] += len(data)
-        try:
-            super().datagram_received(data, addr)
-        except Exception as exc:  # raised in a loop callback, it would hang the handshake
-            self.fail(ProtocolFailure("protocol_error", f"QUIC client failed: {exc!r}"))
-            return
-        closing = self._quic._close_event
-        if closing is not None:  # the close is decided now; aioquic reports it 3 PTO later
-            self.fail(close_failure(closing.error_code, closing.reason_phrase,
-                                    handshake_done=self.handshake_complete))
-
-    def error_received(self, exc: Exception) -> None:
-        """The connected socket's ICMP errors (RFC 1122 §4.1.3.3): port unreachable is
-        ECONNREFUSED — no QUIC server there, so nothing more will come."""
-        if isinstance(exc, ConnectionRefusedError):
-            self.fail(ProtocolFailure("connect_refused", f"{self.authority} refused (ICMP port "
-                                      "unreachable: nothing serves QUIC there)"))
-        else:
-            self.fail(ProtocolFailure("connect_failed", f"UDP socket error: {exc}"))
-
-    def fail(self, failure: ProtocolFailure) -> None:
-        """End every waiter and stream with `failure`; the connection is not used again."""
-        if self.failure is not None:
-            return
-        self.failure = failure
-        self.terminated = self.terminated or str(failure)
-        waiter, self._connected_waiter = self._connected_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(failure)
-        for stream in self.streams.values():
-            stream.timeline.fail(failure.kind, str(failure))
-            if not stream.done.done():
-                stream.done.set_result(None)
-        self.streams.clear()
-
-    async def wait_handshake(self) -> None:
-        """Until the handshake completes; raises the failure that ended it. Either may
-        have happened before this call (ICMP, or a fast 0-RTT answer, can beat the first
-        await), and aioquic's `wait_connected` only learns of a completion it waited for."""
-        if self.failure is not None:
-            raise self.failure
-        if self.handshake_complete:
-            return
-        await self.wait_connected()
-
-    @property
-    def handshake_complete(self) -> bool:
-        return self.handshake_ns is not None
-
-    def tls_details(self) -> tuple[str | None, str | None]:
-        schedule = self._quic.tls.key_schedule
-        cipher = schedule.cipher_suite.name if schedule is not None else None
-        return "TLSv1.3", (f"TLS_{cipher}" if cipher else None)
-
-    def quic_event_received(self, event: QuicEvent) -> None:
-        if isinstance(event, HandshakeCompleted):
-            self.handshake_ns = now_ns()
-            self.early_data_accepted = event.early_data_accepted
-            self.resumed = event.session_resumed
-        elif isinstance(event, StreamDataReceived) and event.stream_id in self.streams:
-            self.streams[event.stream_id].received += len(event.data)
-        elif isinstance(event, StreamReset) and event.stream_id in self.streams:
-            stream = self.streams.pop(event.stream_id)
-            stream.timeline.fail("stream_reset", f"server reset stream ({event.error_code})")
-            stream.done.set_result(None)
-        elif isinstance(event, ConnectionTerminated):
-            self.fail(close_failure(event.error_code, event.reason_phrase,
-                                    handshake_done=self.handshake_complete))
-        for h3_event in self.h3.handle_event(event):
-            self._on_h3(h3_event)
-
-    def _on_h3(self, event: H3Event) -> None:
-        if not isinstance(event, HeadersReceived | DataReceived):
-            return
-        stream = self.streams.get(event.stream_id)
-        if stream is None:
-            return
-        tl = stream.timeline
-        if isinstance(event, HeadersReceived):
-            tl.first_byte()
-            tl.status = int(dict(event.headers).get(b":status", b"0"))
-        else:
-            tl.body(event.data)
-        if event.stream_ended:
-            tl.done_ns = now_ns()
-            del self.streams[event.stream_id]
-            stream.done.set_result(None)
-
-
 class H3Client:
     name: ClassVar[str] = "h3"
 
@@ -264,7 +66,7 @@ class H3Client:
         self.target, self.options = target, options or H3Options()
         self.tickets: list[SessionTicket] = []
         self._ticket_arrived = asyncio.Event()
-        self._proto: _H3ClientProtocol | None = None
+        self._proto: H3ClientProtocol | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._lock = asyncio.Lock()
         self._numbers = 0
@@ -312,7 +114,7 @@ class H3Client:
         h3 = proto.h3
         sid = proto._quic.get_next_available_stream_id()
         tl.stream_id = sid
-        stream = _Stream(tl, asyncio.get_running_loop().create_future())
+        stream = H3Stream(tl, asyncio.get_running_loop().create_future())
         proto.streams[sid] = stream
         scheme = b"https"
         headers = [
@@ -345,7 +147,7 @@ class H3Client:
             tl.bytes_in = stream.received
             tl.transport = dict(proto.datagrams.counters) if proto.datagrams else {}
 
-    async def _connection(self, tl: Timeline) -> tuple[_H3ClientProtocol, bool]:
+    async def _connection(self, tl: Timeline) -> tuple[H3ClientProtocol, bool]:
         async with self._lock:
             if self._proto is not None and self._proto.terminated is None:
                 tl.new_connection = False
@@ -388,7 +190,7 @@ class H3Client:
             self._keylog = open_keylog(self.target.keylog_file)  # mode 0600; closed in close()
         return self._keylog
 
-    async def _wait_handshake(self, proto: _H3ClientProtocol) -> None:
+    async def _wait_handshake(self, proto: H3ClientProtocol) -> None:
         try:
             await asyncio.wait_for(proto.wait_handshake(), self.options.timeout)
         except TimeoutError as exc:
@@ -413,7 +215,7 @@ class H3Client:
 
     async def _open(
         self, configuration: QuicConfiguration, address: NetworkAddress
-    ) -> _H3ClientProtocol:
+    ) -> H3ClientProtocol:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
         connection = QuicConnection(
@@ -424,7 +226,7 @@ class H3Client:
         # `address`, which is the one address aioquic sends to (no migration here).
         try:
             transport, protocol = await loop.create_datagram_endpoint(
-                lambda: _H3ClientProtocol(connection), family=family,
+                lambda: H3ClientProtocol(connection), family=family,
                 remote_addr=(str(address[0]), int(address[1])),
             )
         except OSError as exc:
