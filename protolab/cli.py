@@ -17,14 +17,13 @@ import typer
 from rich.table import Table
 
 from protolab import registry
-from protolab.bench import results_cli
+from protolab.bench import bench_cli, results_cli
 from protolab.certs import KEY_TYPES, KeyType, TlsVersion, default_cert_dir
 from protolab.core.latency import phases
 from protolab.core.record import RequestRecord, Target
 from protolab.errors import ConfigError, LabError
 from protolab.fetch import SCHEMES, check_files, fetch, fetch_resumed, target_from_url
 from protolab.netem import cli as netem_cli
-from protolab.netem import userns
 from protolab.report.records_view import (
     aggregate_line,
     answer_lines,
@@ -60,6 +59,8 @@ err_console = make_console(stderr=True)
 app.add_typer(netem_cli.app, name="netem")
 app.add_typer(results_cli.app, name="results")
 app.command("trace", help=trace_cli.HELP)(trace_cli.trace_command)
+for _fn, _options in bench_cli.COMMANDS:
+    app.command(**_options)(_fn)
 
 _L = DEFAULT_LIMITS
 LIMITS_HELP = (
@@ -339,104 +340,6 @@ def loopback(
     console.print(table)
     if any(cells[-1] != "ok" for cells in summary_rows(rows)):
         raise typer.Exit(1)
-
-
-@app.command(help="Run a benchmark suite over the emulated link: raw samples into the "
-             "results database, a summary table, charts. SUITE is a bundled name "
-             "(handshake, app-hol, transport-hol, one-vs-many, bulk, demo) or a TOML file.")
-def bench(
-    suite: Annotated[str, typer.Argument(help="Bundled suite name or path to a TOML file.")],
-    db: Annotated[Path, typer.Option(help="Results database.")] = Path("results/protolab.db"),
-    out: Annotated[Path, typer.Option(help="Where charts and run files go.")] = Path("results"),
-    repeat: Annotated[
-        int | None, typer.Option("--repeat", help="Repetitions (overrides the suite).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
-    capture: Annotated[bool, typer.Option(
-        "--capture", help="Keep each cell's link pcap, TLS key log and QUIC qlog "
-        "(OUT/run-N/captures; every cell then gets a link of its own).")] = False,
-) -> None:
-    from protolab.bench.session import run_bench
-    from protolab.bench.suite import expand, load_suite
-    from protolab.report.progress import BenchProgress
-    from protolab.store import ResultsStore
-
-    loaded = load_suite(suite)
-    if userns.should_reexec():  # not root, but the unprivileged path can build the link
-        userns.reexec(sys.argv[1:])
-    if repeat is not None and repeat < 1:
-        raise ConfigError("--repeat must be at least 1")
-    with ResultsStore(db) as store:
-        total = len(expand(loaded)) * ((repeat or loaded.repetitions) + loaded.warmup)
-        with BenchProgress(err_console, loaded.name, total, quiet=as_json) as progress:
-            result = run_bench(loaded, store, out, repetitions=repeat, reporter=progress,
-                               capture=capture)
-    if result.status == "complete" and result.out_dir is not None:
-        from protolab.report.run_charts import draw_charts
-
-        result.charts = draw_charts(loaded, result.cells, result.measured, result.out_dir)
-    if as_json:
-        print(json.dumps({"run": result.run_id, "status": result.status,
-                          "cells": [s.to_json() for s in result.summaries],
-                          "verdicts": [v.to_json() for v in result.verdicts],
-                          "charts": [str(c) for c in result.charts]}, indent=1))
-    else:
-        from protolab.report.progress import summary_table, verdict_table
-
-        console.print(summary_table(loaded, result))
-        if result.verdicts:
-            console.print(verdict_table(loaded, result.verdicts))
-    if result.status != "complete":
-        err_console.print(f"run {result.run_id} {result.status}; finished cells are kept")
-        raise typer.Exit(130 if result.status == "interrupted" else 1)
-
-
-@app.command(help="Run the short version of every bundled experiment that declares claims "
-             "and print one verdict table: each claim of the lab's sources, measured with "
-             "its 95% CI, holds / refuted / inconclusive, and where (the link).")
-def claims(
-    suite: Annotated[list[str] | None, typer.Option(
-        "--suite", help="Only these bundled suites (repeatable).")] = None,
-    db: Annotated[Path, typer.Option(help="Results database.")] = Path("results/protolab.db"),
-    out: Annotated[Path, typer.Option(help="Where charts and run files go.")] = Path("results"),
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable verdicts.")] = False,
-) -> None:
-    import time
-
-    from protolab.bench.session import run_bench
-    from protolab.bench.suite import BUNDLED, expand, load_suite
-    from protolab.report.progress import BenchProgress, claims_table
-    from protolab.store import ResultsStore
-
-    names = suite or [n for n in BUNDLED if load_suite(n).claims and n != "demo"]
-    unknown = [n for n in names if n not in BUNDLED]
-    if unknown:
-        raise ConfigError(f"unknown bundled suite(s) {unknown}", hint=f"choose from {BUNDLED}")
-    suites = [load_suite(n, short=True) for n in names]
-    if not any(s.claims for s in suites):
-        raise ConfigError(f"none of {names} declares claims")
-    if userns.should_reexec():
-        userns.reexec(sys.argv[1:])
-    results = []
-    with ResultsStore(db) as store:
-        for loaded in suites:
-            started = time.monotonic()
-            total = len(expand(loaded)) * (loaded.repetitions + loaded.warmup)
-            with BenchProgress(err_console, loaded.name, total, quiet=as_json) as progress:
-                result = run_bench(loaded, store, out, reporter=progress)
-            results.append((loaded, result, time.monotonic() - started))
-            if result.status != "complete":
-                break
-    if as_json:
-        print(json.dumps([{"suite": s.name, "run": r.run_id, "status": r.status,
-                           "seconds": round(t, 1), "verdicts": [v.to_json() for v in r.verdicts]}
-                          for s, r, t in results], indent=1))
-    else:
-        console.print(claims_table([(s, r.verdicts, t) for s, r, t in results]))
-    stopped = [r for _, r, _ in results if r.status != "complete"]
-    if stopped:
-        err_console.print(f"run {stopped[0].run_id} {stopped[0].status}; finished cells are kept")
-        raise typer.Exit(130 if stopped[0].status == "interrupted" else 1)
 
 
 def main() -> None:
