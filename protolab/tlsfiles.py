@@ -18,6 +18,7 @@ from typing import TextIO
 from cryptography import x509
 
 from protolab.errors import ConfigError
+from protolab.paths import check_output_file
 
 _SECRET_MODE = 0o600
 
@@ -47,18 +48,7 @@ def check_keylog_path(path: Path, what: str = "key log") -> None:
 
     Creates nothing: the file appears only when a client first writes secrets to it.
     """
-    if path.is_dir():
-        raise ConfigError(f"{what} {path} is a directory; give a file name")
-    parent = path.parent
-    if not parent.exists():
-        raise ConfigError(f"{what} {path}: directory {parent} does not exist")
-    if not parent.is_dir():
-        raise ConfigError(f"{what} {path}: {parent} is not a directory")
-    if path.exists():
-        if not os.access(path, os.W_OK):
-            raise ConfigError(f"{what} {path} is not writable")
-    elif not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what} {path}: directory {parent} is not writable")
+    check_output_file(path, what)
 
 
 def open_keylog(path: Path) -> TextIO:

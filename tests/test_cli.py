@@ -79,6 +79,13 @@ def test_get_zero_rtt_table(serve_process: Callable[..., ServeProcess]) -> None:
         (["netem", "up", "--drop", "sideways:1"], "--drop 'sideways:1' is not DIRECTION:N[,N...]"),
         (["netem", "up", "--delay", "[bold]5ms"], "[bold]5ms"),
         (["claims", "--suite", "nope"], "unknown bundled suite(s) ['nope']"),
+        # Where output goes is checked before a link or a server exists.
+        (["netem", "up", "--delay", "5ms", "--pcap", "/nonexistent/d/x.pcap"],
+         "directory /nonexistent/d does not exist"),
+        (["netem", "run", "--delay", "5ms", "--pcap", "/tmp", "--", "true"], "is a directory"),
+        (["bench", "demo", "--out", "/nonexistent/x/y"], "directory /nonexistent/x does not"),
+        (["claims", "--out", "/etc/passwd"], "--out /etc/passwd is not a directory"),
+        (["trace", "h1-clear", "--out", "/proc/x"], "cannot create the capture folder"),
         (["claims", "--suite", "bulk"], "none of ['bulk'] declares claims"),
         (["bench", "demo", "--db", "/nonexistent/protolab/x.db"],
          "directory /nonexistent does not exist"),

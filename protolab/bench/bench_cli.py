@@ -13,6 +13,7 @@ import typer
 
 from protolab.errors import ConfigError
 from protolab.netem import userns
+from protolab.paths import check_output_dir
 from protolab.terminal import make_console
 
 console = make_console()
@@ -50,6 +51,7 @@ def bench(
     from protolab.store import ResultsStore
 
     loaded = load_suite(suite)
+    check_output_dir(out, "--out")
     if userns.should_reexec():  # not root, but the unprivileged path can build the link
         userns.reexec(sys.argv[1:])
     if repeat is not None and repeat < 1:
@@ -101,6 +103,7 @@ def claims(
     if unknown:
         raise ConfigError(f"unknown bundled suite(s) {unknown}", hint=f"choose from {BUNDLED}")
     suites = [load_suite(n, short=True) for n in names]
+    check_output_dir(out, "--out")
     if not any(s.claims for s in suites):
         raise ConfigError(f"none of {names} declares claims")
     if userns.should_reexec():

@@ -43,6 +43,7 @@ from protolab.netem import namespaces as ns
 from protolab.netem import privileges, state
 from protolab.netem.config import LinkProfile
 from protolab.netem.deathsig import Spawner, wrap
+from protolab.paths import check_output_file
 
 T = TypeVar("T")
 Side = Literal["client", "server"]
@@ -114,6 +115,8 @@ class EmulatedLink:
         self.profile = profile
         self.name = name or f"l{secrets.token_hex(4)}"
         self.pcap_path = Path(pcap) if pcap is not None else None
+        if self.pcap_path is not None:  # the forwarder writes it: say so now, not after
+            check_output_file(self.pcap_path, "pcap")
         self.client_ns = f"{state.PREFIX}{self.name}-c"
         self.server_ns = f"{state.PREFIX}{self.name}-s"
         self.client_addr = ""

@@ -17,6 +17,7 @@ from typing import Any
 
 from protolab import registry
 from protolab.core.record import RequestRecord, Target
+from protolab.errors import ConfigError
 from protolab.fetch import fetch, fetch_resumed
 from protolab.labserver import start_in_namespace
 from protolab.netem.config import LinkProfile
@@ -56,7 +57,11 @@ def link_rtt_ns(profile: LinkProfile) -> int:
 
 def capture(kind: TraceKind, profile: LinkProfile, out_dir: Path) -> CaptureFiles:
     """Bring the link up, start the lab's server, run `kind`'s client once; needs root."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the capture folder {out_dir}: {exc.strerror}",
+                          hint="choose another --out") from None
     pcap = out_dir / "trace.pcap"
     keylog = out_dir / "keylog.txt" if kind.tls_version else None
     if keylog is not None:

@@ -29,6 +29,7 @@ from protolab.netem.cli import (
     profile_from_options,
 )
 from protolab.netem.config import MAX_DELAY_NS, Bound, LinkProfile
+from protolab.paths import check_output_dir
 from protolab.trace.capture import capture, load_capture
 from protolab.trace.decode import Decoded, LinkTiming, decode_capture
 from protolab.trace.errors import TraceInputError
@@ -81,6 +82,8 @@ def trace_command(
     )
     if userns.should_reexec():  # not root, but the unprivileged path can build the link
         userns.reexec(sys.argv[1:])
+    if out is not None:
+        check_output_dir(out, "--out")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if compare is not None:
         for name in compare:
