@@ -228,6 +228,9 @@ class H1Client:
             with contextlib.suppress(ValueError):
                 self._conns.remove(conn)
             self._changed.notify_all()
+        # Out of the pool, so close() will not wait for it: wait here, or a transport
+        # still open when the loop ends leaks (a ResourceWarning after a conn-per-request run).
+        await conn.tcp.wait_closed()
 
     def _drop_waiting(self, tl: Timeline) -> None:
         """After a timeout the connection's response order is unknown: retire it."""
