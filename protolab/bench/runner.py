@@ -130,6 +130,9 @@ class CellOutcome:
         default_factory=lambda: {"client": 0.0, "server": 0.0, "forwarder": 0.0}
     )
     link: list[dict[str, int]] = field(default_factory=list)  # per repetition: packet counts
+    # The default TCP congestion control the link's namespaces reported (side -> name):
+    # what sockets the lab cannot configure (grpcio's) used.
+    namespace_cc: dict[str, str] = field(default_factory=dict)
 
     @property
     def status(self) -> Literal["ok", "failed", "timeout"]:
@@ -209,7 +212,7 @@ def _point_key(suite: Suite, cell: Cell) -> int:
 def _link_and_servers(
     profile: Any, cells: list[Cell], cert_dir: Path, *, pcap: Path | None = None
 ) -> Iterator[tuple[EmulatedLink, dict[tuple[Any, ...], LabServer]]]:
-    with EmulatedLink(profile, pcap=pcap) as link:
+    with EmulatedLink(profile, pcap=pcap, tcp_cc=namespace_cc(cells)) as link:
         servers: dict[tuple[Any, ...], LabServer] = {}
         try:
             for cell in cells:
@@ -224,6 +227,14 @@ def _link_and_servers(
                 server.stop()
 
 
+def namespace_cc(cells: list[Cell]) -> str:
+    """The congestion control a link's namespaces default to: the one the variants that
+    cannot set their own (grpcio opens its sockets in C) ask for, else the lab's default
+    (the registry refuses such a variant any other cc, so they agree)."""
+    unset = {c.variant.cc for c in cells if not c.variant.spec.capabilities.sets_cc}
+    return unset.pop() if len(unset) == 1 else str(registry.KNOB_DEFAULTS["cc"])
+
+
 def _one(
     suite: Suite,
     link: EmulatedLink,
@@ -235,6 +246,7 @@ def _one(
     capture: CellCapture | None = None,
 ) -> None:
     variant = outcome.cell.variant
+    outcome.namespace_cc = dict(link.namespace_cc)
     server = servers[variant.server_key()]
     target = Target(host=link.server_addr, port=server.port(variant.protocol), tls=variant.tls,
                     ca_file=server.ca_file,

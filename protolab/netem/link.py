@@ -44,6 +44,7 @@ from protolab.netem import privileges, state
 from protolab.netem.config import LinkProfile
 from protolab.netem.deathsig import Spawner, wrap
 from protolab.paths import check_output_file
+from protolab.tcpsock import CC_ALGORITHMS
 
 T = TypeVar("T")
 Side = Literal["client", "server"]
@@ -103,6 +104,7 @@ class EmulatedLink:
         name: str | None = None,
         pcap: str | Path | None = None,
         ready_timeout_s: float = 10.0,
+        tcp_cc: str = "cubic",
     ) -> None:
         if not (isinstance(ready_timeout_s, int | float) and 0 < ready_timeout_s <= 600):
             raise ConfigError(f"ready_timeout_s {ready_timeout_s!r} is out of range: "
@@ -115,6 +117,12 @@ class EmulatedLink:
         self.profile = profile
         self.name = name or f"l{secrets.token_hex(4)}"
         self.pcap_path = Path(pcap) if pcap is not None else None
+        if tcp_cc not in CC_ALGORITHMS:
+            raise ConfigError(f"TCP congestion control {tcp_cc!r} is not one of "
+                              f"{', '.join(CC_ALGORITHMS)}")
+        self.tcp_cc = tcp_cc  # what the namespaces' TCP sockets default to (asked)
+        # What the namespaces say their default is, once built (None: not built yet).
+        self.namespace_cc: dict[str, str] = {}
         if self.pcap_path is not None:  # the forwarder writes it: say so now, not after
             check_output_file(self.pcap_path, "pcap")
         self.client_ns = f"{state.PREFIX}{self.name}-c"
@@ -191,6 +199,8 @@ class EmulatedLink:
         mtu = self.profile.mtu
         ns.add_netns(self.client_ns)
         ns.add_netns(self.server_ns)
+        self.namespace_cc = {side: ns.set_default_tcp_cc(self.netns(side), self.tcp_cc)
+                             for side in ("client", "server")}
         client_fd = ns.open_tun(self.client_ns, TUN_NAME)
         try:
             server_fd = ns.open_tun(self.server_ns, TUN_NAME)

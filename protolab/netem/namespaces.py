@@ -141,6 +141,29 @@ def _write_sysctl(path: str, value: str) -> None:
         f.write(value)
 
 
+_TCP_CC = "/proc/sys/net/ipv4/tcp_congestion_control"
+
+
+def set_default_tcp_cc(netns: str, algorithm: str) -> str:
+    """Make `algorithm` the default congestion control of every TCP socket opened in
+    `netns`, and return what the namespace then says its default is.
+
+    A namespace starts with the initial namespace's default (BBR on these machines).
+    Sockets the lab opens set TCP_CONGESTION themselves; this is for those it cannot
+    reach (grpcio opens its own in C). /proc/sys/net answers for the network namespace
+    of the thread that opens it, so the write happens on a thread inside `netns`. Where
+    the kernel refuses (EPERM inside an unprivileged user namespace), the namespace keeps
+    its default and the caller records which one it is.
+    """
+    def write_then_read() -> str:
+        with contextlib.suppress(OSError):
+            _write_sysctl(_TCP_CC, algorithm)
+        with open(_TCP_CC) as f:
+            return f.read().strip()
+
+    return call_in(netns, write_then_read)
+
+
 def open_tun(netns: str, ifname: str) -> int:
     """Create TUN device `ifname` inside `netns`; the returned fd is the device's far end.
 
