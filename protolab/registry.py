@@ -190,6 +190,54 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
                 tls_resumption=False, sets_cc=False, cleartext=True, messages=True),
             client="clients.grpc:GrpcClient", options="clients.grpc:GrpcOptions", knobs=(),
         ),
+        # Clients of the servers above, each with a server of its own (server_group: its
+        # name), so that `server_config` names it among the served protocols and a
+        # runner finds its port; the server is the same code as h1/h2's or gRPC's.
+        ProtocolSpec(
+            name="httpx", title="HTTP/1.1 (httpx)", transport="tcp", schemes=("https", "http"),
+            implied_by_scheme=False, server_group="httpx", listener="http",
+            probe_path="/bytes/100",
+            capabilities=Capabilities(
+                multiplexed=False, over_quic=False, early_data=False, pipelining=False,
+                tls_resumption=False, sets_cc=True, cleartext=True, messages=False),
+            client="clients.rest_httpx:HttpxClient", options="clients.rest_httpx:HttpxOptions",
+            knobs=("keepalive", "cc"),
+        ),
+        ProtocolSpec(
+            name="httpx-h2", title="HTTP/2 (httpx)", transport="tcp",
+            schemes=("https", "http"), implied_by_scheme=False, server_group="httpx-h2",
+            listener="http", probe_path="/bytes/100",
+            capabilities=Capabilities(
+                multiplexed=True, over_quic=False, early_data=False, pipelining=False,
+                tls_resumption=False, sets_cc=True, cleartext=True, messages=False),
+            client="clients.rest_httpx:HttpxH2Client",
+            options="clients.rest_httpx:HttpxH2Options", knobs=("keepalive", "cc"),
+        ),
+        ProtocolSpec(
+            # Not implied by grpc:// (that stays the lab's client): choose it by name.
+            name="grpc-stub", title="gRPC (generated stub)", transport="tcp",
+            schemes=("grpcs", "grpc"), implied_by_scheme=False, server_group="grpc-stub",
+            listener="grpc", probe_path="/Unary?size=100",
+            capabilities=Capabilities(
+                multiplexed=True, over_quic=False, early_data=False, pipelining=False,
+                tls_resumption=False, sets_cc=False, cleartext=True, messages=True),
+            client="clients.grpc_stub:GrpcStubClient",
+            options="clients.grpc_stub:GrpcStubOptions", knobs=(),
+        ),
+        *(ProtocolSpec(
+            name=name, title=title, transport="tcp", schemes=("https", "http"),
+            implied_by_scheme=False, server_group=name, listener="http",
+            probe_path="/push?count=2&size=16&interval_ms=10",
+            capabilities=Capabilities(
+                multiplexed=False, over_quic=False, early_data=False, pipelining=False,
+                tls_resumption=False, sets_cc=True, cleartext=True, messages=True),
+            client=f"clients.http_push:{cls}", options="clients.http_push:HttpPushOptions",
+            knobs=("keepalive", "cc"),
+        ) for name, title, cls in (
+            ("http-poll", "HTTP short polling", "ShortPollClient"),
+            ("http-long-poll", "HTTP long polling", "LongPollClient"),
+            ("http-sse", "server-sent events", "SseClient"),
+        )),
     )
 }
 NAMES: tuple[str, ...] = tuple(PROTOCOLS)
