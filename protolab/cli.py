@@ -17,8 +17,9 @@ import typer
 from rich.table import Table
 
 from protolab import registry
-from protolab.bench import bench_cli, results_cli
 from protolab.certs import KEY_TYPES, KeyType, TlsVersion, default_cert_dir
+from protolab.commands import bench as bench_cli
+from protolab.commands import results as results_cli
 from protolab.core.latency import phases
 from protolab.core.record import RequestRecord, Target
 from protolab.errors import ConfigError, LabError

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from protolab.core.latency import phases, total_ms, ttfb_ms
-from protolab.core.record import RequestRecord
+from protolab.core.record import MessageTiming, RequestRecord
 from protolab.core.stats import fit_line, median, median_ci, median_ratio
 from protolab.errors import ConfigError
+from protolab.hol.model import StreamHol, others_ms, own_ms
 
 Relation = Literal["approx", "above", "below", "faster", "ratio_in", "slope"]
 VerdictWord = Literal["holds", "refuted", "inconclusive"]
@@ -45,6 +46,7 @@ class CellView:
     link: Mapping[str, str]
     rtt_ms: float
     records: Sequence[RequestRecord]  # measured (no warm-up)
+    hol: tuple[StreamHol, ...] = ()  # per stream and repetition, from the cell's captures
 
 
 # metric name -> (unit, one value per sample of a cell)
@@ -78,6 +80,43 @@ def _setup_ms(record: RequestRecord) -> float | None:
     return (record.handshake_ns - record.conn_start_ns) / 1e6
 
 
+def _per_message(value: Callable[[MessageTiming], int | None]) -> MetricFn:
+    """One value per message of every ok record (push events, echo round trips), in ms."""
+    def values(cell: CellView) -> list[float]:
+        return [v / 1e6 for r in cell.records if r.ok for m in r.messages
+                if (v := value(m)) is not None]
+
+    return values
+
+
+def _born_to_received(m: MessageTiming) -> int | None:
+    """Push: from when the server produced the event to its arrival (one host, one clock)."""
+    return None if m.born_ns is None else m.received_ns - m.born_ns
+
+
+def _sent_to_received(m: MessageTiming) -> int | None:
+    """Echo: the round trip on the client's clock; push: from when it left the server."""
+    return None if m.sent_ns is None else m.received_ns - m.sent_ns
+
+
+def _bytes_per_message(record: RequestRecord) -> float | None:
+    """Everything the exchange cost on the wire (both ways, framing and headers, the
+    upgrade or every poll), shared out over the messages it delivered."""
+    if not record.messages:
+        return None
+    return (record.bytes_in + record.bytes_out) / len(record.messages)
+
+
+def _hol(values: Callable[[Sequence[StreamHol]], list[float]], *, rtts: bool = False,
+         ) -> MetricFn:
+    def fn(cell: CellView) -> list[float]:
+        if rtts and cell.rtt_ms <= 0:
+            return []
+        return [v / cell.rtt_ms if rtts else v for v in values(cell.hol)]
+
+    return fn
+
+
 METRICS: dict[str, tuple[str, MetricFn]] = {
     "ttfb": ("ms", _per_request(ttfb_ms)),
     "setup": ("ms", _per_request(_setup_ms)),
@@ -88,6 +127,19 @@ METRICS: dict[str, tuple[str, MetricFn]] = {
     "bytes_in": ("bytes", _per_request(lambda r: float(r.bytes_in))),
     "bytes_out": ("bytes", _per_request(lambda r: float(r.bytes_out))),
     "bytes": ("bytes", _per_request(lambda r: float(r.bytes_in + r.bytes_out))),
+    # Head-of-line delay per stream, measured from captures (protolab/hol): from another
+    # stream's loss (streams it could stall), from its own (streams that lost data).
+    "hol_others": ("ms", _hol(others_ms)),
+    "hol_own": ("ms", _hol(own_ms)),
+    "hol_others_rtts": ("RTT", _hol(others_ms, rtts=True)),
+    "hol_own_rtts": ("RTT", _hol(own_ms, rtts=True)),
+    # On a connection already open: what a call costs once its setup is paid (the
+    # setup itself is `setup`, and the conn-per-request suite's subject).
+    "total_reused": ("ms", _per_request(lambda r: None if r.new_connection else total_ms(r))),
+    "body_bytes": ("bytes", _per_request(lambda r: float(r.body_bytes))),
+    "event_latency": ("ms", _per_message(_born_to_received)),
+    "message_latency": ("ms", _per_message(_sent_to_received)),
+    "event_bytes": ("bytes", _per_request(_bytes_per_message)),
 }
 
 

@@ -19,10 +19,12 @@ from pathlib import Path
 from types import FrameType
 
 from protolab.bench.claims import CellView, Verdict, evaluate
+from protolab.bench.hol_cells import analyse_cell
 from protolab.bench.runner import CellOutcome, Reporter, run_cells
 from protolab.bench.suite import Cell, Suite, expand
 from protolab.bench.summary import CellSummary, summarize_cell
 from protolab.core.record import RequestRecord
+from protolab.hol.model import StreamHol
 from protolab.store import CpuTimes, ResultsStore, manifest
 
 
@@ -85,6 +87,7 @@ def run_bench(
     """Run `suite` into `store`; with `capture`, every cell repetition keeps its link's
     pcap, key log and qlog under the run's folder (`captures/`)."""
     reps = repetitions or suite.repetitions
+    capture = capture or suite.capture
     settings = {"suite": suite.name, "variants": [v.to_json() for v in suite.variants],
                 "link": {"profile": suite.link.profile, "points": suite.link.points()},
                 "workload": suite.workload.__dict__, "repetitions": reps,
@@ -115,6 +118,7 @@ def run_bench(
     except BaseException:
         store.finish_run(run_id, "failed")
         raise
+    hol: dict[int, tuple[StreamHol, ...]] = {}
     for outcome in outcomes:
         cell_id = cell_ids[outcome.cell.index]
         by_rep: dict[int, list[RequestRecord]] = {}
@@ -126,7 +130,10 @@ def run_bench(
                                  error=outcome.error)
         result.summaries.append(summary)
         _store_metrics(store, suite, cell_id, summary, outcome)
-    result.verdicts = judge(suite, cells, result.measured)
+        if capture:  # per-stream HOL delay from the captures (protolab/hol)
+            hol[outcome.cell.index] = analyse_cell(store, cell_id, outcome.cell,
+                                                   out_dir / "captures", by_rep)
+    result.verdicts = judge(suite, cells, result.measured, hol)
     store.add_verdicts(run_id, [
         {**v.to_json(), "claim_json": claim.to_json()}
         for v in result.verdicts for claim in suite.claims if claim.id == v.claim])
@@ -136,10 +143,11 @@ def run_bench(
 
 
 def judge(suite: Suite, cells: list[Cell], measured: dict[int, list[RequestRecord]],
-          ) -> list[Verdict]:
-    """The suite's claims against the stored records of its cells."""
-    views = [CellView(c.variant.label, c.link_point, c.rtt_ms, measured.get(c.index, []))
-             for c in cells]
+          hol: dict[int, tuple[StreamHol, ...]] | None = None) -> list[Verdict]:
+    """The suite's claims against the stored records of its cells (and their HOL)."""
+    hol = hol or {}
+    views = [CellView(c.variant.label, c.link_point, c.rtt_ms, measured.get(c.index, []),
+                      hol.get(c.index, ())) for c in cells]
     return evaluate(suite.claims, views, seed=suite.seed)
 
 

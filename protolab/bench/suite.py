@@ -12,6 +12,7 @@ key and what would be valid — never a traceback.
     warmup = 1
     timeout_s = 60
     seed = 1
+    capture = false           # keep each cell repetition's pcap, key log, qlog (HOL analysis)
 
     [link]
     profile = "loopback"
@@ -53,7 +54,8 @@ from protolab.netem.config import LinkProfile
 from protolab.netem.profiles import PROFILES, Overrides, build_profile
 from protolab.registry import KNOB_DEFAULTS, SERVER_KNOBS, ProtocolSpec
 
-BUNDLED = ("handshake", "app-hol", "transport-hol", "one-vs-many", "bulk", "demo")
+BUNDLED = ("handshake", "app-hol", "transport-hol", "one-vs-many", "bulk", "demo",
+           "conn-per-request", "push", "grpc-vs-json")
 _OVERRIDE_KEYS = ("delay", "jitter", "loss", "burst", "rate", "queue", "drop", "reorder", "seed")
 
 
@@ -155,6 +157,7 @@ class Suite:
     timeout_s: float = 60.0
     seed: int = 1
     claims: tuple[Claim, ...] = ()  # what the suite's sources predict, judged after a run
+    capture: bool = False  # keep every cell repetition's capture (as `bench --capture`)
 
 
 @dataclass(frozen=True)
@@ -275,7 +278,8 @@ def _shortened(data: dict[str, Any], source: str) -> dict[str, Any]:
 
 def parse_suite(data: dict[str, Any], source: str = "suite", *, short: bool = False) -> Suite:
     check_keys(data, source, {"name", "description", "expected", "repetitions", "warmup",
-                         "timeout_s", "seed", "link", "workload", "variant", "claim", "short"})
+                         "timeout_s", "seed", "link", "workload", "variant", "claim", "short",
+                         "capture"})
     if short:
         data = _shortened(data, source)
     elif "short" in data:
@@ -300,6 +304,7 @@ def parse_suite(data: dict[str, Any], source: str = "suite", *, short: bool = Fa
                                     high=3600)),
         seed=check_value(data, "seed", int, source, 1, low=0, high=2**63 - 1),
         claims=_claims(data.get("claim", []), source, labels),
+        capture=check_value(data, "capture", bool, source, False),
     )
     # Build every link now: an impossible parameter fails before anything is created.
     expand(suite)

@@ -111,6 +111,9 @@ class Forwarder:
             verdict, deliver_at = dmodel.offer(packet, now)
             if verdict is not Verdict.DELIVER:
                 counters[_VERDICT_SLOT[verdict]] += 1
+                if self.pcap is not None:
+                    self.pcap.write_drop(now, packet, direction.value,
+                                         _drop_reason(verdict, dmodel), counters[_IN])
                 continue
             if deliver_at <= now and not heap:
                 # Unimpaired fast path: nothing is waiting, so order is kept.
@@ -142,7 +145,7 @@ class Forwarder:
         counters[_DEL] += 1
         counters[_BDEL] += len(packet)
         if self.pcap is not None:
-            self.pcap.write(now, packet)
+            self.pcap.write(now, packet, direction.value)
 
     def handle_control(self) -> None:
         data = self.control.recv(4096)
@@ -179,6 +182,13 @@ class Forwarder:
             self.control.sendall(json.dumps(message).encode() + b"\n")
         except OSError:
             self.running = False
+
+
+def _drop_reason(verdict: Verdict, dmodel: DirectionModel) -> str:
+    """The capture's word for why a packet was dropped (pcap.DROP_REASONS)."""
+    if verdict is Verdict.LOSS:
+        return "burst" if dmodel.config.burst is not None else "loss"
+    return "queue" if verdict is Verdict.QUEUE else "droplist"
 
 
 def _tight_timers() -> None:

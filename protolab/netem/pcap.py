@@ -1,10 +1,22 @@
-"""A minimal pcap writer for what crossed the emulated link.
+"""The link's capture: what it delivered *and* what it dropped, in one pcapng file.
 
-Nanosecond pcap (magic 0xa1b23c4d) with LINKTYPE_RAW (101): each record is a bare
-IPv4/IPv6 packet exactly as the TUN device carries it, which Wireshark and tshark
-open directly. Packets are recorded when the link *delivers* them, with the
-forwarder's monotonic clock shifted once to wall-clock time, so gaps in the file
-are the link's own delays and are never disturbed by clock steps.
+pcapng (Wireshark and tshark open it; `protolab.trace.pcapfile` reads it) with two
+interfaces, both LINKTYPE_RAW (bare IPv4/IPv6 packets as the TUN devices carry them)
+and nanosecond stamps:
+
+- interface 0, ``delivered``: every packet the link delivered, stamped when the
+  forwarder wrote it to the receiving TUN device;
+- interface 1, ``dropped``: every packet the link's model dropped, stamped when it
+  arrived at the link, with a comment saying why (``reason=loss|burst|queue|droplist``),
+  its direction and its number in that direction, e.g.
+  ``dropped by the link (reason=droplist, direction=down, packet=40)``.
+  In Wireshark: ``frame.interface_name == "dropped"`` or the packet comments.
+
+Both directions carry the EPB direction flag from the client's side (up = outbound,
+down = inbound). Stamps are the forwarder's CLOCK_MONOTONIC plus one offset to wall-clock
+time taken at start, so gaps are the link's own and never disturbed by clock steps; the
+offset is written in the section header's comment (``monotonic_offset_ns=N``), so a
+reader recovers the exact monotonic time the lab's records share (`protolab.timing`).
 """
 
 from __future__ import annotations
@@ -14,9 +26,34 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-PCAP_MAGIC_NS = 0xA1B23C4D
 LINKTYPE_RAW = 101
 SNAPLEN = 65535
+INTERFACE_DELIVERED = 0
+INTERFACE_DROPPED = 1
+INTERFACE_NAMES = ("delivered", "dropped")
+DROP_REASONS = ("loss", "burst", "queue", "droplist")
+CLOCK_COMMENT = "monotonic_offset_ns="
+_DIRECTION_FLAGS = {"up": 2, "down": 1}  # pcapng epb_flags bits 0-1: outbound / inbound
+
+_SHB, _IDB, _EPB = 0x0A0D0D0A, 1, 6
+_OPT_COMMENT, _OPT_END = 1, 0
+_IF_NAME, _IF_DESCRIPTION, _IF_TSRESOL = 2, 3, 9
+_SHB_USERAPPL = 4
+_EPB_FLAGS = 2
+
+
+def _option(code: int, value: bytes) -> bytes:
+    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
+
+
+def _block(btype: int, body: bytes) -> bytes:
+    length = 12 + len(body)
+    return struct.pack("<II", btype, length) + body + struct.pack("<I", length)
+
+
+def drop_comment(reason: str, direction: str, index: int) -> str:
+    """The comment a dropped packet carries (the reader parses its key=value words)."""
+    return f"dropped by the link (reason={reason}, direction={direction}, packet={index})"
 
 
 class PcapWriter:
@@ -25,17 +62,53 @@ class PcapWriter:
         self._snaplen = snaplen
         # One offset, taken once: timestamps stay monotonic however the wall clock moves.
         self._offset_ns = time.time_ns() - time.monotonic_ns()
-        self._file.write(
-            struct.pack("<IHHiIII", PCAP_MAGIC_NS, 2, 4, 0, 0, snaplen, LINKTYPE_RAW)
-        )
+        comment = (f"protolab emulated link; stamps are CLOCK_MONOTONIC + "
+                   f"{CLOCK_COMMENT}{self._offset_ns}")
+        shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
+        shb += _option(_OPT_COMMENT, comment.encode()) + _option(
+            _SHB_USERAPPL, b"protolab netem forwarder") + _option(_OPT_END, b"")
+        self._file.write(_block(_SHB, shb))
+        descriptions = ("packets the link delivered, stamped at delivery",
+                        "packets the link dropped (loss, burst, queue, drop list), "
+                        "stamped at arrival")
+        for name, description in zip(INTERFACE_NAMES, descriptions, strict=True):
+            idb = struct.pack("<HHI", LINKTYPE_RAW, 0, snaplen)
+            idb += (_option(_IF_NAME, name.encode())
+                    + _option(_IF_DESCRIPTION, description.encode())
+                    + _option(_IF_TSRESOL, b"\x09") + _option(_OPT_END, b""))
+            self._file.write(_block(_IDB, idb))
 
-    def write(self, monotonic_ns: int, packet: bytes) -> None:
+    @property
+    def offset_ns(self) -> int:
+        """Wall-clock minus monotonic time, as written in the file's header."""
+        return self._offset_ns
+
+    def write(self, monotonic_ns: int, packet: bytes, direction: str | None = None) -> None:
+        """A packet the link delivered at `monotonic_ns`."""
+        self._packet(INTERFACE_DELIVERED, monotonic_ns, packet, direction, None)
+
+    def write_drop(self, monotonic_ns: int, packet: bytes, direction: str, reason: str,
+                   index: int) -> None:
+        """A packet the link dropped when it arrived at `monotonic_ns`: `reason` is one of
+        DROP_REASONS, `index` its number (1-based) among its direction's packets."""
+        self._packet(INTERFACE_DROPPED, monotonic_ns, packet, direction,
+                     drop_comment(reason, direction, index))
+
+    def _packet(self, interface: int, monotonic_ns: int, packet: bytes,
+                direction: str | None, comment: str | None) -> None:
         ts = monotonic_ns + self._offset_ns
         data = packet[: self._snaplen]
-        self._file.write(
-            struct.pack("<IIII", ts // 1_000_000_000, ts % 1_000_000_000, len(data), len(packet))
-        )
-        self._file.write(data)
+        body = struct.pack("<IIIII", interface, ts >> 32, ts & 0xFFFFFFFF, len(data),
+                           len(packet))
+        body += data + b"\0" * (-len(data) % 4)
+        options = b""
+        if direction is not None:
+            options += _option(_EPB_FLAGS, struct.pack("<I", _DIRECTION_FLAGS[direction]))
+        if comment is not None:
+            options += _option(_OPT_COMMENT, comment.encode())
+        if options:
+            body += options + _option(_OPT_END, b"")
+        self._file.write(_block(_EPB, body))
 
     def flush(self) -> None:
         self._file.flush()
@@ -46,16 +119,11 @@ class PcapWriter:
 
 
 def read_records(path: str | Path) -> list[tuple[int, bytes]]:
-    """(wall-clock ns, packet) of every record; for tests and the fidelity benchmark."""
-    data = Path(path).read_bytes()
-    magic, _, _, _, _, _, linktype = struct.unpack_from("<IHHiIII", data, 0)
-    if magic != PCAP_MAGIC_NS or linktype != LINKTYPE_RAW:
-        raise ValueError(f"{path}: not a protolab pcap (magic {magic:#x}, linktype {linktype})")
-    out = []
-    pos = 24
-    while pos + 16 <= len(data):
-        sec, nsec, incl, _orig = struct.unpack_from("<IIII", data, pos)
-        pos += 16
-        out.append((sec * 1_000_000_000 + nsec, data[pos : pos + incl]))
-        pos += incl
-    return out
+    """(wall-clock ns, packet) of every packet the link delivered; for tests and the
+    fidelity benchmark. (The tracer's reader does the parsing: one pcapng reader.)"""
+    from protolab.trace.pcapfile import read_capture  # the tracer sits above netem
+
+    capture = read_capture(Path(path).read_bytes())
+    if capture.comment_value(CLOCK_COMMENT.rstrip("=")) is None:
+        raise ValueError(f"{path}: not a capture of the emulated link")
+    return [(frame.ts_ns, frame.data) for frame in capture.frames]

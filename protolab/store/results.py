@@ -22,6 +22,7 @@ from typing import Any
 from protolab.core.procfs import may_be_alive, process_start
 from protolab.core.record import MessageTiming, RequestRecord
 from protolab.errors import StoreError
+from protolab.hol.model import CAUSES, Drop, HolResult, Piece, StreamHol
 from protolab.store.db import Database
 from protolab.store.model import (
     CellInfo,
@@ -199,6 +200,68 @@ class ResultsStore:
             return [{**{k: row[k] for k in row.keys() if k not in ("run_id", "idx")},
                      "claim_json": json.loads(row["claim_json"]),
                      "conditions": json.loads(row["conditions"])} for row in rows]
+
+    def add_hol(self, cell_id: int, repetition: int, result: HolResult) -> None:
+        """One repetition's HOL analysis (drops, pieces, streams), replacing any stored
+        before for it; one transaction."""
+        self._cell_exists(cell_id)
+        key = (cell_id, repetition)
+        with self._db.tx() as db:
+            for table in ("hol_drops", "hol_pieces", "hol_streams"):
+                db.execute(f"DELETE FROM {table} WHERE cell_id = ? AND repetition = ?", key)
+            db.executemany(
+                "INSERT INTO hol_drops VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*key, d.id, d.at_ns, d.direction, d.reason, d.packet, d.size,
+                  dumps(list(d.streams)), d.refilled_ns) for d in result.drops])
+            db.executemany(
+                "INSERT INTO hol_pieces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*key, i, p.stream_id, p.offset, p.length, p.link_ns, p.readable_ns,
+                  p.app_ns, p.cause, dumps(list(p.drops)))
+                 for i, p in enumerate(result.pieces)])
+            db.executemany(
+                "INSERT INTO hol_streams VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*key, h.stream_id, h.bytes, h.pieces, h.own_ns, h.others_ns, h.late_ns,
+                  h.unattributed_ns, h.own_max_ns, h.others_max_ns, int(h.lost_data),
+                  int(h.exposed), int(h.exposed_own), dumps(list(h.drops)))
+                 for h in result.streams])
+
+    def _hol_rows(self, table: str, cell_id: int, order: str) -> list[sqlite3.Row]:
+        self._cell_exists(cell_id)
+        if not self._db.has_table(table):
+            return []  # a store older than schema 5, opened read-only
+        return self._db.query(
+            f"SELECT * FROM {table} WHERE cell_id = ? ORDER BY repetition, {order}", (cell_id,))
+
+    def hol_streams(self, cell_id: int) -> list[tuple[int, StreamHol]]:
+        """(repetition, per-stream HOL) of a cell, in repetition and stream order."""
+        rows = self._hol_rows("hol_streams", cell_id, "stream_id")
+        with self._db.decoding():
+            return [(r["repetition"], StreamHol(
+                r["stream_id"], r["bytes"], r["pieces"], r["own_ns"], r["others_ns"],
+                r["late_ns"], r["unattributed_ns"], r["own_max_ns"], r["others_max_ns"],
+                bool(r["lost_data"]), bool(r["exposed"]), bool(r["exposed_own"]),
+                tuple(json.loads(r["drops"]))))
+                for r in rows]
+
+    def hol_pieces(self, cell_id: int) -> list[tuple[int, Piece]]:
+        """(repetition, byte range) of a cell: link, transport and application times."""
+        rows = self._hol_rows("hol_pieces", cell_id, "idx")
+        with self._db.decoding():
+            out = []
+            for r in rows:
+                cause = next(c for c in CAUSES if c == r["cause"])
+                out.append((r["repetition"], Piece(
+                    r["stream_id"], r["body_offset"], r["length"], r["link_ns"],
+                    r["readable_ns"], r["app_ns"], cause, tuple(json.loads(r["drops"])))))
+            return out
+
+    def hol_drops(self, cell_id: int) -> list[tuple[int, Drop]]:
+        """(repetition, dropped packet) of a cell, with whose streams' data it carried."""
+        rows = self._hol_rows("hol_drops", cell_id, "drop_id")
+        with self._db.decoding():
+            return [(r["repetition"], Drop(
+                r["drop_id"], r["at_ns"], r["direction"], r["reason"], r["packet"], r["size"],
+                tuple(json.loads(r["streams"])), r["refilled_ns"])) for r in rows]
 
     def finish_run(self, run_id: int, status: RunStatus) -> None:
         """End a run; its cells still running did not finish and end `interrupted`."""

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from protolab.core.record import RECORD_FIELDS, MessageTiming, RequestRecord
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 RunStatus = Literal["running", "complete", "interrupted", "failed"]
 CellStatus = Literal["ok", "failed", "timeout", "interrupted"]  # how a cell can finish
@@ -129,6 +129,57 @@ CREATE TABLE verdicts (               -- a suite's claims, judged from the run's
 ) WITHOUT ROWID;
 """
 
+# Head-of-line analysis of captured cells (protolab/hol): the link's drops, every byte
+# range of every stream (link time, application time, what held it) and per stream the
+# HOL delay by cause. Times are monotonic ns, the records' clock.
+_HOL = """
+CREATE TABLE hol_drops (              -- packets the link dropped, per cell repetition
+    cell_id      INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE,
+    repetition   INTEGER NOT NULL,
+    drop_id      INTEGER NOT NULL,
+    at_ns        INTEGER NOT NULL,     -- reached the link
+    direction    TEXT NOT NULL,
+    reason       TEXT NOT NULL,        -- loss, burst, queue, droplist
+    packet       INTEGER NOT NULL,     -- its number among its direction's packets
+    size         INTEGER NOT NULL,
+    streams      TEXT NOT NULL,        -- JSON list: streams whose data it carried
+    refilled_ns  INTEGER,              -- when its data finally crossed
+    PRIMARY KEY (cell_id, repetition, drop_id)
+) WITHOUT ROWID;
+CREATE TABLE hol_pieces (             -- byte ranges of response bodies (DATA frames, STREAM data)
+    cell_id      INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE,
+    repetition   INTEGER NOT NULL,
+    idx          INTEGER NOT NULL,
+    stream_id    INTEGER NOT NULL,
+    body_offset  INTEGER NOT NULL,
+    length       INTEGER NOT NULL,
+    link_ns      INTEGER NOT NULL,     -- had crossed the link
+    readable_ns  INTEGER NOT NULL,     -- the transport could hand it over
+    app_ns       INTEGER,              -- the application had it
+    cause        TEXT NOT NULL CHECK (cause IN ('none', 'own', 'others', 'late', 'unattributed')),
+    drops        TEXT NOT NULL,        -- JSON list of drop_id
+    PRIMARY KEY (cell_id, repetition, idx)
+) WITHOUT ROWID;
+CREATE TABLE hol_streams (            -- per stream: HOL delay by cause (ns)
+    cell_id          INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE,
+    repetition       INTEGER NOT NULL,
+    stream_id        INTEGER NOT NULL,
+    bytes            INTEGER NOT NULL,
+    pieces           INTEGER NOT NULL,
+    own_ns           INTEGER NOT NULL,
+    others_ns        INTEGER NOT NULL,
+    late_ns          INTEGER NOT NULL,
+    unattributed_ns  INTEGER NOT NULL,
+    own_max_ns       INTEGER NOT NULL,
+    others_max_ns    INTEGER NOT NULL,
+    lost_data        INTEGER NOT NULL,
+    exposed          INTEGER NOT NULL,  -- another stream's drop could have held it
+    exposed_own      INTEGER NOT NULL,  -- later bytes crossed while its own drop was missing
+    drops            TEXT NOT NULL,    -- JSON list of drop_id
+    PRIMARY KEY (cell_id, repetition, stream_id)
+) WITHOUT ROWID;
+"""
+
 SCHEMA = f"""
 CREATE TABLE runs (
     id          INTEGER PRIMARY KEY,
@@ -165,7 +216,7 @@ CREATE TABLE metrics (
     unit     TEXT NOT NULL,
     PRIMARY KEY (cell_id, name)
 ) WITHOUT ROWID;
-{_VERDICTS}"""
+{_VERDICTS}{_HOL}"""
 
 _V2_CELL_COLUMNS = ("id, run_id, idx, params, status, error, cpu_client, cpu_server, "
                     "cpu_forwarder, saturated, started_at, ended_at")
@@ -204,6 +255,8 @@ MIGRATIONS: dict[int, str] = {
     """,
     # 4: the verdicts of a suite's claims.
     3: _VERDICTS.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"),
+    # 5: head-of-line analysis of captured cells.
+    4: _HOL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"),
 }
 
 # Columns later schemas added, so a read-only open (which never migrates) of an older store

@@ -4,7 +4,12 @@ Hand-written because it is small: no maintained pure-Python reader is a dependen
 the lab yet (dpkt and scapy are far larger than the two formats' few record types), and
 a reader that stops at the first damaged record, keeping everything before it, is what
 bad-input handling needs. Formats: libpcap (both byte orders, micro- and nanosecond
-magic) and pcapng (SHB, IDB with if_tsresol, EPB, SPB; other blocks skipped).
+magic) and pcapng (SHB, IDB with if_tsresol and if_name, EPB with its comment and flags,
+SPB; other blocks skipped).
+
+The emulated link's own capture (protolab/netem/pcap.py) also holds the packets the
+link dropped, on an interface named ``dropped``: they are kept apart in
+`CaptureFile.dropped`, so every decoder that reads `frames` sees what was delivered.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ class Frame:
     linktype: int
     data: bytes
     orig_len: int
+    comment: str = ""  # pcapng opt_comment (the link's reason for a drop)
+    flags: int = 0  # pcapng epb_flags: bits 0-1 direction (1 inbound, 2 outbound)
+
+
+DROPPED_INTERFACE = "dropped"  # the interface name the emulated link records drops on
 
 
 @dataclass
@@ -35,6 +45,16 @@ class CaptureFile:
 
     frames: list[Frame] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    dropped: list[Frame] = field(default_factory=list)  # what the link dropped, not delivered
+    comments: list[str] = field(default_factory=list)  # section header comments
+
+    def comment_value(self, key: str) -> str | None:
+        """`key=VALUE` from a section header comment (the link writes its clock offset)."""
+        for comment in self.comments:
+            for word in comment.replace(",", " ").split():
+                if word.startswith(key + "="):
+                    return word[len(key) + 1:]
+        return None
 
 
 def read_capture(data: bytes) -> CaptureFile:
@@ -86,7 +106,7 @@ def _tsresol(value: int) -> int:
 def _read_pcapng(data: bytes) -> CaptureFile:
     out = CaptureFile()
     order = "<"
-    interfaces: list[tuple[int, int]] = []  # (linktype, ticks per second)
+    interfaces: list[tuple[int, int, str]] = []  # (linktype, ticks per second, name)
     pos = 0
     while pos < len(data):
         if pos + 12 > len(data):
@@ -105,17 +125,29 @@ def _read_pcapng(data: bytes) -> CaptureFile:
             out.problems.append(f"truncated or corrupt block at byte {pos} (length {blen})")
             break
         body = data[pos + 8:pos + blen - 4]
-        if btype == 1 and len(body) >= 8:  # Interface Description Block
+        if btype == PCAPNG_SHB and len(body) > 16:
+            out.comments += [v.decode("utf-8", "replace")
+                             for code, v in _options(body[16:], order) if code == 1]
+        elif btype == 1 and len(body) >= 8:  # Interface Description Block
             linktype = struct.unpack_from(order + "H", body)[0]
-            interfaces.append((linktype, _idb_tsresol(body[8:], order)))
+            options = _options(body[8:], order)
+            name = next((v.decode("utf-8", "replace") for c, v in options if c == 2), "")
+            interfaces.append((linktype, _idb_tsresol(options), name))
         elif btype == 6 and len(body) >= 20:  # Enhanced Packet Block
             iface, hi, lo, incl, orig = struct.unpack_from(order + "IIIII", body)
             if iface >= len(interfaces) or 20 + incl > len(body):
                 out.problems.append(f"packet block at byte {pos} names no interface or overruns")
             else:
-                linktype, per_second = interfaces[iface]
+                linktype, per_second, name = interfaces[iface]
                 ts = ((hi << 32) | lo) * 1_000_000_000 // per_second
-                out.frames.append(Frame(ts, linktype, body[20:20 + incl], orig))
+                comment, flags = "", 0
+                for code, value in _options(body[20 + incl + (-incl % 4):], order):
+                    if code == 1:
+                        comment = value.decode("utf-8", "replace")
+                    elif code == 2 and len(value) == 4:
+                        flags = struct.unpack(order + "I", value)[0]
+                frame = Frame(ts, linktype, body[20:20 + incl], orig, comment, flags)
+                (out.dropped if name == DROPPED_INTERFACE else out.frames).append(frame)
         elif btype == 3 and len(body) >= 4 and interfaces:  # Simple Packet Block
             orig = struct.unpack_from(order + "I", body)[0]
             out.frames.append(Frame(0, interfaces[0][0], body[4:4 + orig], orig))
@@ -123,13 +155,21 @@ def _read_pcapng(data: bytes) -> CaptureFile:
     return out
 
 
-def _idb_tsresol(options: bytes, order: str) -> int:
+def _options(raw: bytes, order: str) -> list[tuple[int, bytes]]:
+    """A block's (code, value) options, up to opt_endofopt or the first that overruns."""
+    out = []
     pos = 0
-    while pos + 4 <= len(options):
-        code, length = struct.unpack_from(order + "HH", options, pos)
-        if code == 0:
+    while pos + 4 <= len(raw):
+        code, length = struct.unpack_from(order + "HH", raw, pos)
+        if code == 0 or pos + 4 + length > len(raw):
             break
-        if code == 9 and length >= 1 and pos + 5 <= len(options):
-            return _tsresol(options[pos + 4])
+        out.append((code, raw[pos + 4:pos + 4 + length]))
         pos += 4 + length + (-length % 4)
+    return out
+
+
+def _idb_tsresol(options: list[tuple[int, bytes]]) -> int:
+    for code, value in options:
+        if code == 9 and value:
+            return _tsresol(value[0])
     return 1_000_000  # default: microseconds

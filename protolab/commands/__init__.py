@@ -1,0 +1,1 @@
+"""The commands that sit above every layer: they parse options, call the layers, print."""
