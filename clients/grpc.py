@@ -63,7 +63,7 @@ class GrpcOptions:
             raise ConfigError("gRPC max message size must be at least 1024 bytes")
 
 
-def _query_int(query: dict[str, list[str]], key: str, default: int) -> int:
+def query_int(query: dict[str, list[str]], key: str, default: int) -> int:
     raw = query.get(key, [str(default)])[0]
     if not raw.isdigit() or len(raw) > 18:
         raise ProtocolFailure("bad_request", f"{key} must be a non-negative integer: {raw!r}")
@@ -196,19 +196,19 @@ class GrpcClient:
             await self._unary(call(request.body, timeout=timeout), request.body, tl, None)
             return
         if method == "Unary":
-            body = lab_pb2.SizeRequest(size=_query_int(query, "size", 0), body=request.body)
+            body = lab_pb2.SizeRequest(size=query_int(query, "size", 0), body=request.body)
             await self._unary(channel.unary_unary(full)(body.SerializeToString(),
                                                         timeout=timeout),
                               body.SerializeToString(), tl, lab_pb2.Payload)
         elif method == "Records":
-            body_r = lab_pb2.RecordsRequest(count=_query_int(query, "count", 10),
-                                            seed=_query_int(query, "seed", 0))
+            body_r = lab_pb2.RecordsRequest(count=query_int(query, "count", 10),
+                                            seed=query_int(query, "seed", 0))
             wire = body_r.SerializeToString()
             await self._unary(channel.unary_unary(full)(wire, timeout=timeout), wire, tl, None)
         elif method == "ServerStream":
-            body_s = lab_pb2.StreamRequest(count=_query_int(query, "count", 10),
-                                           size=_query_int(query, "size", 1024),
-                                           interval_ms=_query_int(query, "interval_ms", 0))
+            body_s = lab_pb2.StreamRequest(count=query_int(query, "count", 10),
+                                           size=query_int(query, "size", 1024),
+                                           interval_ms=query_int(query, "interval_ms", 0))
             wire = body_s.SerializeToString()
             tl.bytes_out = len(wire) + _PREFIX
             stream = channel.unary_stream(full)(wire, timeout=timeout)
@@ -216,10 +216,10 @@ class GrpcClient:
             await self._read_stream(stream, tl, rtt=False)
             await self._finish(stream, tl)
         elif method == "ClientStream":
-            count, size = _query_int(query, "count", 10), _query_int(query, "size", 1024)
+            count, size = query_int(query, "count", 10), query_int(query, "size", 1024)
             await self._client_stream(channel.stream_unary(full), count, size, tl)
         else:  # Bidi
-            count, size = _query_int(query, "count", 10), _query_int(query, "size", 64)
+            count, size = query_int(query, "count", 10), query_int(query, "size", 64)
             await self._bidi(channel.stream_stream(full), count, size, tl)
 
     async def _unary(self, call: Any, sent: bytes, tl: Timeline, parse: Any) -> None:

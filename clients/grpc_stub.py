@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -40,9 +39,10 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # as clients/grpc.py: failures
 import grpc  # noqa: E402 - after GRPC_VERBOSITY
 
 from clients.base import check_request  # noqa: E402
+from clients.grpc import GrpcOptions, query_int  # noqa: E402
 from clients.tcp import open_tcp, tls_context_for  # noqa: E402
 from protolab.core.record import Request, RequestRecord, Target, Timeline  # noqa: E402
-from protolab.errors import ConfigError, ProtocolFailure  # noqa: E402
+from protolab.errors import ProtocolFailure  # noqa: E402
 from protolab.proto import lab_pb2, lab_pb2_grpc  # noqa: E402
 from protolab.tcpsock import DEFAULT_CC  # noqa: E402
 from protolab.timing import now_ns  # noqa: E402
@@ -51,21 +51,8 @@ from protolab.tlsfiles import check_ca_file  # noqa: E402
 _PREFIX = 5  # gRPC message prefix: compressed flag + 4-byte length
 
 
-@dataclass(frozen=True)
-class GrpcStubOptions:
-    max_message: int = 64 << 20  # largest reply message accepted
-    timeout: float = 60.0  # per call, seconds (the gRPC deadline)
-
-    def __post_init__(self) -> None:
-        if self.max_message < 1024:
-            raise ConfigError("gRPC max message size must be at least 1024 bytes")
-
-
-def _query_int(query: dict[str, list[str]], key: str, default: int) -> int:
-    raw = query.get(key, [str(default)])[0]
-    if not raw.isdigit() or len(raw) > 18:
-        raise ProtocolFailure("bad_request", f"{key} must be a non-negative integer: {raw!r}")
-    return int(raw)
+# The same options as the lab's own gRPC client: one place says what they mean.
+GrpcStubOptions = GrpcOptions
 
 
 class GrpcStubClient:
@@ -182,8 +169,8 @@ class GrpcStubClient:
         self._calls += 1
         timeout = self.options.timeout
         if method in ("records", "Records"):
-            records_request = lab_pb2.RecordsRequest(count=_query_int(query, "count", 10),
-                                                     seed=_query_int(query, "seed", 0))
+            records_request = lab_pb2.RecordsRequest(count=query_int(query, "count", 10),
+                                                     seed=query_int(query, "seed", 0))
             tl.request_sent_ns = now_ns()
             records = await stub.Records(records_request, timeout=timeout,
                                          compression=compression)
@@ -192,7 +179,7 @@ class GrpcStubClient:
             tl.body_bytes = records.ByteSize()
             tl.transport["records"] = len(records.records)
         elif method == "Unary":
-            unary_request = lab_pb2.SizeRequest(size=_query_int(query, "size", 0),
+            unary_request = lab_pb2.SizeRequest(size=query_int(query, "size", 0),
                                                 body=request.body)
             tl.request_sent_ns = now_ns()
             payload = await stub.Unary(unary_request, timeout=timeout, compression=compression)
