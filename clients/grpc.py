@@ -18,9 +18,11 @@ and headers are inside grpcio and not counted. `status` is the gRPC status code
 
 A channel that cannot connect fails at once with the TCP clients' vocabulary: grpcio
 retries a failed connection with backoff until the deadline and says only
-TRANSIENT_FAILURE, so the first TRANSIENT_FAILURE ends the attempt, and one probe with
-the lab's own TCP+TLS opener (after the measured attempt failed, so it costs nothing
-measured) says why: `connect_refused`, `tls_verify`, `tls_failed`, `dns`.
+TRANSIENT_FAILURE, so at the first TRANSIENT_FAILURE one probe with the lab's own
+TCP+TLS opener (after the measured attempt failed, so it costs nothing measured) says
+why: `connect_refused`, `tls_verify`, `tls_failed`, `dns` end the attempt at once; a
+server that accepts the probe gets grpcio's own retries for a few seconds more (a first
+attempt can fail transiently) before the call fails `connect_failed`.
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ def query_int(query: dict[str, list[str]], key: str, default: int) -> int:
     if not raw.isdigit() or len(raw) > 18:
         raise ProtocolFailure("bad_request", f"{key} must be a non-negative integer: {raw!r}")
     return int(raw)
+
+
+# How long a server that accepts TCP but failed gRPC's first attempt gets to become ready.
+_REACHABLE_GRACE_S = 3.0
 
 
 class GrpcClient:
@@ -141,12 +147,32 @@ class GrpcClient:
         state = channel.get_state(try_to_connect=True)
         while state is not grpc.ChannelConnectivity.READY:
             if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
-                raise await self._diagnose()
+                failure = await self._diagnose()
+                # Refused, untrusted, unresolvable: final at once. A server that accepts TCP
+                # (and TLS) gets grpcio's next attempts for a few seconds (its backoff
+                # starts at 1 s): a first attempt can fail transiently without anything
+                # being wrong with the server.
+                if failure.kind != "connect_failed":
+                    raise failure
+                try:
+                    await asyncio.wait_for(self._until_ready(channel), _REACHABLE_GRACE_S)
+                except TimeoutError:
+                    raise failure from None
+                return start, now_ns()
             if state is grpc.ChannelConnectivity.SHUTDOWN:
                 raise ProtocolFailure("closed", "gRPC channel closed while connecting")
             await channel.wait_for_state_change(state)
             state = channel.get_state(try_to_connect=True)
         return start, now_ns()
+
+    @staticmethod
+    async def _until_ready(channel: grpc.aio.Channel) -> None:
+        state = channel.get_state(try_to_connect=True)
+        while state is not grpc.ChannelConnectivity.READY:
+            if state is grpc.ChannelConnectivity.SHUTDOWN:
+                raise ProtocolFailure("closed", "gRPC channel closed while connecting")
+            await channel.wait_for_state_change(state)
+            state = channel.get_state(try_to_connect=True)
 
     async def _diagnose(self) -> ProtocolFailure:
         """Why the channel failed, from one TCP (+TLS) connection of the lab's own."""
