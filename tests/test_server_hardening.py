@@ -6,6 +6,7 @@ and the server goes on serving everybody else.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -35,8 +36,9 @@ from protolab.certs import (
     server_tls_context,
 )
 from protolab.core.record import Request
+from protolab.labserver import start_local
 from protolab.registry import make_client
-from servers.common import H3Settings, printable
+from servers.common import H3Settings, ServerConfig, printable
 from servers.grpc import REFLECTION_V1, SERVICE, local_ipv4_addresses
 from servers.h3 import TicketStore
 from servers.run import RunningServers
@@ -504,12 +506,12 @@ async def test_websocket_lines_name_the_peer(
 
 # --- bind exactly the asked host -----------------------------------------------------------
 
-def listening_addresses() -> dict[int, set[str]]:
-    """Port -> local addresses of this process's listening TCP and bound UDP sockets."""
+def listening_addresses(pid: int | str = "self") -> dict[int, set[str]]:
+    """Port -> local addresses of a process's listening TCP and bound UDP sockets."""
     inodes = set()
-    for fd in os.listdir("/proc/self/fd"):
+    for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
             continue
         if target.startswith("socket:["):
@@ -545,16 +547,20 @@ def _has_ipv6_loopback() -> bool:
     return True
 
 
-@pytest.mark.asyncio
 @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::1"])
-async def test_every_protocol_binds_exactly_the_asked_host(
-    lab_server: ServerFactory, host: str
+def test_every_protocol_binds_exactly_the_asked_host(
+    base_config: ServerConfig, host: str
 ) -> None:
     if host == "::1" and not _has_ipv6_loopback():
         pytest.skip("no IPv6 loopback here")
-    async with lab_server(host=host, protocols=("h1", "h2", "h3", "ws", "grpc")) as running:
-        bound = listening_addresses()
-        ports = dict(running.ports)
+    # A server process of its own: grpcio's C core decides once per process whether IPv6
+    # loopback exists, and a test that ran grpcio on a thread inside an IPv6-less network
+    # namespace would have settled that question for this whole test process.
+    config = dataclasses.replace(base_config, host=host,
+                                 protocols=("h1", "h2", "h3", "ws", "grpc"))
+    with start_local(config) as server:
+        bound = listening_addresses(server.pid)
+        ports = {p: server.port(p) for p in config.protocols}
     for protocol, port in ports.items():
         if protocol == "grpc" and host == "0.0.0.0":
             # grpcio would bind [::] (dual-stack): every IPv4 address instead, and no IPv6.
