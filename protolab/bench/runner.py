@@ -327,7 +327,7 @@ async def _workload(job: ClientJob, target: Target) -> list[RequestRecord]:
     work, variant = job.workload, job.variant
     body = b"".join(bytes(chunk) for chunk in Body(work.body_bytes).chunks())
     requests = [Request(method="POST" if body else "GET", path=work.paths[i % len(work.paths)],
-                        body=body, record_arrivals=work.record_arrivals)
+                        body=body, headers=work.headers, record_arrivals=work.record_arrivals)
                 for i in range(work.count)]
     extra = {"qlog_dir": job.qlog_dir} if job.qlog_dir is not None else {}
     client = make_client(variant.protocol, target, **variant.client_options(), **extra)

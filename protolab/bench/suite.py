@@ -48,14 +48,14 @@ from typing import Any
 
 from protolab import registry
 from protolab.bench.claims import Claim, parse_claim
-from protolab.bench.tables import check_keys, check_value
+from protolab.bench.tables import check_headers, check_keys, check_value
 from protolab.errors import ConfigError
 from protolab.netem.config import LinkProfile
 from protolab.netem.profiles import PROFILES, Overrides, build_profile
 from protolab.registry import KNOB_DEFAULTS, SERVER_KNOBS, ProtocolSpec
 
 BUNDLED = ("handshake", "app-hol", "transport-hol", "one-vs-many", "bulk", "demo",
-           "conn-per-request", "push", "grpc-vs-json")
+           "conn-per-request", "push", "grpc-vs-json", "headers")
 _OVERRIDE_KEYS = ("delay", "jitter", "loss", "burst", "rate", "queue", "drop", "reorder", "seed")
 
 
@@ -118,9 +118,11 @@ class Workload:
     # i / rate seconds whatever happened before, and latency counts from when it was due.
     load: str = "closed"
     rate: float = 0.0  # open load: requests per second
+    headers: tuple[tuple[str, str], ...] = ()  # extra request headers (the headers suite)
 
     def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "paths": list(self.paths)}
+        return {**dataclasses.asdict(self), "paths": list(self.paths),
+                "headers": dict(self.headers)}
 
     @classmethod
     def from_json(cls, data: Any) -> Workload:
@@ -387,7 +389,7 @@ def _workload(table: Any, where: str) -> Workload:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table")
     check_keys(table, where, {"paths", "count", "concurrency", "fresh_connection",
-                              "record_arrivals", "load", "rate", "body_bytes"})
+                              "record_arrivals", "load", "rate", "body_bytes", "headers"})
     paths = table.get("paths", ["/bytes/100"])
     if not isinstance(paths, list) or not paths or not all(
         isinstance(p, str) and p.startswith("/") for p in paths
@@ -402,6 +404,7 @@ def _workload(table: Any, where: str) -> Workload:
         body_bytes=check_value(table, "body_bytes", int, where, 0, low=0, high=16 << 20),
         load=check_value(table, "load", str, where, "closed"),
         rate=float(check_value(table, "rate", (int, float), where, 0.0, low=0, high=100_000)),
+        headers=check_headers(table.get("headers", {}), f"{where} headers"),
     )
     if workload.load not in ("closed", "open"):
         raise ConfigError(f"{where}: load must be \"closed\" or \"open\"")

@@ -7,6 +7,7 @@ be valid, so a suite file is validated once, at the edge, before anything runs.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from protolab.errors import ConfigError
@@ -46,3 +47,29 @@ def range_hint(low: float | None, high: float | None) -> str:
     if low is not None:
         return f" (allowed: at least {low:g})"
     return f" (allowed: at most {high:g})" if high is not None else ""
+
+
+_HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")  # an RFC 9110 token, lower case
+_PROTOCOL_FIELDS = frozenset({"host", "connection", "content-length", "transfer-encoding",
+                              "te", "upgrade", "keep-alive"})
+
+
+def check_headers(table: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """Request headers every protocol can carry: lower-case token names, visible-ASCII
+    values, none that the protocol sets itself, 8 KiB in all at most."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table of name = \"value\"")
+    out = []
+    for name, value in table.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {name} must be a string")
+        if not _HEADER_NAME.match(name):
+            raise ConfigError(f"{where}: {name!r} is not a lower-case header name")
+        if name in _PROTOCOL_FIELDS:
+            raise ConfigError(f"{where}: {name} is set by the protocol, not the suite")
+        if not all(32 <= ord(c) < 127 for c in value):
+            raise ConfigError(f"{where}: {name}'s value must be visible ASCII")
+        out.append((name, value))
+    if sum(len(n) + len(v) for n, v in out) > 8192:
+        raise ConfigError(f"{where}: at most 8 KiB of headers")
+    return tuple(out)

@@ -20,7 +20,7 @@ from protolab.bench.suite import BUNDLED, expand, load_suite, parse_suite
 from protolab.core.record import MessageTiming, RequestRecord
 from protolab.store import ResultsStore
 
-NEW = ("conn-per-request", "push", "grpc-vs-json")
+NEW = ("conn-per-request", "push", "grpc-vs-json", "headers")
 
 
 def bundled(name: str, **changes: Any) -> Any:
@@ -151,3 +151,31 @@ def test_grpc_vs_json_moves_the_same_records_in_fewer_bytes(tmp_path: Path) -> N
         kept = [r for r in records[(label, "25ms")] if not r.new_connection]
         assert kept
         assert min(_metric("total", [r]) for r in kept) > 45
+
+
+@pytest.mark.netem
+@pytest.mark.slow
+@pytest.mark.usefixtures("needs_link")
+def test_hpack_and_qpack_send_repeated_headers_as_indexes(tmp_path: Path) -> None:
+    suite = bundled("headers", repetitions=1, warmup=0, workload={"count": 5})
+    _, records = _run(suite, tmp_path)
+    h1, h2, h3 = (records[(label, "10ms")] for label in ("h1", "h2", "h3"))
+    assert len({r.bytes_out for r in h1}) == 1  # HTTP/1.1: the same text every time
+    assert h1[0].bytes_out > 600  # the suite's ten fields, as text
+    for later in (h2[1:], h3[1:]):  # after the first request: indexes into the table
+        assert all(r.bytes_out < 0.2 * h1[0].bytes_out for r in later)
+    assert h2[0].bytes_out > 3 * h2[1].bytes_out  # the first one taught the table
+
+
+@pytest.mark.parametrize(("headers", "words"), [
+    ({"User-Agent": "x"}, "not a lower-case header name"),
+    ({"host": "example.org"}, "set by the protocol"),
+    ({"cookie": "caf\u00e9"}, "visible ASCII"),
+    ({"x-big": "y" * 9000}, "at most 8 KiB"),
+    ({"x-n": 3}, "must be a string"),
+])
+def test_suite_headers_are_checked(headers: dict[str, object], words: str) -> None:
+    from protolab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=words):
+        parse_suite({"variant": [{"protocol": "h2"}], "workload": {"headers": headers}})
