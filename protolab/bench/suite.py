@@ -55,7 +55,7 @@ from protolab.netem.profiles import PROFILES, Overrides, build_profile
 from protolab.registry import KNOB_DEFAULTS, SERVER_KNOBS, ProtocolSpec
 
 BUNDLED = ("handshake", "app-hol", "transport-hol", "one-vs-many", "bulk", "demo",
-           "conn-per-request", "push", "grpc-vs-json", "headers")
+           "conn-per-request", "push", "grpc-vs-json", "headers", "reordering")
 _OVERRIDE_KEYS = ("delay", "jitter", "loss", "burst", "rate", "queue", "drop", "reorder", "seed")
 
 

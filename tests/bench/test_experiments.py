@@ -20,7 +20,7 @@ from protolab.bench.suite import BUNDLED, expand, load_suite, parse_suite
 from protolab.core.record import MessageTiming, RequestRecord
 from protolab.store import ResultsStore
 
-NEW = ("conn-per-request", "push", "grpc-vs-json", "headers")
+NEW = ("conn-per-request", "push", "grpc-vs-json", "headers", "reordering")
 
 
 def bundled(name: str, **changes: Any) -> Any:
