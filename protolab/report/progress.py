@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from protolab.bench.claims import Verdict
+from protolab.bench.claims import Claim, Verdict
 from protolab.bench.runner import Reporter
 from protolab.bench.session import BenchResult
 from protolab.bench.suite import Suite
@@ -93,25 +94,42 @@ def _number(value: float | None, unit: str) -> str:
 
 
 def verdict_table(suite: Suite, verdicts: list[Verdict]) -> Table:
-    """One row per claim and link: what was predicted, what was measured (with its 95% CI),
-    and the verdict; the claims' words and sources below."""
+    """One row per claim and link: where, what was predicted, what was measured (95% CI),
+    the verdict. Fits 80 columns: the claims' words and sources are in the suite file
+    (and in `results show --json`); the caption points there."""
     claims = {c.id: c for c in suite.claims}
-    table = Table(title=f"claims of {suite.name}", caption="; ".join(
-        f"{c.id}: {c.text} ({c.source})" for c in suite.claims))
-    for column in ("claim", "conditions", "predicted", "measured", "95% CI", "verdict",
-                   "note"):
+    table = Table(title=f"claims of {suite.name}", box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption=f"each claim's words and source: the [[claim]] tables of the "
+                  f"{suite.name} suite; CI: 95%")
+    for column in ("claim", "where", "predicted", "measured", "CI", "verdict"):
         table.add_column(column, overflow="fold",
-                         justify="right" if column in ("measured", "95% CI") else "left")
+                         justify="right" if column in ("measured", "CI") else "left",
+                         no_wrap=column in ("measured", "CI", "verdict"))
     colour = {"holds": "green", "refuted": "red", "inconclusive": "yellow"}
     for v in verdicts:
         claim = claims.get(v.claim)
         ci = ("-" if v.ci_low is None or v.ci_high is None
               else f"{_number(v.ci_low, v.unit)}–{_number(v.ci_high, v.unit)}")
-        table.add_row(
-            v.claim, " ".join(f"{k}={val}" for k, val in v.conditions.items()) or "-",
-            claim.prediction() if claim else "-", f"{_number(v.value, v.unit)} {v.unit}", ci,
-            Text(v.verdict, style=colour[v.verdict]), v.note)
+        where = " ".join(f"{val}" for val in v.conditions.values()) or "-"
+        table.add_row(v.claim, where, _short_prediction(claim) if claim else "-",
+                      f"{_number(v.value, v.unit)} {v.unit}", ci,
+                      Text(v.verdict, style=colour[v.verdict]))
     return table
+
+
+def _short_prediction(claim: Claim) -> str:
+    """What the claim predicts, in a few characters: `≈ 3 RTT/RTT`, `≤ 0.60x`, `in 0.7–0.8`."""
+    low, high = claim.bounds()
+    if claim.relation in ("approx", "slope"):
+        per = "/RTT" if claim.relation == "slope" else ""
+        return f"≈ {claim.value:g} {claim.unit}{per}"
+    if claim.relation == "above":
+        return f"≥ {low:g} {claim.unit}"
+    if claim.relation == "below":
+        return f"≤ {high:g} {claim.unit}"
+    if claim.relation == "faster":
+        return f"≤ {high:.2f}x"
+    return f"in {low:g}–{high:g}x"
 
 
 def claims_table(runs: list[tuple[Suite, list[Verdict], float]]) -> Table:
