@@ -13,6 +13,7 @@ from protolab.bench.session import run_bench
 from protolab.bench.suite import parse_suite
 from protolab.core.latency import late_sends, total_ms
 from protolab.core.record import RequestRecord
+from protolab.errors import StoreError
 from protolab.report.run_charts import draw_charts
 from protolab.store import ResultsStore
 
@@ -191,10 +192,13 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path: Path) -> None:
         deadline = time.monotonic() + TIMEOUT * 3
         while time.monotonic() < deadline:  # bounded: until the first samples are stored
             if db.exists():
-                with ResultsStore(db, create=False) as store:
-                    runs = store.runs()
-                    if runs and any(c.samples for c in store.cells(runs[0].id)):
-                        break
+                try:
+                    with ResultsStore(db, create=False) as store:
+                        runs = store.runs()
+                        if runs and any(c.samples for c in store.cells(runs[0].id)):
+                            break
+                except StoreError:
+                    pass  # the run is creating the file: its schema is not there yet
             time.sleep(0.1)
         else:
             pytest.fail("no samples were stored in time")

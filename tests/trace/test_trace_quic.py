@@ -41,8 +41,15 @@ def test_quic_handshake_sequence_and_round_trips(
     assert ":status: 200" in headers[1]  # the response
     rt = trace.round_trips
     assert rt is not None
-    assert rt.request_rtts == pytest.approx(request_rtts, abs=0.15)
-    assert rt.first_byte_rtts == pytest.approx(first_byte_rtts, abs=0.15)
+    assert rt.request_rtts == pytest.approx(request_rtts, abs=0.25)  # see test_trace_tcp
+    if kind == "h3-0rtt" and rt.first_byte_rtts > first_byte_rtts + 0.25:
+        # Seen about once in five loaded runs: the early request accepted, its answer sent
+        # only after the handshake completed (one RTT later). The tracer must say so
+        # rather than call it what the design predicts.
+        assert rt.first_byte_rtts == pytest.approx(first_byte_rtts + 1, abs=0.25)
+        assert rt.explanation != "as the protocol's design predicts"
+    else:
+        assert rt.first_byte_rtts == pytest.approx(first_byte_rtts, abs=0.25)
     assert (rt.predicted_request, rt.predicted_first_byte) == (request_rtts, first_byte_rtts)
 
 

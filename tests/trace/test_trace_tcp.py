@@ -51,8 +51,11 @@ def test_tcp_handshake_sequence_and_round_trips(traced: Traced, kind: str) -> No
     assert trace.negotiated.get("resumed", False) is kind.endswith("resume")
     rt = trace.round_trips
     assert rt is not None
-    assert rt.request_rtts == pytest.approx(request_rtts, abs=0.15)
-    assert rt.first_byte_rtts == pytest.approx(first_byte_rtts, abs=0.15)
+    # Round trips are whole numbers apart; what is left over is processing (TLS 1.2's
+    # signatures, Python's ssl and asyncio: about 25 ms here, 0.13 RTT at 200 ms RTT, more
+    # on a loaded 2-core machine), so 0.25 RTT of slack cannot mistake one count for another.
+    assert rt.request_rtts == pytest.approx(request_rtts, abs=0.25)
+    assert rt.first_byte_rtts == pytest.approx(first_byte_rtts, abs=0.25)
     assert (rt.predicted_request, rt.predicted_first_byte) == (request_rtts, first_byte_rtts)
     assert rt.explanation == "as the protocol's design predicts"
 
