@@ -33,8 +33,10 @@ def test_tcp_connect_takes_one_round_trip(make_link: LinkFactory) -> None:
         start = now_ns()
         client.connect(listener.getsockname())
         elapsed = now_ns() - start
-    # SYN out, SYN-ACK back: exactly one 200 ms round trip, plus small processing.
-    assert 200 * MS <= elapsed < 205 * MS
+    # SYN out, SYN-ACK back: exactly one 200 ms round trip, plus processing. One sample,
+    # so the margin is generous (a loaded 2-core machine once took 208 ms); two round
+    # trips would be 400 ms. The link's tail is measured in benchmarks/netem_fidelity.py.
+    assert 200 * MS <= elapsed < 215 * MS
 
 
 def test_udp_echo_sees_rtt_and_loss(make_link: LinkFactory) -> None:

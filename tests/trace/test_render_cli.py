@@ -27,13 +27,13 @@ def test_ladder_shows_arrows_times_and_markers(traced: Traced) -> None:
     assert "▶" in hello  # client -> server
     assert "◀" in next(line for line in lines if "ServerHelloDone" in line)
     request = next(line for line in lines if "◆ request leaves" in line)
-    assert float(request.split()[1]) == pytest.approx(3, abs=0.15)  # the RTT column
+    assert float(request.split()[1]) == pytest.approx(3, abs=0.25)  # RTT column (test_trace_tcp)
     text = "\n".join(text_report(decoded))
     # The summary line carries the same figure (a fresh checkout's first run compiles
     # modules on the way, so allow the noise the ladder check allows).
     match = re.search(r"request left after ([0-9.]+) RTT", text)
     assert match is not None
-    assert float(match.group(1)) == pytest.approx(3, abs=0.15)
+    assert float(match.group(1)) == pytest.approx(3, abs=0.25)
     assert "(design: 3)" in text
 
 
