@@ -25,7 +25,7 @@ def analyse_cell(store: ResultsStore, cell_id: int, cell: Cell, captures: Path,
     floors: list[float] = []
     problems = 0
     for rep, records in sorted(by_rep.items()):
-        folder = CellCapture.under(captures, cell, rep).directory
+        folder = CellCapture.of(captures, cell, rep).directory
         if not (folder / "link.pcap").exists():
             continue
         result = analyse_capture(folder, records)

@@ -87,11 +87,16 @@ class CellCapture:
     over_quic: bool
 
     @classmethod
-    def under(cls, root: Path, cell: Cell, rep: int) -> CellCapture:
+    def of(cls, root: Path, cell: Cell, rep: int) -> CellCapture:
+        """Where `cell`'s repetition `rep` keeps (or kept) its capture; creates nothing."""
         directory = root / f"cell-{cell.index}-{cell.variant.label}-rep-{rep}"
-        directory.mkdir(parents=True, exist_ok=True)
-        spec = cell.variant.spec
-        capture = cls(directory, cell.variant.tls, spec.capabilities.over_quic)
+        return cls(directory, cell.variant.tls, cell.variant.spec.capabilities.over_quic)
+
+    @classmethod
+    def under(cls, root: Path, cell: Cell, rep: int) -> CellCapture:
+        """`of`, with its folders made, for a repetition about to run."""
+        capture = cls.of(root, cell, rep)
+        capture.directory.mkdir(parents=True, exist_ok=True)
         if capture.qlog_dir is not None:
             capture.qlog_dir.mkdir(exist_ok=True)
         return capture
@@ -130,9 +135,10 @@ class CellOutcome:
         default_factory=lambda: {"client": 0.0, "server": 0.0, "forwarder": 0.0}
     )
     link: list[dict[str, int]] = field(default_factory=list)  # per repetition: packet counts
-    # The default TCP congestion control the link's namespaces reported (side -> name):
-    # what sockets the lab cannot configure (grpcio's) used.
+    # The default TCP congestion control the link's namespaces reported (side -> name), and
+    # the one asked for: what sockets the lab cannot configure (grpcio's) used.
     namespace_cc: dict[str, str] = field(default_factory=dict)
+    namespace_cc_asked: str = ""
 
     @property
     def status(self) -> Literal["ok", "failed", "timeout"]:
@@ -246,7 +252,7 @@ def _one(
     capture: CellCapture | None = None,
 ) -> None:
     variant = outcome.cell.variant
-    outcome.namespace_cc = dict(link.namespace_cc)
+    outcome.namespace_cc, outcome.namespace_cc_asked = dict(link.namespace_cc), link.tcp_cc
     server = servers[variant.server_key()]
     target = Target(host=link.server_addr, port=server.port(variant.protocol), tls=variant.tls,
                     ca_file=server.ca_file,

@@ -176,3 +176,8 @@ def _store_metrics(
                 "up_dropped_loss", "down_unseen_drops", "up_unseen_drops"):
         total = sum(rep.get(key, 0) for rep in outcome.link)
         store.add_metric(cell_id, f"link_{key}", total, "packets")
+    if outcome.namespace_cc:
+        # Namespaces whose TCP default is not the asked one (the kernel refused the
+        # change): grpcio's sockets there ran another congestion control.
+        off = sum(cc != outcome.namespace_cc_asked for cc in outcome.namespace_cc.values())
+        store.add_metric(cell_id, "namespace_cc_mismatch", off, "namespaces")

@@ -179,6 +179,8 @@ def _notes(cell: CellInfo, records: list[RequestRecord], metrics: list[Any]) -> 
     unseen = values.get("link_down_unseen_drops", 0) + values.get("link_up_unseen_drops", 0)
     if unseen:
         notes.append(f"{unseen:g} drops in the TUN queue")
+    if values.get("namespace_cc_mismatch"):
+        notes.append("namespace TCP default not as asked")
     return "; ".join(notes)
 
 

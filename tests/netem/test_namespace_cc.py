@@ -67,3 +67,20 @@ def test_grpc_sockets_follow_the_namespace_default_not_the_kernels(
             thread.join(TIMEOUT)
     assert asked in seen, seen
     assert "bbr" not in seen, seen  # the kernel's default, which the namespace replaced
+
+
+@pytest.mark.netem
+def test_each_cell_records_whether_its_namespaces_had_the_asked_default(
+        netem_available: None, tmp_path: Path) -> None:
+    from protolab.bench.session import run_bench
+    from protolab.bench.suite import parse_suite
+    from protolab.store import ResultsStore
+
+    suite = parse_suite({"variant": [{"protocol": "grpc"}], "repetitions": 1, "warmup": 0,
+                         "workload": {"paths": ["/Unary?size=100"]}})
+    with ResultsStore(tmp_path / "lab.db") as store:
+        result = run_bench(suite, store, tmp_path / "out")
+        (cell,) = store.cells(result.run_id)
+        metrics = {m.name: m.value for m in store.metrics(cell.id)}
+    assert cell.status == "ok"
+    assert metrics["namespace_cc_mismatch"] == 0
