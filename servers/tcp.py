@@ -21,6 +21,7 @@ from protolab.tcpsock import set_congestion_control
 from servers.common import ServerConfig, log, peer_name
 from servers.h1 import serve_h1
 from servers.h2 import H2ServerConnection
+from servers.linger import StampedReader, close_lingering
 from servers.tls import accept_tls, tls_failure
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -90,7 +91,7 @@ async def start_tcp_server(
         peer = peer_name(transport.get_extra_info("peername"))
         _tune(transport.get_extra_info("socket"))
         reader = asyncio.StreamReader(limit=2 * READ_SIZE)
-        protocol = asyncio.StreamReaderProtocol(reader)
+        protocol = StampedReader(reader)
         if tls is not None:
             upgraded = await accept_tls(transport, protocol, tls, within=config.idle_timeout,
                                         tag="tcp", peer=peer)
@@ -109,7 +110,7 @@ async def start_tcp_server(
         try:
             await _serve_http(reader, writer, config, alt_svc, peer)
         finally:
-            writer.close()
+            await close_lingering(reader, writer, protocol.last_read)
 
     server = await loop.create_server(lambda: _Accepted(serve, connections), sock=sock)
     return TcpListener(server, connections)

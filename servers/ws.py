@@ -39,6 +39,7 @@ from protolab.certs import CertBundle, server_tls_context
 from protolab.events import StreamSpec, encode_event, parse_spec
 from protolab.timing import now_ns
 from servers.common import ServerConfig, log, peer_name, printable
+from servers.linger import Linger
 from servers.tls import HeldBytes, accept_tls
 
 
@@ -68,6 +69,34 @@ class _LabConnection(ServerConnection):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
+
+    _linger: Linger | None = None
+    _last_read = 0.0
+
+    def send_data(self) -> None:
+        """As the library's, except where it would close a TLS transport it cannot
+        half-close while the client may still be sending (after failing the connection:
+        1009 for a message over the limit): linger there (servers/linger.py), so a reset
+        does not take the close frame with it."""
+        if self.transport.can_write_eof() or self.protocol.close_rcvd is not None:
+            super().send_data()  # a half-close, or the client has said its last word
+            return
+        for data in self.protocol.data_to_send():
+            if data:
+                self.transport.write(data)
+            elif self._linger is None:
+                self._linger = Linger(self.loop, self.transport, self._last_read)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_read = self.loop.time()
+        super().data_received(data)
+        if self._linger is not None:
+            self._linger.received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+        super().connection_lost(exc)
 
 
 class _Upgrades:

@@ -38,6 +38,7 @@ from protolab.certs import (
 from protolab.core.record import Request
 from protolab.labserver import start_local
 from protolab.registry import make_client
+from protolab.workload import DEFAULT_LIMITS
 from servers.common import H3Settings, ServerConfig, printable
 from servers.grpc import REFLECTION_V1, SERVICE, local_ipv4_addresses
 from servers.h3 import TicketStore
@@ -632,3 +633,78 @@ def test_serve_no_tls_with_h3_named_is_an_error_naming_the_fix() -> None:
     assert len(lines) == 1
     assert "HTTP/3 needs TLS" in lines[0]
     assert "drop --no-tls" in lines[0]
+
+
+_BIG = 16 << 20  # far more than a socket's buffers hold: most is still unsent at refusal
+
+
+def _send_all_then_read(port: int, ca_file: Path | None, head: bytes, size: int) -> bytes:
+    """Send `head` and `size` bytes after it as one blocking client would, then read to
+    the end: what the server said, or ConnectionError if a reset took it."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    if ca_file is not None:
+        sock = client_tls_context(ca_file, ["http/1.1"]).wrap_socket(
+            sock, server_hostname="localhost")
+    with sock:
+        sock.sendall(head)
+        chunk = bytes(65_536)
+        for _ in range(size // len(chunk)):
+            sock.sendall(chunk)
+        received = b""
+        while part := sock.recv(65_536):
+            received += part
+        return received
+
+
+def _ws_upgrade(port: int, ca_file: Path | None) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    if ca_file is not None:
+        sock = client_tls_context(ca_file, ["http/1.1"]).wrap_socket(
+            sock, server_hostname="localhost")
+    sock.sendall(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 b"Sec-WebSocket-Version: 13\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def _ws_send_big_then_read(port: int, ca_file: Path | None, size: int) -> bytes:
+    with _ws_upgrade(port, ca_file) as sock:
+        # One binary frame, masked with the key 0 (RFC 6455 §5.2): payload as is.
+        sock.sendall(b"\x82\xff" + struct.pack("!Q", size) + bytes(4))
+        chunk = bytes(65_536)
+        for _ in range(size // len(chunk)):
+            sock.sendall(chunk)
+        received = b""
+        while part := sock.recv(65_536):
+            received += part
+        return received
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("tls", [False, True], ids=["cleartext", "tls"])
+@pytest.mark.parametrize("protocol", ["h1", "ws"])
+async def test_a_client_refused_while_it_is_still_sending_reads_the_refusal(
+    lab_server: ServerFactory, protocol: str, tls: bool
+) -> None:
+    """RFC 1122 §4.2.2.13: closing with unread data sends a reset, which can take the
+    server's last words with it; the server lingers, so the client gets them."""
+    small = dataclasses.replace(DEFAULT_LIMITS, max_body_bytes=1 << 16)
+    overrides = {} if tls else {"certs": None}
+    async with lab_server(protocols=("h1", "h2", "ws"), limits=small, **overrides) as running:
+        ca = running.certs.ca_file if running.certs is not None else None
+        if protocol == "h1":
+            head = (b"POST /echo HTTP/1.1\r\nHost: localhost\r\n"
+                    b"Content-Length: %d\r\n\r\n" % _BIG)
+            got = await asyncio.to_thread(_send_all_then_read, running.port("h1"), ca,
+                                          head, _BIG)
+            assert got.startswith(b"HTTP/1.1 413"), got[:80]
+        else:
+            got = await asyncio.to_thread(_ws_send_big_then_read, running.port("ws"), ca,
+                                          _BIG)
+            assert got[:1] == b"\x88", got[:16]  # a close frame
+            assert struct.unpack("!H", got[2:4])[0] == 1009, got[:16]
+        await still_serves(running, "h2")
