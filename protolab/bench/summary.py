@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from protolab.bench.suite import Cell, Suite
 from protolab.core.latency import late_sends, total_ms, ttfb_ms
 from protolab.core.record import RequestRecord
 from protolab.core.stats import Summary, summarize
+from protolab.netem.config import Direction
+from protolab.netem.trace import CapacityStats
 
 
 @dataclass(frozen=True)
 class CellSummary:
     label: str
+    # The suite's words for the link; a direction whose capacity came from a delivery
+    # trace adds "<dir> capacity": the trace's mean Mbit/s (p10-p90 over 100 ms windows)
+    # (what the link offered, to read next to the goodput the protocol achieved).
     link: dict[str, str]
     rtt_ms: float
     samples: int
@@ -27,6 +32,8 @@ class CellSummary:
     late_sends: int  # open load: requests sent more than 1 ms after they were due
     status: str
     error: str | None
+    # Per traced direction ("up"/"down"): the trace's capacity statistics, in Mbit/s.
+    link_capacity: dict[str, dict[str, float | int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -36,7 +43,7 @@ class CellSummary:
             "total_ms": self.total.to_json() if self.total else None,
             "ttfb_rtts": self.ttfb_rtts, "goodput_mbps": self.goodput_mbps,
             "cpu_saturated": list(self.saturated), "late_sends": self.late_sends,
-            "status": self.status, "error": self.error,
+            "status": self.status, "error": self.error, "link_capacity": self.link_capacity,
         }
 
 
@@ -56,9 +63,11 @@ def summarize_cell(
     totals = [v for v in (total_ms(r) for r in ok) if v is not None]
     ttfb = summarize(ttfbs, rng_seed=suite.seed) if ttfbs else None
     total = summarize(totals, rng_seed=suite.seed) if totals else None
+    capacity = link_capacity(cell)
     return CellSummary(
         label=cell.variant.label,
-        link=cell.link_point,
+        link={**cell.link_point, **{f"{d} capacity": _capacity_words(s)
+                                    for d, s in capacity.items()}},
         rtt_ms=rtt,
         samples=len(records),
         failed=len(records) - len(ok),
@@ -72,7 +81,19 @@ def summarize_cell(
         late_sends=late_sends(records),
         status=status,
         error=error,
+        link_capacity={d: s.to_json() for d, s in capacity.items()},
     )
+
+
+def link_capacity(cell: Cell) -> dict[str, CapacityStats]:
+    """The capacity statistics of each direction of the cell's link that follows a trace."""
+    return {d.value: c.trace.capacity() for d in Direction
+            if (c := cell.link.direction(d)).trace is not None}
+
+
+def _capacity_words(stats: CapacityStats) -> str:
+    """Mean Mbit/s and its p10-p90 over 100 ms windows, short enough for a column."""
+    return f"{stats.mean:.3g} ({stats.p10:.2g}-{stats.p90:.3g})"
 
 
 def _goodput(repetition: list[RequestRecord]) -> float | None:

@@ -106,10 +106,14 @@ def _rtt_rows(profile: LinkProfile, echo: measure.EchoResult) -> list[CheckRow]:
     # 1 ms covers endpoint wake-ups on this VM (~0.3 ms measured); jitter moves the median
     # (without reordering it can only push packets later).
     tolerance = max(1e6, 0.03 * expected) + jitter
-    ok = abs(median - expected) <= tolerance
+    ok: bool | None = abs(median - expected) <= tolerance
+    note = f"tolerance ±{tolerance / 1e6:.2f} ms"
+    if profile.up.trace is not None or profile.down.trace is not None:
+        # A probe waits for the trace's next delivery opportunity: ~0 in a good spell,
+        # hundreds of ms in a fade, so the propagation delay is only a floor.
+        ok, note = None, "trace-driven: plus the wait for delivery opportunities"
     return [
-        CheckRow("RTT median", f"{expected / 1e6:.2f} ms", f"{median / 1e6:.2f} ms", ok,
-                 f"tolerance ±{tolerance / 1e6:.2f} ms"),
+        CheckRow("RTT median", f"{expected / 1e6:.2f} ms", f"{median / 1e6:.2f} ms", ok, note),
         CheckRow("RTT p99", f"≤ {(expected + jitter) / 1e6:.2f} ms", f"{p99 / 1e6:.2f} ms", None),
     ]
 
@@ -132,6 +136,10 @@ def _loss_row(profile: LinkProfile, echo: measure.EchoResult) -> CheckRow:
 def _goodput_row(profile: LinkProfile, result: measure.GoodputResult) -> CheckRow:
     rate = profile.down.rate_bps
     measured = f"{result.bps / 1e6:.2f} Mbit/s ({result.retransmits} retransmits, cubic)"
+    if profile.down.trace is not None:
+        stats = profile.down.trace.capacity()
+        return CheckRow("TCP goodput down", f"trace {stats.describe()}", measured, None,
+                        "capacity varies; benchmarks/netem_trace.py compares it per window")
     lossless = not (profile.up.loss or profile.down.loss or profile.up.drops
                     or profile.down.drops)
     if rate is None:

@@ -55,17 +55,43 @@ ReorderOpt = Annotated[
     bool | None, typer.Option("--reorder/--no-reorder", help="Let jitter reorder packets.")
 ]
 SeedOpt = Annotated[int | None, typer.Option(help="Seed of the link's RNGs.")]
+DistributionOpt = Annotated[
+    str | None,
+    typer.Option(help="Jitter's shape, as netem: uniform (±jitter), normal (jitter = sd), "
+                 "pareto, paretonormal."),
+]
+CorrelationOpt = Annotated[
+    str | None,
+    typer.Option(help="How much each jitter draw leans on the last (netem's), e.g. 25%."),
+]
+IpOpt = Annotated[
+    str | None,
+    typer.Option("--ip", help="Address family of the link's traffic: 4 (10.77.X.1/.2) or 6 "
+                 "(fd00:77:0:X::1/::2); both sides always have both."),
+]
+TraceUpOpt = Annotated[
+    str | None,
+    typer.Option("--trace-up", help="Up capacity from a mahimahi trace file (or a bundled "
+                 "trace: cellular.up); replaces --rate."),
+]
+TraceDownOpt = Annotated[
+    str | None,
+    typer.Option("--trace-down", help="Down capacity from a mahimahi trace file (or "
+                 "cellular.down)."),
+]
 PcapOpt = Annotated[Path | None, typer.Option(help="Write what crossed the link to this pcap.")]
 
 
 def profile_from_options(
     profile: str, delay: str | None, jitter: str | None, loss: str | None, burst: str | None,
     rate: str | None, queue: str | None, drop: list[str] | None, reorder: bool | None,
-    seed: int | None,
+    seed: int | None, distribution: str | None = None, correlation: str | None = None,
+    trace_up: str | None = None, trace_down: str | None = None, ip: str | None = None,
 ) -> LinkProfile:
     return build_profile(profile, Overrides(
         delay=delay, jitter=jitter, loss=loss, burst=burst, rate=rate, queue=queue,
-        drop=tuple(drop or ()), reorder=reorder, seed=seed,
+        drop=tuple(drop or ()), reorder=reorder, seed=seed, distribution=distribution,
+        correlation=correlation, trace_up=trace_up, trace_down=trace_down, ip=ip,
     ))
 
 
@@ -105,18 +131,23 @@ def up_command(
     delay: DelayOpt = None, jitter: JitterOpt = None, loss: LossOpt = None,
     burst: BurstOpt = None, rate: RateOpt = None, queue: QueueOpt = None, drop: DropOpt = None,
     reorder: ReorderOpt = None, seed: SeedOpt = None, pcap: PcapOpt = None,
+    distribution: DistributionOpt = None, correlation: CorrelationOpt = None,
+    trace_up: TraceUpOpt = None, trace_down: TraceDownOpt = None, ip: IpOpt = None,
 ) -> None:
     """Create a link and keep it until Ctrl-C; use it with `ip netns exec NS CMD`."""
     link_profile = profile_from_options(
-        profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed
+        profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed,
+        distribution, correlation, trace_up, trace_down, ip,
     )
     # A shell starting us in the background sets SIGINT to "ignore"; "until Ctrl-C" must hold.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     with EmulatedLink(link_profile, name=name, pcap=pcap) as link:
         console.print(_profile_table(link_profile))
         console.print(f"link {link.name} is up (forwarder pid {link.forwarder_pid})")
-        console.print(f"  client namespace {link.client_ns}  address {link.client_addr}")
-        console.print(f"  server namespace {link.server_ns}  address {link.server_addr}")
+        console.print(f"  client namespace {link.client_ns}  address {link.client_addr4}"
+                      + (f" and {link.client_addr6}" if link.client_addr6 else ""))
+        console.print(f"  server namespace {link.server_ns}  address {link.server_addr4}"
+                      + (f" and {link.server_addr6}" if link.server_addr6 else ""))
         console.print(f"  e.g. ip netns exec {link.client_ns} ping {link.server_addr}")
         console.print("Ctrl-C to remove it.")
         try:
@@ -196,10 +227,13 @@ def run_command(
     delay: DelayOpt = None, jitter: JitterOpt = None, loss: LossOpt = None,
     burst: BurstOpt = None, rate: RateOpt = None, queue: QueueOpt = None, drop: DropOpt = None,
     reorder: ReorderOpt = None, seed: SeedOpt = None, pcap: PcapOpt = None,
+    distribution: DistributionOpt = None, correlation: CorrelationOpt = None,
+    trace_up: TraceUpOpt = None, trace_down: TraceDownOpt = None, ip: IpOpt = None,
 ) -> None:
     """Run CMD in the client namespace of a fresh link (like a mahimahi shell)."""
     link_profile = profile_from_options(
-        profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed
+        profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed,
+        distribution, correlation, trace_up, trace_down, ip,
     )
     server_argv = shlex.split(server_cmd) if server_cmd else []
     if server_cmd is not None and not server_argv:
@@ -229,6 +263,8 @@ def check_command(
     delay: DelayOpt = None, jitter: JitterOpt = None, loss: LossOpt = None,
     burst: BurstOpt = None, rate: RateOpt = None, queue: QueueOpt = None, drop: DropOpt = None,
     reorder: ReorderOpt = None, seed: SeedOpt = None, pcap: PcapOpt = None,
+    distribution: DistributionOpt = None, correlation: CorrelationOpt = None,
+    trace_up: TraceUpOpt = None, trace_down: TraceDownOpt = None, ip: IpOpt = None,
     probes: Annotated[int, typer.Option(help="UDP echo probes (bounded).", min=10, max=100_000)]
     = 300,
     seconds: Annotated[float, typer.Option(help="TCP goodput window.", min=0.5, max=60)] = 3.0,
@@ -237,7 +273,8 @@ def check_command(
 ) -> None:
     """Build a link, measure RTT, loss and TCP goodput, and compare with the configuration."""
     link_profile = profile_from_options(
-        profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed
+        profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed,
+        distribution, correlation, trace_up, trace_down, ip,
     )
     with EmulatedLink(link_profile, pcap=pcap) as link:
         report = run_check(link, probes=probes, goodput_s=seconds)

@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from protolab.errors import ConfigError
+from protolab.netem.trace import DeliveryTrace
 
 T = TypeVar("T")
 
@@ -51,6 +52,15 @@ MAX_QUEUE_BYTES = 1 << 30
 MAX_DROP_INDEX = 1_000_000_000  # the Nth packet of a rule
 MAX_DROP_PACKETS = 1_000_000  # packet numbers in one rule (use --loss for more)
 MAX_SEED = 2**63 - 1
+
+
+class Distribution(StrEnum):
+    """Shapes of the delay's variation, as Linux netem names them (`distribution ...`)."""
+
+    UNIFORM = "uniform"  # in [-jitter, +jitter] (netem's default)
+    NORMAL = "normal"  # jitter is the standard deviation
+    PARETO = "pareto"  # netem's table: a heavy right tail, jitter scales it
+    PARETONORMAL = "paretonormal"  # netem's table: 1/4 normal + 3/4 pareto, same quantile
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,7 @@ BOUNDS: dict[str, Bound] = {
     "drop_index": Bound("--drop packet number", 1, MAX_DROP_INDEX, integer=True),
     "port": Bound("--drop port", 1, 65535, integer=True),
     "seed": Bound("--seed", 0, MAX_SEED, integer=True),
+    "correlation": Bound("--correlation", 0.0, 1.0, unit="%", scale=0.01),
     "mtu": Bound("--mtu", 576, 65535, integer=True, unit=" bytes"),
 }
 
@@ -233,9 +244,13 @@ class DirectionConfig:
     queue_packets: int | None = None  # drop-tail limit on packets waiting for the bottleneck
     queue_bytes: int | None = None  # same limit in bytes; both may be set, first hit drops
     drops: tuple[DropRule, ...] = field(default=())
+    # Capacity from a mahimahi delivery trace instead of a constant rate (never both).
+    trace: DeliveryTrace | None = None
+    distribution: Distribution = Distribution.UNIFORM  # the jitter's shape
+    correlation: float = 0.0  # 0..1: how much each jitter draw leans on the last (netem's)
 
     def __post_init__(self) -> None:
-        for name in ("delay_ns", "jitter_ns", "loss"):
+        for name in ("delay_ns", "jitter_ns", "loss", "correlation"):
             BOUNDS[name].check(getattr(self, name))
         for name in ("burst", "rate_bps", "queue_packets", "queue_bytes"):
             if getattr(self, name) is not None:
@@ -248,10 +263,26 @@ class DirectionConfig:
             )
         if self.burst is not None:
             self._check_burst(self.burst)
-        queued = self.queue_packets is not None or self.queue_bytes is not None
-        if queued and self.rate_bps is None:
+        if self.trace is not None and not isinstance(self.trace, DeliveryTrace):
+            raise ConfigError(f"a trace must be a DeliveryTrace, got {type(self.trace).__name__}")
+        if self.trace is not None and self.rate_bps is not None:
             raise ConfigError(
-                "--queue needs --rate: without a bottleneck no queue ever forms",
+                f"--rate {self.rate_bps / 1e6:g} Mbit/s and trace {self.trace.name} both set the "
+                "capacity of one direction", hint="use one of them (--rate none drops the rate)")
+        if not isinstance(self.distribution, Distribution):
+            raise ConfigError(
+                f"--distribution {self.distribution!r} is unknown",
+                hint=f"use one of {', '.join(d.value for d in Distribution)}")
+        if not self.jitter_ns and (self.distribution is not Distribution.UNIFORM
+                                   or self.correlation):
+            what = (f"--distribution {self.distribution.value}" if self.correlation == 0
+                    else f"--correlation {self.correlation * 100:g}%")
+            raise ConfigError(f"{what} needs --jitter: it shapes the delay's variation",
+                              hint="add e.g. --jitter 5ms")
+        queued = self.queue_packets is not None or self.queue_bytes is not None
+        if queued and self.rate_bps is None and self.trace is None:
+            raise ConfigError(
+                "--queue needs --rate or a trace: without a bottleneck no queue ever forms",
                 hint="add e.g. --rate 10mbit",
             )
         _check_type("drop rules", self.drops, tuple, "a tuple of DropRule")
@@ -276,6 +307,7 @@ class DirectionConfig:
     def impaired(self) -> bool:
         return bool(
             self.delay_ns or self.jitter_ns or self.loss or self.rate_bps or self.drops
+            or self.trace
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -284,16 +316,27 @@ class DirectionConfig:
             "loss": self.loss, "burst": self.burst, "rate_bps": self.rate_bps,
             "queue_packets": self.queue_packets, "queue_bytes": self.queue_bytes,
             "drops": [rule.to_json() for rule in self.drops],
+            "trace": self.trace.to_json() if self.trace is not None else None,
+            "distribution": self.distribution.value, "correlation": self.correlation,
         }
 
     @classmethod
     def from_json(cls, data: Any, where: str = "direction") -> DirectionConfig:
         """The inverse of `to_json`; a bad document is a ConfigError naming the key."""
-        doc = _document(data, where, set(_DIRECTION_KEYS))
+        doc = _document(data, where, set(_DIRECTION_KEYS), set(_LATER_KEYS))
         values: dict[str, Any] = {}
         for key, optional in _DIRECTION_KEYS.items():
-            value = doc[key]
-            if key == "reorder":
+            value: Any = doc.get(key, _LATER_KEYS.get(key))
+            if key == "trace":
+                if value is not None:
+                    value = DeliveryTrace.from_json(value, f"{where}.trace")
+            elif key == "distribution":
+                if not isinstance(value, str) or value not in {d.value for d in Distribution}:
+                    raise ConfigError(f"{where}.distribution must be one of "
+                                      f"{', '.join(d.value for d in Distribution)}, "
+                                      f"got {value!r}")
+                value = Distribution(value)
+            elif key == "reorder":
                 _check_type(f"{where}.reorder", value, bool, "true or false")
             elif key == "drops":
                 _check_type(f"{where}.drops", value, list, "a list of drop rules")
@@ -309,7 +352,10 @@ class DirectionConfig:
 _DIRECTION_KEYS = {
     "delay_ns": False, "jitter_ns": False, "reorder": False, "loss": False, "burst": True,
     "rate_bps": True, "queue_packets": True, "queue_bytes": True, "drops": False,
+    "trace": True, "distribution": False, "correlation": False,
 }
+# Keys added after documents were first stored: absent means this default.
+_LATER_KEYS: dict[str, Any] = {"trace": None, "distribution": "uniform", "correlation": 0.0}
 
 
 @dataclass(frozen=True)
@@ -322,9 +368,14 @@ class LinkProfile:
     seed: int = 1
     mtu: int = 1500
     description: str = ""
+    # The address family the lab's traffic uses: both sides always have both (10.77.X.0/24
+    # and fd00:77:0:X::/64); this picks which one `EmulatedLink.server_addr` is.
+    ip: int = 4
 
     def __post_init__(self) -> None:
         _check_type("profile name", self.name, str, "a string")
+        if self.ip not in (4, 6) or isinstance(self.ip, bool):
+            raise ConfigError(f"--ip must be 4 or 6, got {self.ip!r}")
         _check_type("profile description", self.description, str, "a string")
         BOUNDS["seed"].check(self.seed)
         BOUNDS["mtu"].check(self.mtu)
@@ -358,6 +409,7 @@ class LinkProfile:
         return {
             "name": self.name, "description": self.description, "seed": self.seed,
             "mtu": self.mtu, "up": self.up.to_json(), "down": self.down.to_json(),
+            "ip": self.ip,
         }
 
     @classmethod
@@ -365,7 +417,11 @@ class LinkProfile:
         """A profile from `to_json`'s document, validated as the CLI validates options:
         a missing, unknown or bad key is a ConfigError that names it."""
         where = "link profile"
-        doc = _document(data, where, {"name", "description", "seed", "mtu", "up", "down"})
+        doc = _document(data, where, {"name", "description", "seed", "mtu", "up", "down", "ip"},
+                        {"ip"})
+        ip = doc.get("ip", 4)
+        if ip not in (4, 6) or isinstance(ip, bool):
+            raise ConfigError(f"{where}.ip must be 4 or 6, got {ip!r}")
         _check_type(f"{where}.name", doc["name"], str, "a string")
         _check_type(f"{where}.description", doc["description"], str, "a string")
         BOUNDS["seed"].check(doc["seed"], f"{where}.seed")
@@ -373,13 +429,15 @@ class LinkProfile:
         up = DirectionConfig.from_json(doc["up"], f"{where}.up")
         down = DirectionConfig.from_json(doc["down"], f"{where}.down")
         return _prefixed(where, lambda: cls(name=doc["name"], up=up, down=down, seed=doc["seed"],
-                                            mtu=doc["mtu"], description=doc["description"]))
+                                            mtu=doc["mtu"], description=doc["description"],
+                                            ip=ip))
 
 
-def _document(data: Any, where: str, keys: set[str]) -> dict[str, Any]:
+def _document(data: Any, where: str, keys: set[str],
+              optional: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a JSON object, got {type(data).__name__}")
-    missing = sorted(keys - set(data))
+    missing = sorted(keys - set(data) - optional)
     unknown = sorted(str(k) for k in set(data) - keys)
     if missing:
         raise ConfigError(f"{where} lacks the key(s) {', '.join(missing)}")

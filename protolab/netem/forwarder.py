@@ -173,6 +173,7 @@ class Forwarder:
             "cpu_s": sum(os.times()[:2]),
             "late_mean_ns": self.late_total_ns // self.late_count if self.late_count else 0,
             "late_max_ns": self.late_max_ns,
+            "epoch_ns": self.model.epoch_ns,
             "up": dict(zip(COUNTER_NAMES, self.counters[Direction.UP], strict=True)),
             "down": dict(zip(COUNTER_NAMES, self.counters[Direction.DOWN], strict=True)),
         }
@@ -219,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     profile = LinkProfile.from_json(json.loads(sys.stdin.buffer.read()))
     control = socket.socket(fileno=args.control_fd)
     pcap = PcapWriter(args.pcap) if args.pcap else None
-    model = LinkModel(profile.up, profile.down, profile.seed)
+    # A delivery trace's time 0 is now, when the link comes up (mm-link starts its
+    # trace when it starts, too).
+    model = LinkModel(profile.up, profile.down, profile.seed, start_ns=time.monotonic_ns())
     forwarder = Forwarder(args.client_fd, args.server_fd, control, model, pcap)
     try:
         forwarder.serve()

@@ -86,6 +86,7 @@ class LinkCounters:
     late_mean_ns: int  # how late delayed packets left, on average, against the model's time
     late_max_ns: int  # ... and at worst
     at_ns: int  # monotonic time of the snapshot
+    epoch_ns: int = 0  # monotonic time the link came up: a delivery trace's time 0
 
 
 def _direction(raw: dict[str, int], tx_dropped: int, rx_dropped: int) -> DirectionCounters:
@@ -127,8 +128,10 @@ class EmulatedLink:
             check_output_file(self.pcap_path, "pcap")
         self.client_ns = f"{state.PREFIX}{self.name}-c"
         self.server_ns = f"{state.PREFIX}{self.name}-s"
-        self.client_addr = ""
+        self.client_addr = ""  # of the profile's family (`profile.ip`)
         self.server_addr = ""
+        self.client_addr4 = self.server_addr4 = ""  # both families are always configured
+        self.client_addr6 = self.server_addr6 = ""
         self.tun_name = TUN_NAME
         self._ready_timeout_s = ready_timeout_s
         self._record: state.LinkRecord | None = None
@@ -191,8 +194,13 @@ class EmulatedLink:
             )
             # Written before anything exists: from now on a crash leaves a findable leftover.
             state.write(self._record, directory)
-        self.client_addr = f"10.77.{free[0]}.1"
-        self.server_addr = f"10.77.{free[0]}.2"
+        self.client_addr4, self.server_addr4 = f"10.77.{free[0]}.1", f"10.77.{free[0]}.2"
+        # Unique local addresses (RFC 4193's fd00::/8), one /64 per link like the /24s.
+        self.client_addr6 = f"fd00:77:0:{free[0]:x}::1"
+        self.server_addr6 = f"fd00:77:0:{free[0]:x}::2"
+        six = self.profile.ip == 6
+        self.client_addr = self.client_addr6 if six else self.client_addr4
+        self.server_addr = self.server_addr6 if six else self.server_addr4
 
     def _build(self) -> None:
         assert self._record is not None
@@ -208,8 +216,17 @@ class EmulatedLink:
             os.close(client_fd)
             raise
         try:
-            ns.configure_p2p(self.client_ns, TUN_NAME, self.client_addr, self.server_addr, mtu)
-            ns.configure_p2p(self.server_ns, TUN_NAME, self.server_addr, self.client_addr, mtu)
+            six = all(ns.ipv6_enabled(n, TUN_NAME) for n in (self.client_ns, self.server_ns))
+            if not six:
+                if self.profile.ip == 6:
+                    raise LabError("IPv6 is disabled in the link's namespaces by this kernel",
+                                   hint="use ip = 4, or enable IPv6 (net.ipv6.conf.*)")
+                self.client_addr6 = self.server_addr6 = ""
+            c6, s6 = (self.client_addr6, self.server_addr6) if six else (None, None)
+            ns.configure_p2p(self.client_ns, TUN_NAME, self.client_addr4, self.server_addr4, mtu,
+                             c6, s6)
+            ns.configure_p2p(self.server_ns, TUN_NAME, self.server_addr4, self.client_addr4, mtu,
+                             s6, c6)
             self._start_forwarder(client_fd, server_fd)
         finally:
             # The forwarder holds its own copies; the devices die with its fds.
@@ -338,6 +355,7 @@ class EmulatedLink:
             late_mean_ns=raw["late_mean_ns"],
             late_max_ns=raw["late_max_ns"],
             at_ns=raw["at_ns"],
+            epoch_ns=raw.get("epoch_ns", 0),
         )
 
     # -- running things inside ---------------------------------------------------------

@@ -74,6 +74,11 @@ def tcp_total_retrans(sock: socket.socket) -> int:
     return int.from_bytes(info[TCP_INFO_TOTAL_RETRANS : TCP_INFO_TOTAL_RETRANS + 4], "little")
 
 
+def family(link: EmulatedLink) -> socket.AddressFamily:
+    """The socket family of the link's addresses (`LinkProfile.ip`)."""
+    return socket.AF_INET6 if ":" in link.server_addr else socket.AF_INET
+
+
 def set_congestion(sock: socket.socket, name: str) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, name.encode())
 
@@ -86,8 +91,8 @@ def udp_echo(
 
     After the last probe, waits at most `wait_s` for stragglers.
     """
-    server = link.call("server", socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
-    client = link.call("client", socket.socket, socket.AF_INET, socket.SOCK_DGRAM)
+    server = link.call("server", socket.socket, family(link), socket.SOCK_DGRAM)
+    client = link.call("client", socket.socket, family(link), socket.SOCK_DGRAM)
     stop = threading.Event()
     try:
         server.bind((link.server_addr, 0))
@@ -148,8 +153,8 @@ def tcp_goodput(
     max_bytes: int = 2_000_000_000, congestion: str = "cubic",
 ) -> GoodputResult:
     """Bulk transfer server→client for `seconds`; goodput counted after `warmup_s`."""
-    listener = link.call("server", socket.socket, socket.AF_INET, socket.SOCK_STREAM)
-    client = link.call("client", socket.socket, socket.AF_INET, socket.SOCK_STREAM)
+    listener = link.call("server", socket.socket, family(link), socket.SOCK_STREAM)
+    client = link.call("client", socket.socket, family(link), socket.SOCK_STREAM)
     retrans: list[int] = []
     try:
         # Set on the listener: accepted sockets inherit it.

@@ -9,8 +9,10 @@ bottleneck queue sits before a long lossy wire:
 
 1. drop list (deterministic, counted per rule),
 2. random or Gilbert-Elliott loss,
-3. drop-tail queue in front of a rate-limited bottleneck (serialisation delay),
-4. propagation delay plus jitter (reordering only when allowed).
+3. drop-tail queue in front of the bottleneck: a constant rate (serialisation delay) or
+   a mahimahi delivery trace (`trace.TraceSchedule`, opportunities from the link's birth),
+4. propagation delay plus jitter of netem's shapes (`jitter.py`; reordering only when
+   allowed).
 
 Loss and jitter use separate RNGs and loss draws one number for *every* packet, so
 adding jitter or a drop list does not change which packets random loss picks.
@@ -24,7 +26,15 @@ from enum import IntEnum
 from typing import NamedTuple
 
 from protolab.netem import packet as ip
-from protolab.netem.config import PROTOCOL_NUMBERS, Direction, DirectionConfig, DropRule
+from protolab.netem.config import (
+    PROTOCOL_NUMBERS,
+    Direction,
+    DirectionConfig,
+    Distribution,
+    DropRule,
+)
+from protolab.netem.jitter import JitterSource
+from protolab.netem.trace import TraceSchedule
 
 
 class Verdict(IntEnum):
@@ -93,10 +103,23 @@ def _rng(seed: int, direction: Direction, purpose: str) -> random.Random:
 class DirectionModel:
     """The state of one direction of the link; feed it packets in arrival order."""
 
-    def __init__(self, config: DirectionConfig, direction: Direction, seed: int) -> None:
+    def __init__(self, config: DirectionConfig, direction: Direction, seed: int,
+                 start_ns: int = 0) -> None:
+        """`start_ns`: when the link came up, where a delivery trace's time 0 lies."""
         self.config = config
         self._loss_rng = _rng(seed, direction, "loss")
         self._jitter_rng = _rng(seed, direction, "jitter")
+        # Uniform uncorrelated jitter keeps its historic draws (randint below), so seeds
+        # of existing suites give the same delays; other shapes go through netem's tables.
+        self._shaped = (
+            JitterSource(config.distribution, config.correlation, config.jitter_ns,
+                         self._jitter_rng)
+            if config.jitter_ns and (config.distribution is not Distribution.UNIFORM
+                                     or config.correlation)
+            else None
+        )
+        self._schedule = (TraceSchedule(config.trace, start_ns)
+                          if config.trace is not None else None)
         self._ge = (
             GilbertElliott(config.loss, config.burst, self._loss_rng)
             if config.burst is not None
@@ -125,8 +148,16 @@ class DirectionModel:
             if finished < 0:
                 return Decision(Verdict.QUEUE, -1)
             sent_ns = finished
+        elif self._schedule is not None:
+            finished = self._deliver_by_trace(size, now_ns, self._schedule)
+            if finished < 0:
+                return Decision(Verdict.QUEUE, -1)
+            sent_ns = finished
         deliver = sent_ns + cfg.delay_ns
-        if cfg.jitter_ns:
+        if self._shaped is not None:
+            # A drawn delay below zero is zero: the packet leaves as it arrives (netem too).
+            deliver = max(sent_ns, deliver + self._shaped.draw())
+        elif cfg.jitter_ns:
             deliver += self._jitter_rng.randint(-cfg.jitter_ns, cfg.jitter_ns)
         if not cfg.reorder and deliver < self._last_deliver_ns:
             deliver = self._last_deliver_ns
@@ -160,6 +191,29 @@ class DirectionModel:
         while waiting and waiting[0][0] <= now_ns:
             self._waiting_bytes -= waiting.popleft()[1]
 
+    def _admit(self, size: int, start: int, now_ns: int) -> bool:
+        """Queue a packet that starts on the bottleneck at `start`; False: tail-dropped."""
+        cfg = self.config
+        if start > now_ns:
+            # The queue limit applies to waiting packets only (the one being sent has
+            # left the queue), as in ns-3's DropTail and mahimahi's.
+            self._drain(now_ns)
+            if cfg.queue_packets is not None and len(self._waiting) >= cfg.queue_packets:
+                return False
+            if cfg.queue_bytes is not None and self._waiting_bytes + size > cfg.queue_bytes:
+                return False
+            self._waiting.append((start, size))
+            self._waiting_bytes += size
+        return True
+
+    def _deliver_by_trace(self, size: int, now_ns: int, schedule: TraceSchedule) -> int:
+        """When the packet's last byte leaves on the trace's opportunities, or -1 if the
+        queue is full. A packet waits from its arrival to its first opportunity."""
+        _, finish_k, left, start_ns = schedule.plan(size, now_ns)
+        if not self._admit(size, start_ns, now_ns):
+            return -1
+        return schedule.commit(finish_k, left)
+
     def _serialise(self, size: int, now_ns: int, rate_bps: int) -> int:
         """Put a packet on the bottleneck: when its last bit leaves, or -1 if tail-dropped."""
         cfg = self.config
@@ -183,9 +237,11 @@ class DirectionModel:
 class LinkModel:
     """Both directions of a link, built from a profile's configs and seed."""
 
-    def __init__(self, up: DirectionConfig, down: DirectionConfig, seed: int) -> None:
-        self.up = DirectionModel(up, Direction.UP, seed)
-        self.down = DirectionModel(down, Direction.DOWN, seed)
+    def __init__(self, up: DirectionConfig, down: DirectionConfig, seed: int,
+                 start_ns: int = 0) -> None:
+        self.epoch_ns = start_ns  # where delivery traces' time 0 lies
+        self.up = DirectionModel(up, Direction.UP, seed, start_ns)
+        self.down = DirectionModel(down, Direction.DOWN, seed, start_ns)
 
     def direction(self, which: Direction) -> DirectionModel:
         return self.up if which is Direction.UP else self.down

@@ -25,9 +25,11 @@ from protolab.netem.config import (
     Bound,
     Direction,
     DirectionConfig,
+    Distribution,
     DropRule,
     LinkProfile,
 )
+from protolab.netem.trace import DeliveryTrace, load_trace
 
 # A rate without a queue limit gets this many packets of buffer (about a typical
 # txqueuelen/10): enough for TCP to fill the pipe at lab rates without hiding RTT.
@@ -39,6 +41,10 @@ _MBIT = 1_000_000
 
 def _both(**fields: Any) -> tuple[DirectionConfig, DirectionConfig]:
     return DirectionConfig(**fields), DirectionConfig(**fields)
+
+
+def _bundled_trace(name: str) -> DeliveryTrace:
+    return load_trace("bundled trace", name)
 
 
 def _profile(
@@ -100,6 +106,15 @@ PROFILES: dict[str, LinkProfile] = {
             *_both(delay_ns=25 * _MS, rate_bps=10 * _MBIT, queue_packets=100, loss=0.02,
                    burst=4.0),
         ),
+        _profile(
+            "cellular",
+            "trace-driven cellular-like link: 40 ms RTT, capacity from the bundled traces "
+            "cellular.up/.down (two-state Markov, ~3 up / ~9 down Mbit/s, deep fades)",
+            DirectionConfig(delay_ns=20 * _MS, trace=_bundled_trace("cellular.up"),
+                            queue_packets=100),
+            DirectionConfig(delay_ns=20 * _MS, trace=_bundled_trace("cellular.down"),
+                            queue_packets=100),
+        ),
     )
 }
 
@@ -120,9 +135,15 @@ class Overrides:
     drop: tuple[str, ...] = ()
     reorder: bool | None = None
     seed: int | None = None
+    distribution: str | None = None  # uniform, normal, pareto, paretonormal (or UP/DOWN)
+    correlation: str | None = None  # e.g. 25%
+    trace_up: str | None = None  # a mahimahi trace file (or a bundled trace's name)
+    trace_down: str | None = None
+    ip: str | None = None  # "4" or "6": the address family of the lab's traffic
 
     def __post_init__(self) -> None:
-        for name in ("delay", "jitter", "loss", "burst", "rate", "queue"):
+        for name in ("delay", "jitter", "loss", "burst", "rate", "queue", "distribution",
+                     "correlation", "trace_up", "trace_down", "ip"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"--{name} must be given as text (e.g. '50ms'), "
@@ -165,6 +186,19 @@ def build_profile(name: str, overrides: Overrides | None = None) -> LinkProfile:
     put("--loss", o.loss, parse_loss, "loss")
     put("--burst", o.burst, parse_burst, "burst")
     put("--rate", o.rate, parse_rate_bps, "rate_bps")
+    put("--distribution", o.distribution, parse_distribution, "distribution")
+    put("--correlation", o.correlation, parse_correlation, "correlation")
+    for d, raw in ((Direction.UP, o.trace_up), (Direction.DOWN, o.trace_down)):
+        if raw is None:
+            continue
+        option = f"--trace-{d.value}"
+        if "rate_bps" in fields[d] and fields[d]["rate_bps"] is not None:
+            raise ConfigError(f"{option} and --rate both set the {d.value} capacity",
+                              hint="use one of them")
+        trace = parse_trace(option, raw)
+        fields[d]["trace"] = trace
+        if trace is not None:
+            fields[d]["rate_bps"] = None  # the trace replaces the profile's constant rate
     if o.queue is not None:
         up, down = split_updown("--queue", o.queue)
         for d, raw in ((Direction.UP, up), (Direction.DOWN, down)):
@@ -181,8 +215,12 @@ def build_profile(name: str, overrides: Overrides | None = None) -> LinkProfile:
     built: dict[Direction, DirectionConfig] = {}
     for d in Direction:
         f = fields[d]
-        if "rate_bps" in f and "queue_packets" not in f:
-            if f["rate_bps"] is None:
+        if f.get("rate_bps") is not None and "trace" not in f:
+            f["trace"] = None  # a constant rate replaces the profile's trace
+        if ("rate_bps" in f or "trace" in f) and "queue_packets" not in f:
+            bottleneck = f.get("rate_bps", dirs[d].rate_bps) is not None or f.get(
+                "trace", dirs[d].trace) is not None
+            if not bottleneck:
                 # No bottleneck left, so no queue either.
                 f["queue_packets"] = f["queue_bytes"] = None
             elif dirs[d].queue_packets is None and dirs[d].queue_bytes is None:
@@ -190,11 +228,18 @@ def build_profile(name: str, overrides: Overrides | None = None) -> LinkProfile:
         built[d] = replace(dirs[d], **f)
     seed = base.seed if o.seed is None else o.seed
     changed = o != Overrides()
+    family = base.ip
+    if o.ip is not None:
+        if o.ip.strip() not in ("4", "6"):
+            raise ConfigError(f"--ip {_shown(o.ip)} is not an address family",
+                              hint="use 4 (10.77.X.0/24) or 6 (fd00:77:0:X::/64)")
+        family = int(o.ip.strip())
     return replace(
         base,
         up=built[Direction.UP],
         down=built[Direction.DOWN],
         seed=seed,
+        ip=family,
         name=base.name + ("+custom" if changed else ""),
     )
 
@@ -303,6 +348,39 @@ def parse_rate_bps(option: str, raw: str) -> int | None:
     return round(value)
 
 
+def parse_distribution(option: str, raw: str) -> Distribution:
+    """'uniform', 'normal', 'pareto' or 'paretonormal' (netem's names)."""
+    word = raw.strip().lower()
+    for d in Distribution:
+        if word == d.value:
+            return d
+    raise ConfigError(f"{option} {_shown(raw)} is not a delay distribution",
+                      hint=f"use one of {', '.join(d.value for d in Distribution)}")
+
+
+def parse_correlation(option: str, raw: str) -> float:
+    """'25%' or '25' (percent), as netem's CORRELATION."""
+    m = re.fullmatch(rf"\s*{_NUMBER}\s*%?\s*", raw)
+    bound = BOUNDS["correlation"]
+    if not m:
+        raise ConfigError(f"{option} {_shown(raw)} is not a percentage",
+                          hint=f"e.g. 25%; allowed {bound.range()}")
+    pct = _number(option, raw, m.group(1), bound, "percentage")
+    if not 0.0 <= pct <= 100.0:
+        raise ConfigError(f"{option} must be within 0..100%, got {_shown(raw)}")
+    if pct == 100.0:
+        raise ConfigError(f"{option} 100% would repeat the first draw for ever",
+                          hint="use less than 100%")
+    return pct / 100.0
+
+
+def parse_trace(option: str, raw: str) -> DeliveryTrace | None:
+    """A mahimahi trace file (or a bundled trace's name); 'none' removes the trace."""
+    if raw.strip().lower() == "none":
+        return None
+    return load_trace(option, raw)
+
+
 _BYTE_UNITS = {"b": 1, "kb": 1_000, "kib": 1_024, "mb": 1_000_000, "mib": 1_048_576,
                "gb": 1_000_000_000, "gib": 1 << 30}
 
@@ -374,11 +452,21 @@ def parse_drop(raw: str) -> DropRule:
 def describe(profile: LinkProfile) -> list[tuple[str, str, str]]:
     """(parameter, up, down) rows for printing a profile."""
 
-    def fmt_rate(v: int | None) -> str:
-        return "unlimited" if v is None else f"{v / 1e6:g} Mbit/s"
+    def fmt_rate(c: DirectionConfig) -> str:
+        if c.trace is not None:
+            return f"trace {c.trace.name}"
+        return "unlimited" if c.rate_bps is None else f"{c.rate_bps / 1e6:g} Mbit/s"
+
+    def fmt_jitter(c: DirectionConfig) -> str:
+        if not c.jitter_ns:
+            return "±0 ms"
+        shape = "" if c.distribution is Distribution.UNIFORM else f" {c.distribution.value}"
+        corr = f", {c.correlation * 100:g}% correlated" if c.correlation else ""
+        spread = "±" if c.distribution is Distribution.UNIFORM else "sigma "
+        return f"{spread}{c.jitter_ns / 1e6:g} ms{shape}{corr}"
 
     def fmt_queue(c: DirectionConfig) -> str:
-        if c.rate_bps is None:
+        if c.rate_bps is None and c.trace is None:
             return "-"
         parts = []
         if c.queue_packets is not None:
@@ -396,11 +484,17 @@ def describe(profile: LinkProfile) -> list[tuple[str, str, str]]:
     rows = []
     u, d = profile.up, profile.down
     rows.append(("delay (one way)", f"{u.delay_ns / 1e6:g} ms", f"{d.delay_ns / 1e6:g} ms"))
-    rows.append(("jitter", f"±{u.jitter_ns / 1e6:g} ms", f"±{d.jitter_ns / 1e6:g} ms"))
+    rows.append(("jitter", fmt_jitter(u), fmt_jitter(d)))
     rows.append(("reordering", str(u.reorder), str(d.reorder)))
     rows.append(("loss", fmt_loss(u), fmt_loss(d)))
-    rows.append(("rate", fmt_rate(u.rate_bps), fmt_rate(d.rate_bps)))
+    rows.append(("rate", fmt_rate(u), fmt_rate(d)))
+    if u.trace is not None or d.trace is not None:
+        up_cap, down_cap = (c.trace.capacity().describe() if c.trace is not None else "-"
+                            for c in (u, d))
+        rows.append(("trace capacity", up_cap, down_cap))
     rows.append(("queue", fmt_queue(u), fmt_queue(d)))
+    if profile.ip == 6:
+        rows.append(("address family", "IPv6 (IPv4 too)", "IPv6 (IPv4 too)"))
     rows.append((
         "drop list",
         " ".join(r.describe() for r in u.drops) or "-",
