@@ -18,6 +18,11 @@ CPU time is measured for the client (its thread), the server (its process) and t
 link's forwarder; a cell whose busiest part used more than `SATURATED` of the wall time
 is flagged — its numbers measure Python, not the protocol. A failing cell is recorded
 with its error and the run goes on; Ctrl-C stops cleanly, keeping what finished.
+
+Who runs the repetitions is an `Executor`: `LocalExecutor` is the order above in this
+process; another (protolab/distributed: Dask workers on other machines) gets the same
+plan, runs each `RepTask` from its serialised description with a link and servers of its
+own (`run_alone`), and hands back `RepResult`s as they finish, in whatever order.
 """
 
 from __future__ import annotations
@@ -26,18 +31,21 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from protolab import registry
 from protolab.bench.suite import Cell, Suite, Variant, Workload, expand
 from protolab.core.client import ProtocolClient
 from protolab.core.record import Request, RequestRecord, Target
+from protolab.errors import ConfigError
 from protolab.labserver import LabServer, start_in_namespace
 from protolab.netem.link import EmulatedLink, LinkCounters
 from protolab.registry import make_client
+from protolab.store.manifest import host_description
 from protolab.timing import now_ns
 from protolab.workload import Body
 
@@ -157,6 +165,119 @@ class CellOutcome:
     def measured(self) -> list[RequestRecord]:
         return [r for _, warm, recs in self.records if not warm for r in recs]
 
+    def add(self, result: RepResult) -> None:
+        """Fold one finished repetition in (they may arrive in any order)."""
+        task = result.task
+        if result.namespace_cc:
+            self.namespace_cc = dict(result.namespace_cc)
+            self.namespace_cc_asked = result.namespace_cc_asked
+        self.link.append(dict(result.link))
+        if not task.warm:
+            self.wall_s += result.wall_s
+            self.cpu["client"] += result.client.cpu_s
+            self.cpu["server"] += result.server_cpu_s
+            self.cpu["forwarder"] += result.forwarder_cpu_s
+        self.records.append((task.rep, task.warm, list(result.client.records)))
+        if result.client.failure is not None:
+            self.failure = result.client.failure
+
+
+@dataclass(frozen=True)
+class RepTask:
+    """One repetition of one cell: the unit an executor runs. Self-contained (the cell
+    carries its built link) and serialisable, so it can run on another machine."""
+
+    cell: Cell
+    rep: int
+    warm: bool
+    workload: Workload
+    timeout_s: float
+    attempt: int = 0  # 0: the first; each retry after a lost worker counts one up
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cell": self.cell.to_json(), "rep": self.rep, "warm": self.warm,
+                "workload": self.workload.to_json(), "timeout_s": self.timeout_s,
+                "attempt": self.attempt}
+
+    @classmethod
+    def from_json(cls, data: Any) -> RepTask:
+        """A task another process serialised; validated like a suite file."""
+        keys = {"cell", "rep", "warm", "workload", "timeout_s", "attempt"}
+        if not isinstance(data, dict) or set(data) != keys:
+            raise ConfigError(f"a cell repetition is {{{', '.join(sorted(keys))}}}")
+        rep, attempt, timeout = data["rep"], data["attempt"], data["timeout_s"]
+        if not all(type(v) is int and v >= 0 for v in (rep, attempt)):
+            raise ConfigError("rep and attempt must be non-negative integers")
+        if type(data["warm"]) is not bool:
+            raise ConfigError("warm must be true or false")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
+                0 < timeout <= 3600):
+            raise ConfigError(f"timeout_s must be in (0, 3600], got {timeout!r}")
+        return cls(Cell.from_json(data["cell"]), rep, data["warm"],
+                   Workload.from_json(data["workload"]), float(timeout), attempt)
+
+
+@dataclass(frozen=True)
+class RanOn:
+    """Where and when one repetition ran."""
+
+    worker: str  # "local", or the address of the Dask worker that ran it
+    host: dict[str, Any]  # the machine: `store.manifest.host_description()`
+    started: float  # wall clock, epoch seconds: the client's run on a shared link, else
+    # from building its own link to tearing it down (the time it held the machine)
+    ended: float
+
+
+@dataclass(frozen=True)
+class RepResult:
+    """What running one `RepTask` gave: the client's records (or its typed failure), CPU
+    of each part, what crossed the link, and where and when it ran."""
+
+    task: RepTask
+    client: ClientResult
+    ran: RanOn
+    wall_s: float = 0.0
+    server_cpu_s: float = 0.0
+    forwarder_cpu_s: float = 0.0
+    link: dict[str, int] = field(default_factory=dict)  # packet counts (`_link_delta`)
+    namespace_cc: dict[str, str] = field(default_factory=dict)
+    namespace_cc_asked: str = ""
+    lost: bool = False  # its worker was lost while running it (`client.failure` says so)
+    # A retry of this repetition follows (its worker was lost and `--retries` allows
+    # one): the attempt is recorded, its outcome is not the cell's.
+    superseded: bool = False
+
+
+@dataclass(frozen=True)
+class LinkGroup:
+    """The cells of one link point and their repetitions, in the order they are to run:
+    repetitions in turn (warm-up first), variants rotated every repetition."""
+
+    cells: tuple[Cell, ...]
+    tasks: tuple[RepTask, ...]
+
+
+def plan(suite: Suite, cells: list[Cell], reps: int) -> list[LinkGroup]:
+    """Every cell repetition of `suite` as a task, grouped per link point, in run order."""
+    points: dict[int, list[Cell]] = {}
+    for cell in cells:
+        points.setdefault(_point_key(suite, cell), []).append(cell)
+    groups = []
+    for group in points.values():
+        tasks = [RepTask(cell, rep, rep < suite.warmup, suite.workload, suite.timeout_s)
+                 for rep in range(suite.warmup + reps)
+                 for cell in group[rep % len(group):] + group[: rep % len(group)]]
+        groups.append(LinkGroup(tuple(group), tuple(tasks)))
+    return groups
+
+
+class Executor(Protocol):
+    """Runs a plan's tasks and yields each one's result as it finishes (in any order).
+    Closing the generator early (Ctrl-C, a failure) stops whatever is still running."""
+
+    def run(self, groups: Sequence[LinkGroup], work_dir: Path,
+            capture_dir: Path | None) -> Generator[RepResult, None, None]: ...
+
 
 class Reporter:
     """Progress callbacks (the CLI shows a bar; tests pass none)."""
@@ -170,44 +291,65 @@ def run_cells(
     work_dir: Path,
     *,
     repetitions: int | None = None,
-    on_cell_rep: Callable[[CellOutcome, int, bool, list[RequestRecord]], None] | None = None,
+    on_cell_rep: Callable[[CellOutcome, RepResult], None] | None = None,
     reporter: Reporter | None = None,
     capture_dir: Path | None = None,
+    executor: Executor | None = None,
 ) -> list[CellOutcome]:
-    """Run every cell of `suite`; `on_cell_rep` sees each repetition's records as they land;
+    """Run every cell of `suite` (in this process unless `executor` says otherwise);
+    `on_cell_rep` sees each repetition's result as it lands (superseded attempts too);
     with `capture_dir`, every cell repetition's link, keys and qlog are kept there."""
     reps = suite.repetitions if repetitions is None else repetitions
     cells = expand(suite)
     outcomes = {cell.index: CellOutcome(cell) for cell in cells}
     reporter = reporter or Reporter()
-    reporter.start(len(cells) * (reps + suite.warmup))
-    cert_dir = work_dir / "certs"
-    points: dict[int, list[Cell]] = {}
-    for cell in cells:
-        points.setdefault(_point_key(suite, cell), []).append(cell)
-    for group in points.values():
-        profile = group[0].link
-        rotations = [group[r % len(group):] + group[: r % len(group)]
-                     for r in range(suite.warmup + reps)]
-        if profile.up.drops or profile.down.drops or capture_dir is not None:
-            for rep, order in enumerate(rotations):
-                for cell in order:
-                    capture = None if capture_dir is None else CellCapture.under(
-                        capture_dir, cell, rep)
-                    with _link_and_servers(profile, [cell], cert_dir,
-                                           pcap=capture.pcap if capture else None
-                                           ) as (link, servers):
-                        _one(suite, link, servers, outcomes[cell.index], rep,
-                             rep < suite.warmup, on_cell_rep, capture)
-                    reporter.step(cell.variant.label)
-            continue
-        with _link_and_servers(profile, group, cert_dir) as (link, servers):
-            for rep, order in enumerate(rotations):
-                for cell in order:
-                    _one(suite, link, servers, outcomes[cell.index], rep, rep < suite.warmup,
-                         on_cell_rep)
-                    reporter.step(cell.variant.label)
+    groups = plan(suite, cells, reps)
+    reporter.start(sum(len(g.tasks) for g in groups))
+    with contextlib.closing((executor or LocalExecutor()).run(
+            groups, work_dir, capture_dir)) as results:
+        for result in results:
+            outcome = outcomes[result.task.cell.index]
+            if not result.superseded:
+                outcome.add(result)
+            if on_cell_rep is not None:
+                on_cell_rep(outcome, result)
+            if not result.superseded:
+                reporter.step(result.task.cell.variant.label)
     return [outcomes[cell.index] for cell in cells]
+
+
+class LocalExecutor:
+    """This process, in the plan's order: per link point one link and its servers for
+    every repetition, except where the link must start afresh for each (drop lists count
+    packets from the link's start; captures are per repetition)."""
+
+    def run(self, groups: Sequence[LinkGroup], work_dir: Path,
+            capture_dir: Path | None) -> Generator[RepResult, None, None]:
+        cert_dir = work_dir / "certs"
+        for group in groups:
+            profile = group.cells[0].link
+            if profile.up.drops or profile.down.drops or capture_dir is not None:
+                for task in group.tasks:
+                    capture = None if capture_dir is None else CellCapture.under(
+                        capture_dir, task.cell, task.rep)
+                    yield run_alone(task, cert_dir, capture=capture)
+                continue
+            with _link_and_servers(profile, list(group.cells), cert_dir) as (link, servers):
+                for task in group.tasks:
+                    yield run_on(link, servers, task)
+
+
+def run_alone(task: RepTask, cert_dir: Path, *, worker: str = "local",
+              capture: CellCapture | None = None) -> RepResult:
+    """One repetition on a link and servers of its own, built and torn down around it
+    (what a Dask worker runs; locally, cells whose link cannot be shared). Its span
+    (`ran`) covers the building and the teardown: the time it held the machine."""
+    started = time.time()
+    with _link_and_servers(task.cell.link, [task.cell], cert_dir,
+                           pcap=capture.pcap if capture else None) as (link, servers):
+        result = run_on(link, servers, task, capture, worker=worker)
+    return dataclasses.replace(result, ran=dataclasses.replace(
+        result.ran, started=started, ended=time.time()))
 
 
 def _point_key(suite: Suite, cell: Cell) -> int:
@@ -241,42 +383,41 @@ def namespace_cc(cells: list[Cell]) -> str:
     return unset.pop() if len(unset) == 1 else str(registry.KNOB_DEFAULTS["cc"])
 
 
-def _one(
-    suite: Suite,
+def run_on(
     link: EmulatedLink,
     servers: dict[tuple[Any, ...], LabServer],
-    outcome: CellOutcome,
-    rep: int,
-    warm: bool,
-    on_cell_rep: Callable[[CellOutcome, int, bool, list[RequestRecord]], None] | None,
+    task: RepTask,
     capture: CellCapture | None = None,
-) -> None:
-    variant = outcome.cell.variant
-    outcome.namespace_cc, outcome.namespace_cc_asked = dict(link.namespace_cc), link.tcp_cc
+    *,
+    worker: str = "local",
+) -> RepResult:
+    """One repetition of `task`'s cell over a running link, against its server there."""
+    variant = task.cell.variant
     server = servers[variant.server_key()]
     target = Target(host=link.server_addr, port=server.port(variant.protocol), tls=variant.tls,
                     ca_file=server.ca_file,
                     keylog_file=capture.keylog if capture else None)
     server_cpu = server.cpu_s()
     before = link.counters()
+    wall_start = time.time()
     started = time.monotonic()
-    job = ClientJob(variant, suite.workload, suite.timeout_s,
+    job = ClientJob(variant, task.workload, task.timeout_s,
                     qlog_dir=capture.qlog_dir if capture else None)
     result: ClientResult = link.call("client", run_client, job, target)
     wall = time.monotonic() - started
     after = link.counters()
-    outcome.link.append(_link_delta(before, after))
-    if not warm:
-        outcome.wall_s += wall
-        outcome.cpu["client"] += result.cpu_s
-        outcome.cpu["server"] += server.cpu_s() - server_cpu
-        outcome.cpu["forwarder"] += after.forwarder_cpu_s - before.forwarder_cpu_s
-    records = list(result.records)
-    outcome.records.append((rep, warm, records))
-    if result.failure is not None:
-        outcome.failure = result.failure
-    if on_cell_rep is not None:
-        on_cell_rep(outcome, rep, warm, records)
+    return RepResult(
+        task, result, RanOn(worker, host_now(), wall_start, wall_start + wall), wall_s=wall,
+        server_cpu_s=server.cpu_s() - server_cpu,
+        forwarder_cpu_s=after.forwarder_cpu_s - before.forwarder_cpu_s,
+        link=_link_delta(before, after), namespace_cc=dict(link.namespace_cc),
+        namespace_cc_asked=link.tcp_cc)
+
+
+@cache
+def host_now() -> dict[str, Any]:
+    """This machine, described once per process (a git call and /proc reads)."""
+    return host_description()
 
 
 async def _open_load(

@@ -20,12 +20,12 @@ from types import FrameType
 
 from protolab.bench.claims import CellView, Verdict, evaluate
 from protolab.bench.hol_cells import analyse_cell
-from protolab.bench.runner import CellOutcome, Reporter, run_cells
+from protolab.bench.runner import CellOutcome, Executor, Reporter, RepResult, run_cells
 from protolab.bench.suite import Cell, Suite, expand
 from protolab.bench.summary import CellSummary, summarize_cell
 from protolab.core.record import RequestRecord
 from protolab.hol.model import StreamHol
-from protolab.store import CpuTimes, ResultsStore, manifest
+from protolab.store import CpuTimes, ResultsStore, TaskRun, manifest
 
 
 @dataclass
@@ -83,34 +83,46 @@ def run_bench(
     repetitions: int | None = None,
     reporter: Reporter | None = None,
     capture: bool = False,
+    executor: Executor | None = None,
 ) -> BenchResult:
     """Run `suite` into `store`; with `capture`, every cell repetition keeps its link's
-    pcap, key log and qlog under the run's folder (`captures/`)."""
+    pcap, key log and qlog under the run's folder (`captures/`). The repetitions run in
+    this process unless `executor` runs them elsewhere (protolab/distributed); either way
+    only this process writes the store."""
     reps = repetitions or suite.repetitions
     capture = capture or suite.capture
     settings = {"suite": suite.name, "variants": [v.to_json() for v in suite.variants],
                 "link": {"profile": suite.link.profile, "points": suite.link.points()},
                 "workload": suite.workload.__dict__, "repetitions": reps,
-                "warmup": suite.warmup, "timeout_s": suite.timeout_s}
+                "warmup": suite.warmup, "timeout_s": suite.timeout_s,
+                "executor": getattr(executor, "description", "local")}
     run_id = store.begin_run(suite.name, manifest(settings, {"link_seed": suite.seed}))
     out_dir = out_dir_for(out_root, run_id)
     cells = expand(suite)
     cell_ids = {cell.index: store.add_cell(run_id, cell.index, cell.params(suite))
                 for cell in cells}
-    last_rep = suite.warmup + reps - 1
+    per_cell = suite.warmup + reps
+    stored: dict[int, int] = {}  # cell index -> repetitions stored (they land in any order)
 
-    def on_rep(outcome: CellOutcome, rep: int, warm: bool, records: list[RequestRecord]) -> None:
-        cell_id = cell_ids[outcome.cell.index]
-        store.add_samples(cell_id, records, rep, warm)
-        if rep == last_rep:
-            _finish_cell(store, cell_id, outcome)
+    def on_rep(outcome: CellOutcome, result: RepResult) -> None:
+        index, task = outcome.cell.index, result.task
+        ran = task_run(result)
+        if result.superseded:  # a lost attempt that is retried: only where it ran is kept
+            store.add_task(cell_ids[index], ran)
+            return
+        store.add_samples(cell_ids[index], list(result.client.records), task.rep, task.warm,
+                          ran)
+        stored[index] = stored.get(index, 0) + 1
+        if stored[index] == per_cell:
+            _finish_cell(store, cell_ids[index], outcome)
 
     result = BenchResult(run_id, "failed", out_dir=out_dir, cells=cells)
     try:
         with _sigterm_interrupts():
             outcomes = run_cells(suite, out_dir, repetitions=repetitions, on_cell_rep=on_rep,
                                  reporter=reporter,
-                                 capture_dir=out_dir / "captures" if capture else None)
+                                 capture_dir=out_dir / "captures" if capture else None,
+                                 executor=executor)
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted")
         result.status = "interrupted"
@@ -149,6 +161,15 @@ def judge(suite: Suite, cells: list[Cell], measured: dict[int, list[RequestRecor
     views = [CellView(c.variant.label, c.link_point, c.rtt_ms, measured.get(c.index, []),
                       hol.get(c.index, ())) for c in cells]
     return evaluate(suite.claims, views, seed=suite.seed)
+
+
+def task_run(result: RepResult) -> TaskRun:
+    """Where and when one repetition ran and how it ended, as the store keeps it."""
+    failure = result.client.failure
+    status = "lost" if result.lost else "ok" if failure is None else failure.kind
+    return TaskRun(result.task.rep, result.task.attempt, result.ran.worker,
+                   result.ran.host or None, result.ran.started, result.ran.ended, status,
+                   None if failure is None else failure.message)
 
 
 def _finish_cell(store: ResultsStore, cell_id: int, outcome: CellOutcome) -> None:

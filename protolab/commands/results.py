@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from protolab.store import (
     RunInfo,
     compare_runs,
     export_run,
+    host_warning,
 )
 from protolab.terminal import make_console, styled
 
@@ -69,6 +71,7 @@ def show(run: RunArg, db: DbOpt = DEFAULT_DB,
         info = store.run(run)
         cells = store.cells(run)
         rows = [(cell, store.samples(cell.id), store.metrics(cell.id)) for cell in cells]
+        tasks = {cell.id: store.cell_tasks(cell.id) for cell in cells}
         verdicts = store.verdicts(run)
     if as_json:
         print(json.dumps({
@@ -77,7 +80,8 @@ def show(run: RunArg, db: DbOpt = DEFAULT_DB,
             "cells": [{"index": c.index, "status": c.status, "error": c.error,
                        "params": c.params, "samples": c.samples,
                        "ttfb_ms": _summary(r, "ttfb_ms"), "total_ms": _summary(r, "total_ms"),
-                       "metrics": {m.name: {"value": m.value, "unit": m.unit} for m in ms}}
+                       "metrics": {m.name: {"value": m.value, "unit": m.unit} for m in ms},
+                       "tasks": [dataclasses.asdict(t) for t in tasks[c.id]]}
                       for c, r, ms in rows]}, indent=1, default=str))
         return
     console.print("\n".join(_manifest_lines(info)), highlight=False, soft_wrap=True)
@@ -218,6 +222,7 @@ def compare(run_a: RunArg, run_b: RunArg, db: DbOpt = DEFAULT_DB) -> None:
     with _open(db) as store:
         suite_a, suite_b = store.run(run_a).suite, store.run(run_b).suite
         comparison = compare_runs(store, run_a, run_b)
+        warning = host_warning(store, run_a, run_b)
     links = [row.params.get("link", {}) for row in comparison]
     keys = sorted({k for link in links for k in link})
     swept = [k for k in keys if len({str(link.get(k, "-")) for link in links}) > 1]
@@ -236,6 +241,8 @@ def compare(run_a: RunArg, run_b: RunArg, db: DbOpt = DEFAULT_DB) -> None:
             f"{row.n_a}/{row.n_b}", *_compared(row.ttfb), *_compared(row.total),
         )
     console.print(table)
+    if warning is not None:
+        console.print(styled(warning, "yellow"), highlight=False, soft_wrap=True)
     if not comparison:
         console.print("the two runs share no cell parameters", highlight=False)
 

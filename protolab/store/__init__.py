@@ -7,10 +7,10 @@ read-only, migrations, SQLite's errors as `StoreError`), `model` (what reads ret
 medians and B / A ratios), `manifest` (what a run records about itself).
 """
 
-from protolab.store.compare import CellComparison, MedianComparison, compare_runs
+from protolab.store.compare import CellComparison, MedianComparison, compare_runs, host_warning
 from protolab.store.export import EXPORT_FORMATS, ExportFormat, export_run
 from protolab.store.manifest import manifest
-from protolab.store.model import CellInfo, CpuTimes, Metric, RunInfo, StoredSample
+from protolab.store.model import CellInfo, CpuTimes, Metric, RunInfo, StoredSample, TaskRun
 from protolab.store.results import DEFAULT_DB, ResultsStore
 from protolab.store.schema import (
     CELL_STATUSES,
@@ -25,5 +25,5 @@ __all__ = [
     "CELL_STATUSES", "DEFAULT_DB", "EXPORT_FORMATS", "RUN_STATUSES", "SCHEMA_VERSION",
     "CellComparison", "CellInfo", "CellState", "CellStatus", "CpuTimes", "ExportFormat",
     "MedianComparison", "Metric", "ResultsStore", "RunInfo", "RunStatus", "StoredSample",
-    "compare_runs", "export_run", "manifest",
+    "TaskRun", "compare_runs", "export_run", "host_warning", "manifest",
 ]

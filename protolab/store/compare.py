@@ -1,7 +1,10 @@
 """Two stored runs side by side: median TTFB and total time of the cells they share, and
 B / A with a bootstrap confidence interval.
 
-Latencies come from `protolab.core.latency.phases`, as everywhere else.
+Latencies come from `protolab.core.latency.phases`, as everywhere else. A comparison is
+only as fair as its machines are alike: `host_warning` says, in one line, when the
+compared cells ran on different hardware or software (each repetition's host is stored
+since schema 6; an older run's cells count as run on the machine its manifest names).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 from protolab.core.latency import phases
 from protolab.core.record import RequestRecord
 from protolab.core.stats import Ratio, median, median_ratio
+from protolab.store.manifest import host_differences
 from protolab.store.results import ResultsStore
 from protolab.store.schema import dumps
 
@@ -57,6 +61,53 @@ def compare_runs(
             total=_compare(records_a, records_b, "total_ms", rng_seed),
         ))
     return result
+
+
+def host_warning(store: ResultsStore, run_a: int, run_b: int) -> str | None:
+    """One line when the cells the two runs share ran on machines that differ in what
+    can change a measurement (kernel, CPU, Python, packages, git revision); else None."""
+    shared = set(_keys(store, run_a)) & set(_keys(store, run_b))
+    hosts: dict[str, dict[str, Any]] = {}
+    names: set[str] = set()
+    for run_id in (run_a, run_b):
+        fallback = host_of_manifest(store.run(run_id).manifest)
+        for key, cell_ids in _keys(store, run_id).items():
+            if key not in shared:
+                continue
+            described = [t.host for cell_id in cell_ids for t in store.cell_tasks(cell_id)
+                         if t.host is not None]
+            for host in described or [fallback]:
+                hosts.setdefault(dumps(host), host)
+                names.add(str(host.get("hostname", "?")))
+    differences = host_differences(list(hosts.values()))
+    if not differences:
+        return None
+    return (f"warning: the compared cells ran on different hardware or versions "
+            f"({', '.join(differences)} differ; hosts {', '.join(sorted(names))}): "
+            "ratios may measure the machines, not the protocols")
+
+
+def host_of_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A run manifest's machine in the shape of `manifest.host_description()`."""
+    kernel = manifest.get("kernel") or {}
+    python = manifest.get("python") or {}
+    return {
+        "hostname": manifest.get("host"),
+        "kernel": {k: kernel.get(k) for k in ("release", "version", "machine")},
+        "cpu": manifest.get("cpu"),
+        "python": python.get("version") if isinstance(python, dict) else python,
+        "packages": manifest.get("packages"),
+        "git": manifest.get("git"),
+    }
+
+
+def _keys(store: ResultsStore, run_id: int) -> dict[str, list[int]]:
+    """Cell parameters (repetition removed) -> cell ids, as `compare_runs` matches them."""
+    out: dict[str, list[int]] = {}
+    for cell in store.cells(run_id):
+        key = dumps({k: v for k, v in cell.params.items() if k != "repetition"})
+        out.setdefault(key, []).append(cell.id)
+    return out
 
 
 def _pooled(

@@ -43,6 +43,44 @@ def manifest(
     }
 
 
+def host_description() -> dict[str, Any]:
+    """The machine a cell repetition ran on, as the store keeps it per repetition: what
+    could change a measurement (kernel, CPU, Python, the packages, protolab's revision)
+    and the host's name (which alone does not)."""
+    uname = platform.uname()
+    return {
+        "hostname": socket.gethostname(),
+        "kernel": {"release": uname.release, "version": uname.version,
+                   "machine": uname.machine},
+        "cpu": {"model": _cpu_model(), "count": os.cpu_count()},
+        "python": platform.python_version(),
+        "packages": {name: _package_version(name) for name in MANIFEST_PACKAGES},
+        "git": _git_revision(),
+    }
+
+
+# What makes two hosts' measurements comparable (the hostname does not matter): the part
+# of a host description `results compare` holds equal, and the words for each part.
+COMPARABLE = {"kernel": "kernel", "cpu": "CPU", "python": "Python", "packages": "packages",
+              "git": "git revision"}
+
+
+def host_differences(hosts: list[dict[str, Any]]) -> list[str]:
+    """What differs between these host descriptions, in words (`CPU`, `packages (aioquic)`);
+    empty when they are alike in everything that can change a measurement."""
+    out = []
+    for key, words in COMPARABLE.items():
+        values = [h.get(key) for h in hosts]
+        if all(v == values[0] for v in values):
+            continue
+        if key == "packages":
+            names = sorted({name for v in values if isinstance(v, dict) for name in v
+                            if len({str((w or {}).get(name)) for w in values}) > 1})
+            words = f"packages ({', '.join(names)})" if names else words
+        out.append(words)
+    return out
+
+
 def _package_version(name: str) -> str | None:
     try:
         return metadata.version(name)

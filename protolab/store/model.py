@@ -68,6 +68,21 @@ class StoredSample:
 
 
 @dataclass(frozen=True)
+class TaskRun:
+    """One attempt at one repetition of a cell: the worker and machine that ran it, its
+    wall-clock span (epoch seconds) and how it ended (ok, failed, timeout, lost)."""
+
+    repetition: int
+    attempt: int
+    worker: str  # "local", or the Dask worker's address
+    host: dict[str, Any] | None  # `manifest.host_description()`; None: a lost worker never said
+    started: float | None
+    ended: float | None
+    status: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Metric:
     cell_id: int
     name: str

@@ -16,6 +16,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from protolab.store.model import (
     Metric,
     RunInfo,
     StoredSample,
+    TaskRun,
     cell_info,
     iso,
     run_info,
@@ -40,6 +42,7 @@ from protolab.store.schema import (
     MESSAGE_COLUMNS,
     RECORD_COLUMNS,
     RUN_STATUSES,
+    TASK_STATUSES,
     CellStatus,
     RunStatus,
     dumps,
@@ -112,10 +115,14 @@ class ResultsStore:
             return _rowid(cursor)
 
     def add_samples(
-        self, cell_id: int, records: Iterable[RequestRecord], repetition: int, warmup: bool
+        self, cell_id: int, records: Iterable[RequestRecord], repetition: int, warmup: bool,
+        ran: TaskRun | None = None,
     ) -> list[int]:
-        """Store one request record per row (and its arrivals); returns the sample ids."""
+        """Store one request record per row (and its arrivals); returns the sample ids.
+        With `ran`, where the repetition ran is stored in the same transaction."""
         self._cell_exists(cell_id)
+        if ran is not None:
+            _check_task(ran, repetition)
         columns = (*RECORD_COLUMNS, *JSON_FIELDS)
         insert = (
             f"INSERT INTO samples (cell_id, repetition, warmup, {', '.join(columns)})"
@@ -140,7 +147,33 @@ class ResultsStore:
                 ids.append(sample_id)
             # The wall-clock trace of progress: where the cell ends if its run dies.
             db.execute("UPDATE cells SET last_sample_at = ? WHERE id = ?", (self._now(), cell_id))
+            if ran is not None:
+                _insert_task(db, cell_id, ran)
         return ids
+
+    def add_task(self, cell_id: int, ran: TaskRun) -> None:
+        """Where one attempt at a repetition ran, alone: an attempt with no samples (a
+        worker lost and the repetition retried)."""
+        self._cell_exists(cell_id)
+        _check_task(ran, ran.repetition)
+        with self._db.tx() as db:
+            _insert_task(db, cell_id, ran)
+
+    def cell_tasks(self, cell_id: int) -> list[TaskRun]:
+        """Every attempt at the cell's repetitions, with its worker and host, in order;
+        none for a store older than schema 6 opened read-only."""
+        self._cell_exists(cell_id)
+        if not self._db.has_table("cell_tasks"):
+            return []
+        rows = self._db.query(
+            "SELECT t.*, h.description FROM cell_tasks t LEFT JOIN hosts h"
+            " ON t.host_id = h.id WHERE t.cell_id = ? ORDER BY t.repetition, t.attempt",
+            (cell_id,))
+        with self._db.decoding():
+            return [TaskRun(r["repetition"], r["attempt"], r["worker"],
+                            None if r["description"] is None else json.loads(r["description"]),
+                            _epoch(r["started_at"]), _epoch(r["ended_at"]), r["status"],
+                            r["error"]) for r in rows]
 
     def finish_cell(
         self,
@@ -415,6 +448,38 @@ def _interrupt_cells(db: sqlite3.Connection, run_id: int) -> None:
         " started_at) WHERE run_id = ? AND status = 'running'",
         (run_id,),
     )
+
+
+def _check_task(ran: TaskRun, repetition: int) -> None:
+    if ran.status not in TASK_STATUSES:
+        raise StoreError(f"task status must be one of {', '.join(TASK_STATUSES)}")
+    if ran.repetition != repetition:
+        raise StoreError(f"task of repetition {ran.repetition} stored with repetition "
+                         f"{repetition}")
+
+
+def _insert_task(db: sqlite3.Connection, cell_id: int, ran: TaskRun) -> None:
+    host_id = None
+    if ran.host is not None:
+        description = dumps(ran.host)
+        db.execute("INSERT OR IGNORE INTO hosts (hostname, description) VALUES (?, ?)",
+                   (str(ran.host.get("hostname", "?")), description))
+        host_id = db.execute("SELECT id FROM hosts WHERE description = ?",
+                             (description,)).fetchone()[0]
+    try:
+        db.execute(
+            "INSERT INTO cell_tasks (cell_id, repetition, attempt, worker, host_id, started_at,"
+            " ended_at, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (cell_id, ran.repetition, ran.attempt, ran.worker, host_id,
+             None if ran.started is None else iso(ran.started),
+             None if ran.ended is None else iso(ran.ended), ran.status, ran.error))
+    except sqlite3.IntegrityError as exc:
+        raise StoreError(f"cell {cell_id} already has attempt {ran.attempt} of repetition "
+                         f"{ran.repetition}") from exc
+
+
+def _epoch(text: str | None) -> float | None:
+    return None if text is None else datetime.fromisoformat(text).timestamp()
 
 
 def _rowid(cursor: sqlite3.Cursor) -> int:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from protolab.core.record import RECORD_FIELDS, MessageTiming, RequestRecord
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 RunStatus = Literal["running", "complete", "interrupted", "failed"]
 CellStatus = Literal["ok", "failed", "timeout", "interrupted"]  # how a cell can finish
@@ -180,6 +180,30 @@ CREATE TABLE hol_streams (            -- per stream: HOL delay by cause (ns)
 ) WITHOUT ROWID;
 """
 
+# Where each cell repetition ran (schema 6): the machine (one row per distinct description)
+# and, per attempt, the worker, its wall-clock span and how it ended. A retry after a lost
+# worker is a second attempt of the same repetition.
+TASK_STATUSES = ("ok", "failed", "timeout", "lost")
+_TASKS = f"""
+CREATE TABLE hosts (
+    id           INTEGER PRIMARY KEY,
+    hostname     TEXT NOT NULL,
+    description  TEXT NOT NULL UNIQUE   -- JSON: kernel, CPU, Python, packages, git revision
+);
+CREATE TABLE cell_tasks (
+    cell_id      INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE,
+    repetition   INTEGER NOT NULL,
+    attempt      INTEGER NOT NULL,      -- 0 the first; a retry after a lost worker counts up
+    worker       TEXT NOT NULL,         -- 'local', or the Dask worker's address
+    host_id      INTEGER REFERENCES hosts(id),  -- NULL: a lost worker never said
+    started_at   TEXT,                  -- wall clock (ISO 8601, UTC), as cells
+    ended_at     TEXT,
+    status       TEXT NOT NULL CHECK (status IN ({_in(TASK_STATUSES)})),
+    error        TEXT,
+    PRIMARY KEY (cell_id, repetition, attempt)
+) WITHOUT ROWID;
+"""
+
 SCHEMA = f"""
 CREATE TABLE runs (
     id          INTEGER PRIMARY KEY,
@@ -216,7 +240,7 @@ CREATE TABLE metrics (
     unit     TEXT NOT NULL,
     PRIMARY KEY (cell_id, name)
 ) WITHOUT ROWID;
-{_VERDICTS}{_HOL}"""
+{_VERDICTS}{_HOL}{_TASKS}"""
 
 _V2_CELL_COLUMNS = ("id, run_id, idx, params, status, error, cpu_client, cpu_server, "
                     "cpu_forwarder, saturated, started_at, ended_at")
@@ -257,6 +281,8 @@ MIGRATIONS: dict[int, str] = {
     3: _VERDICTS.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"),
     # 5: head-of-line analysis of captured cells.
     4: _HOL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"),
+    # 6: where each cell repetition ran (the host, the worker, each attempt).
+    5: _TASKS.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"),
 }
 
 # Columns later schemas added, so a read-only open (which never migrates) of an older store
