@@ -18,7 +18,8 @@ from tests.helpers import TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 BASH = shutil.which("bash")
-TEST_PEERS = {"curl", "nghttp2-client", "caddy", "ngtcp2-client", "tshark", "nodejs", "npm"}
+TEST_PEERS = {"curl", "nghttp2-client", "caddy", "ngtcp2-client", "tshark", "nodejs", "npm",
+              "chromium"}
 
 
 def requested(job: str, path: str | None = None) -> list[str]:

@@ -129,6 +129,8 @@ def _short_prediction(claim: Claim) -> str:
         return f"≤ {high:g} {claim.unit}"
     if claim.relation == "faster":
         return f"≤ {high:.2f}x"
+    if claim.relation == "ranks_differ":
+        return f"mean, p{claim.quantile * 100:g} rank apart"
     return f"in {low:g}–{high:g}x"
 
 
