@@ -6,7 +6,9 @@ A `Request` names a method of `protolab.Lab` by its path, with its arguments in 
   /ServerStream?count=M&size=S&interval_ms=I
   /ClientStream?count=M&size=S
   /Bidi?count=M&size=S               M ping-pong round trips on one call
-  /Records?count=N&seed=K            (keep_body: the serialised RecordList in `content`)
+  /Records?count=N&seed=K[&gzip=1]   (keep_body: the serialised RecordList in `content`);
+  /records?...                       the same (REST's `GET /records`, so one suite asks both
+                                     for the same thing); gzip=1 compresses the request
   /pkg.Service/Method?raw=1          the request body sent as is, unary (tests, other services)
 
 The full form `/protolab.Lab/Unary` works too. The channel is opened on the first
@@ -59,10 +61,22 @@ _PREFIX = 5  # gRPC message prefix: compressed flag + 4-byte length
 class GrpcOptions:
     max_message: int = 64 << 20  # largest reply message accepted
     timeout: float = 60.0  # per call, seconds (sent as the gRPC deadline)
+    # "gzip": the channel compresses its request messages (grpc-encoding: gzip), as the
+    # server with the same knob compresses its replies; "identity": the channel does not
+    # (it still accepts gzip replies, as every grpcio channel does).
+    grpc_compression: str = "identity"
 
     def __post_init__(self) -> None:
         if self.max_message < 1024:
             raise ConfigError("gRPC max message size must be at least 1024 bytes")
+        if self.grpc_compression not in ("identity", "gzip"):
+            raise ConfigError("gRPC compression must be identity or gzip")
+
+    @property
+    def compression(self) -> grpc.Compression:
+        """The channel's compression, as grpcio names it."""
+        return (grpc.Compression.Gzip if self.grpc_compression == "gzip"
+                else grpc.Compression.NoCompression)
 
 
 def query_int(query: dict[str, list[str]], key: str, default: int) -> int:
@@ -195,13 +209,16 @@ class GrpcClient:
             ("grpc.max_send_message_length", self.options.max_message),
             ("grpc.enable_retries", 0),  # a retried call would hide a failure's timing
         ]
+        compression = self.options.compression
         if not self.target.tls:
-            return grpc.aio.insecure_channel(self.target.authority, options=options)
+            return grpc.aio.insecure_channel(self.target.authority, options=options,
+                                             compression=compression)
         roots = self.target.ca_file.read_bytes() if self.target.ca_file else None
         if self.target.server_name:
             options.append(("grpc.ssl_target_name_override", self.target.server_name))
         credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-        return grpc.aio.secure_channel(self.target.authority, credentials, options=options)
+        return grpc.aio.secure_channel(self.target.authority, credentials, options=options,
+                                       compression=compression)
 
     async def _call(self, request: Request, tl: Timeline) -> None:
         assert self._channel is not None  # _connect opened it
@@ -209,7 +226,7 @@ class GrpcClient:
         parts = [p for p in split.path.split("/") if p]
         query = parse_qs(split.query)
         if len(parts) == 1:
-            service, method = SERVICE, parts[0]
+            service, method = SERVICE, _ALIASES.get(parts[0], parts[0])
         elif len(parts) == 2:
             service, method = parts
         else:
@@ -230,7 +247,10 @@ class GrpcClient:
             body_r = lab_pb2.RecordsRequest(count=query_int(query, "count", 10),
                                             seed=query_int(query, "seed", 0))
             wire = body_r.SerializeToString()
-            await self._unary(channel.unary_unary(full)(wire, timeout=timeout), wire, tl, None)
+            compression = grpc.Compression.Gzip if query.get("gzip") == ["1"] else None
+            await self._unary(channel.unary_unary(full)(wire, timeout=timeout,
+                                                        compression=compression),
+                              wire, tl, None)
         elif method == "ServerStream":
             body_s = lab_pb2.StreamRequest(count=query_int(query, "count", 10),
                                            size=query_int(query, "size", 1024),
@@ -333,3 +353,4 @@ class GrpcClient:
 
 
 _BUILDERS = ("Unary", "ServerStream", "ClientStream", "Bidi", "Records")
+_ALIASES = {"records": "Records"}  # the REST workload's path for the same call

@@ -14,15 +14,17 @@ the lab only reads the clock around the call:
   call's time includes the connection, as an application's does.
 - Bytes: the request and the reply as protobuf (`ByteSize()`, computed after `done_ns`)
   plus gRPC's 5-byte prefix each. HTTP/2 headers and framing stay inside grpcio's C
-  core and are not counted; neither is compression.
+  core and are not counted; neither is compression (knob `grpc_compression = "gzip"`:
+  the channel compresses requests and the server its replies, sizes unseen).
 - Unknown: TLS version and cipher, TCP_INFO, the socket's congestion control (grpcio
   opens its sockets in C: the namespace default).
 
 Paths, the HTTP workload's vocabulary where one exists, so one suite sends both:
 
   /records?count=N[&seed=K][&gzip=1]   Records (REST's `GET /records`); gzip=1 calls with
-  /Records?count=N[&seed=K][&gzip=1]   gzip message compression — of the request: the
-                                       lab's server answers uncompressed
+  /Records?count=N[&seed=K][&gzip=1]   gzip message compression — of the request; the
+                                       server's replies are gzip only with the knob
+                                       grpc_compression = "gzip"
   /Unary?size=N                        Unary (the body, if any, is echoed instead)
 """
 
@@ -132,9 +134,11 @@ class GrpcStubClient:
                 options.append(("grpc.ssl_target_name_override", self.target.server_name))
             credentials = grpc.ssl_channel_credentials(root_certificates=roots)
             channel = grpc.aio.secure_channel(self.target.authority, credentials,
-                                              options=options)
+                                              options=options,
+                                              compression=self.options.compression)
         else:
-            channel = grpc.aio.insecure_channel(self.target.authority, options=options)
+            channel = grpc.aio.insecure_channel(self.target.authority, options=options,
+                                                compression=self.options.compression)
         self._numbers += 1
         self._calls = 0
         self._channel, self._stub = channel, lab_pb2_grpc.LabStub(channel)  # type: ignore[no-untyped-call]

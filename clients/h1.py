@@ -18,7 +18,9 @@ from typing import ClassVar
 import h11
 
 from clients.base import timed_exchange
+from clients.migration import Move, check_migrate_after
 from clients.tcp import TcpConnection, open_tcp, tls_context_for
+from protolab.compression import BodyDecoder, check_accept_encoding, with_accept_encoding
 from protolab.core.record import Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.tcpsock import DEFAULT_CC
@@ -35,8 +37,18 @@ class H1Options:
     cc: str = DEFAULT_CC
     timeout: float = 60.0  # per request, seconds
     resume: bool = False  # offer the last connection's TLS session on new connections
+    # Accept-Encoding to send ("": the request's own, if any); coded bodies are decoded
+    # as they arrive (protolab/compression.py): body_bytes stays what crossed the wire.
+    accept_encoding: str = ""
+    # Leave the local address once a response's body passes this many bytes (0: never):
+    # every connection dies with it; reconnect and send the request again
+    # (clients/migration.py).
+    migrate_after_bytes: int = 0
 
     def __post_init__(self) -> None:
+        check_migrate_after(self.migrate_after_bytes, "h1")
+        if (why := check_accept_encoding(self.accept_encoding)) is not None:
+            raise ConfigError(why)
         if self.connections < 1 or self.pipeline < 1:
             raise ConfigError("HTTP/1.1 needs at least 1 connection and pipeline depth 1")
         if not self.keepalive and self.pipeline > 1:
@@ -48,6 +60,9 @@ class _Exchange:
     request: h11.Request
     timeline: Timeline
     done: asyncio.Future[None]
+    decoder: BodyDecoder | None = None  # the response is content-coded
+    move: Move = field(default_factory=lambda: Move(0))  # the request's move, if it moves
+    moved: bool = False  # the client moved away from this connection: send it again
 
 
 @dataclass
@@ -91,6 +106,7 @@ class H1Client:
         self._opening = 0
         self._numbers = 0
         self._changed = asyncio.Condition()
+        self._readers: set[asyncio.Task[None]] = set()  # each connection's, until it ends
 
     async def request(self, request: Request) -> RequestRecord:
         return await timed_exchange(
@@ -103,10 +119,25 @@ class H1Client:
             self._retire(conn, "closed", "client closed")
         self._conns.clear()
         await asyncio.gather(*(conn.tcp.wait_closed() for conn in conns))
+        # And the connections already out of the pool, still closing (a server that
+        # lingers answers the close one round trip later): a transport open when the loop
+        # ends leaks.
+        await asyncio.gather(*self._readers, return_exceptions=True)
 
     async def _exchange(self, request: Request, tl: Timeline) -> None:
+        move = Move(self.options.migrate_after_bytes)
+        try:
+            while await self._attempt(request, tl, move):
+                move.retry(tl)  # the client moved: the whole request on a new connection
+        finally:
+            move.finish(tl)
+
+    async def _attempt(self, request: Request, tl: Timeline, move: Move) -> bool:
+        """One try on one connection; True when the client moved away before the
+        response was complete."""
         conn = await self._acquire(tl)
-        headers = [("host", self.target.authority), ("user-agent", "protolab"), *request.headers]
+        headers = [("host", self.target.authority), ("user-agent", "protolab"),
+                   *with_accept_encoding(request.headers, self.options.accept_encoding)]
         if request.body or request.method in ("POST", "PUT"):
             headers.append(("content-length", str(len(request.body))))
         if not self.options.keepalive:
@@ -116,12 +147,13 @@ class H1Client:
         wire = (serialiser.send(h11_request) or b"") + (
             serialiser.send(h11.Data(data=request.body)) or b"" if request.body else b""
         ) + (serialiser.send(h11.EndOfMessage()) or b"")
-        exchange = _Exchange(h11_request, tl, asyncio.get_running_loop().create_future())
+        exchange = _Exchange(h11_request, tl, asyncio.get_running_loop().create_future(),
+                             move=move)
         conn.inflight.append(exchange)
         if len(conn.inflight) == 1:
             conn.prime()
         tl.connection_id = conn.number
-        tl.bytes_out = len(wire)
+        tl.bytes_out += len(wire)
         try:
             conn.tcp.writer.write(wire)
             await conn.tcp.writer.drain()
@@ -134,6 +166,7 @@ class H1Client:
         finally:
             async with self._changed:
                 self._changed.notify_all()
+        return exchange.moved
 
     async def _acquire(self, tl: Timeline) -> _Connection:
         """An idle connection, else a new one (up to K), else a pipelining slot, else wait."""
@@ -164,6 +197,8 @@ class H1Client:
         conn = _Connection(tcp, self._numbers)
         tcp.stamp(tl, new=True)
         conn.reader_task = asyncio.create_task(self._read_loop(conn))
+        self._readers.add(conn.reader_task)
+        conn.reader_task.add_done_callback(self._readers.discard)
         self._conns.append(conn)
         return conn
 
@@ -188,18 +223,29 @@ class H1Client:
             event = conn.parser.next_event()
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
-            tl = conn.inflight[0].timeline
+            current = conn.inflight[0]
+            tl = current.timeline
             if isinstance(event, h11.Response):
                 tl.first_byte()
+                current.move.answered()
                 tl.status = event.status_code
+                current.decoder = BodyDecoder.for_response(event.headers,
+                                                           keep=tl.request.keep_body)
             elif isinstance(event, h11.Data):
                 tl.body(event.data)
+                if current.decoder is not None:
+                    current.decoder.feed(event.data)
+                if current.move.due(tl):
+                    self._move_away()
+                    return
             elif isinstance(event, h11.EndOfMessage):
+                if current.decoder is not None:
+                    current.decoder.apply(tl)  # decoded counters into tl.transport
                 tl.done_ns = now_ns()
                 unread = len(conn.parser.trailing_data[0])
-                tl.bytes_in = conn.fed - unread - conn.consumed
+                tl.bytes_in += conn.fed - unread - conn.consumed
                 conn.consumed = conn.fed - unread
-                tl.transport = conn.tcp.counters()
+                tl.transport = {**tl.transport, **conn.tcp.counters()}
                 if self.options.resume:
                     conn.tcp.keep_session(self._tls)
                 exchange = conn.inflight.popleft()
@@ -214,6 +260,22 @@ class H1Client:
             elif isinstance(event, h11.ConnectionClosed):
                 conn.fail_all("connection_closed", "server closed the connection")
                 return
+
+    def _move_away(self) -> None:
+        """The client left its address: every connection's 4-tuple is gone. Each socket is
+        closed at once (nothing more arrives on it, as the OS would have it once the
+        address is gone; the server sees a reset) and its requests go again elsewhere."""
+        for conn in self._conns:
+            if conn.inflight:  # the bytes of the response cut short crossed the wire too
+                conn.inflight[0].timeline.bytes_in += conn.fed - conn.consumed
+            while conn.inflight:
+                exchange = conn.inflight.popleft()
+                exchange.move.leave(exchange.timeline, refetch=True)
+                exchange.moved = True
+                if not exchange.done.done():
+                    exchange.done.set_result(None)
+            conn.usable = False
+            conn.tcp.writer.transport.abort()
 
     def _retire(self, conn: _Connection, kind: str, detail: str) -> None:
         conn.fail_all(kind, detail)

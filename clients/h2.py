@@ -28,7 +28,9 @@ import h2.settings
 from hyperframe.frame import Frame, GoAwayFrame
 
 from clients.base import NextTurn, timed_exchange
+from clients.migration import Move, check_migrate_after
 from clients.tcp import TcpConnection, open_tcp, tls_context_for
+from protolab.compression import BodyDecoder, check_accept_encoding, with_accept_encoding
 from protolab.core.record import Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.tcpsock import DEFAULT_CC
@@ -53,12 +55,21 @@ class H2Options:
     cc: str = DEFAULT_CC
     timeout: float = 60.0
     resume: bool = False  # offer the last connection's TLS session on a new connection
+    # Leave the local address once a response's body passes this many bytes (0: never):
+    # the connection dies with it; reconnect and send the request again (clients/migration.py).
+    migrate_after_bytes: int = 0
+    # Accept-Encoding to send ("": the request's own, if any); coded bodies are decoded
+    # as they arrive (protolab/compression.py): body_bytes stays what crossed the wire.
+    accept_encoding: str = ""
 
     def __post_init__(self) -> None:
+        if (why := check_accept_encoding(self.accept_encoding)) is not None:
+            raise ConfigError(why)
         if not 65_535 <= self.window <= 2**31 - 1:
             raise ConfigError("HTTP/2 initial window must be 65535..2^31-1 bytes")
         if not 65_535 <= self.connection_window <= 2**31 - 1:
             raise ConfigError("HTTP/2 connection window must be 65535..2^31-1 bytes")
+        check_migrate_after(self.migrate_after_bytes, "h2")
 
 
 class FrameMeter:
@@ -119,6 +130,9 @@ class _Stream:
     timeline: Timeline
     done: asyncio.Future[None]
     retry: bool = False  # above a GOAWAY's last stream id: not processed, send it again
+    move: Move = field(default_factory=lambda: Move(0))  # the request's move, if it moves
+    moved: bool = False  # the client moved away from this connection: send it again
+    decoder: BodyDecoder | None = None  # the response is content-coded
 
 
 @dataclass(eq=False)  # identity: kept in a set while it drains
@@ -172,6 +186,7 @@ class H2Client:
         self._draining: set[_Connection] = set()  # GOAWAY'd, finishing their streams
         self._lock = asyncio.Lock()
         self._numbers = 0
+        self._readers: set[asyncio.Task[None]] = set()  # each connection's, until it ends
 
     async def request(self, request: Request) -> RequestRecord:
         return await timed_exchange(self.name, request, self._exchange, self.options.timeout)
@@ -183,6 +198,8 @@ class H2Client:
         for conn in conns:
             self._retire(conn, "closed", "client closed")
         await asyncio.gather(*(conn.tcp.wait_closed() for conn in conns))
+        # And a drained connection still closing: a transport open when the loop ends leaks.
+        await asyncio.gather(*self._readers, return_exceptions=True)
 
     def _retire(self, conn: _Connection, kind: str, detail: str) -> None:
         """Say goodbye (our GOAWAY), fail what is left, close the socket."""
@@ -212,6 +229,8 @@ class H2Client:
                 conn.h2.increment_flow_control_window(extra)
             conn.flush()
             conn.reader_task = asyncio.create_task(self._read_loop(conn))
+            self._readers.add(conn.reader_task)
+            conn.reader_task.add_done_callback(self._readers.discard)
             tcp.stamp(tl, new=True)
             self._conn = conn
             return conn
@@ -232,18 +251,26 @@ class H2Client:
 
     async def _exchange(self, request: Request, tl: Timeline) -> None:
         retried = refusals = 0
-        while (refused_by := await self._attempt(request, tl, retried)) is not None:
-            retried += 1
-            refusals += refused_by.goaway_last == 0
-            if refusals > _REFUSALS or retried > _MAX_RETRIES:
-                raise ProtocolFailure("goaway", f"the server sent GOAWAY before processing the "
-                                      f"request {retried} times ({refusals} processing nothing)")
-            # The next try's connection is not this one's: its phases do not count again
-            # (the total, from start_ns, still includes the lost try).
-            tl.new_connection = False
-            tl.conn_start_ns = tl.connected_ns = tl.handshake_ns = None
-            tl.stream_id = tl.request_sent_ns = None
-            tl.transport[RETRIED] = retried
+        move = Move(self.options.migrate_after_bytes)
+        try:
+            while (refused_by := await self._attempt(request, tl, retried, move)) is not None:
+                if move.moved and not move.retrying:
+                    move.retry(tl)  # the client moved: the whole request on a new connection
+                    continue
+                retried += 1
+                refusals += refused_by.goaway_last == 0
+                if refusals > _REFUSALS or retried > _MAX_RETRIES:
+                    raise ProtocolFailure("goaway", f"the server sent GOAWAY before processing "
+                                          f"the request {retried} times ({refusals} "
+                                          "processing nothing)")
+                # The next try's connection is not this one's: its phases do not count
+                # again (the total, from start_ns, still includes the lost try).
+                tl.new_connection = False
+                tl.conn_start_ns = tl.connected_ns = tl.handshake_ns = None
+                tl.stream_id = tl.request_sent_ns = None
+                tl.transport[RETRIED] = retried
+        finally:
+            move.finish(tl)
 
     async def _stream_slot(self, tl: Timeline) -> _Connection:
         """A connection open for a new stream, with room under the server's
@@ -261,22 +288,23 @@ class H2Client:
             # A GOAWAY came while this request waited for a slot; it never left: next one.
 
     async def _attempt(
-        self, request: Request, tl: Timeline, retried: int
+        self, request: Request, tl: Timeline, retried: int, move: Move
     ) -> _Connection | None:
         """One try on one connection: None when done (ok or failed), else the connection
-        whose GOAWAY says the request was not processed."""
+        whose GOAWAY says the request was not processed, or that the client left."""
         conn = await self._stream_slot(tl)
         tl.connection_id = conn.number
         sid = conn.h2.get_next_available_stream_id()
         tl.stream_id = sid
-        stream = _Stream(tl, asyncio.get_running_loop().create_future())
+        stream = _Stream(tl, asyncio.get_running_loop().create_future(), move=move)
         conn.streams[sid] = stream
         scheme = "https" if self.target.tls else "http"
         headers = [
             (b":method", request.method.encode()), (b":scheme", scheme.encode()),
             (b":authority", self.target.authority.encode()), (b":path", request.path.encode()),
             (b"user-agent", b"protolab"),
-            *((n.encode(), v.encode()) for n, v in request.headers),
+            *((n.encode(), v.encode())
+              for n, v in with_accept_encoding(request.headers, self.options.accept_encoding)),
         ]
         if request.body or request.method in ("POST", "PUT"):
             headers.append((b"content-length", str(len(request.body)).encode()))
@@ -292,14 +320,15 @@ class H2Client:
             # Every try's bytes crossed the wire: a retried request counts them all.
             tl.bytes_out += conn.meter_out.per_stream.pop(sid, 0)
             tl.bytes_in += conn.meter_in.per_stream.pop(sid, 0)
-            tl.transport = {**conn.tcp.counters(), **({RETRIED: retried} if retried else {})}
+            tl.transport = {**tl.transport, **conn.tcp.counters(),
+                            **({RETRIED: retried} if retried else {})}
             if self.options.resume:
                 conn.tcp.keep_session(self._tls)
             conn.streams.pop(sid, None)
             conn.changed.set()
             if conn.draining and not conn.streams:
                 self._retire(conn, "closed", "drained after the server's GOAWAY")
-        return conn if stream.retry else None
+        return conn if stream.retry or stream.moved else None
 
     async def _send_body(self, conn: _Connection, sid: int, body: bytes) -> None:
         view = memoryview(body)
@@ -339,19 +368,29 @@ class H2Client:
             if conn.draining and not conn.alive:
                 self._draining.discard(conn)
                 conn.tcp.writer.close()
+                await conn.tcp.wait_closed()
 
     def _on_event(self, conn: _Connection, event: h2.events.Event) -> None:
         sid = getattr(event, "stream_id", None)
         stream = conn.streams.get(sid) if sid else None
         if isinstance(event, h2.events.ResponseReceived) and stream:
             stream.timeline.first_byte()
+            stream.move.answered()
             status = dict(event.headers or []).get(b":status", b"0")
             stream.timeline.status = int(status)
+            stream.decoder = BodyDecoder.for_response(
+                event.headers or [], keep=stream.timeline.request.keep_body)
         elif isinstance(event, h2.events.DataReceived) and sid is not None:
             conn.h2.acknowledge_received_data(event.flow_controlled_length or 0, sid)
             if stream:
                 stream.timeline.body(event.data or b"")
+                if stream.move.due(stream.timeline):
+                    self._move_away()
+                if stream.decoder is not None:
+                    stream.decoder.feed(event.data or b"")
         elif isinstance(event, h2.events.StreamEnded) and stream:
+            if stream.decoder is not None:
+                stream.decoder.apply(stream.timeline)  # decoded counters into transport
             stream.timeline.done_ns = now_ns()
             stream.done.set_result(None)
             del conn.streams[event.stream_id]
@@ -363,6 +402,24 @@ class H2Client:
             self._on_goaway(conn, event)
         elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
             conn.changed.set()
+
+    def _move_away(self) -> None:
+        """The client left its address: every connection's 4-tuple is gone. Each socket is
+        closed at once (nothing more arrives on it, as the OS would have it once the
+        address is gone; the server sees a reset) and its requests go again elsewhere."""
+        conns = [c for c in (self._conn, *self._draining) if c is not None]
+        self._conn = None
+        self._draining.clear()
+        for conn in conns:
+            conn.alive = False
+            for stream in conn.streams.values():
+                stream.move.leave(stream.timeline, refetch=True)
+                stream.moved = True
+                if not stream.done.done():
+                    stream.done.set_result(None)
+            conn.streams.clear()
+            conn.changed.set()
+            conn.tcp.writer.transport.abort()
 
     def _on_goaway(self, conn: _Connection, event: h2.events.ConnectionTerminated) -> None:
         """RFC 9113 §6.8: streams above last_stream_id were not processed — send them

@@ -25,14 +25,17 @@ from typing import ClassVar, TextIO, cast
 
 from aioquic.h3.connection import H3_ALPN
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import NetworkAddress, QuicConnection
+from aioquic.quic.connection import NetworkAddress
 from aioquic.quic.logger import QuicFileLogger
 from aioquic.tls import SessionTicket
 
 from clients.base import timed_exchange
-from clients.h3_connection import H3ClientProtocol, H3Stream
+from clients.h3_connection import H3ClientProtocol, H3Stream, WatchedQuic
+from clients.migration import Move, check_migrate_after
+from protolab.compression import check_accept_encoding, with_accept_encoding
 from protolab.core.record import Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
+from protolab.qpack import DEFAULT_TABLE, check_table
 from protolab.timing import now_ns
 from protolab.tlsfiles import check_ca_file, open_keylog
 
@@ -46,13 +49,27 @@ class H3Options:
     ticket_wait: float = 5.0  # seconds close() waits for a session ticket when zero_rtt
     qlog_dir: Path | None = None
     timeout: float = 60.0
+    # Accept-Encoding to send ("": the request's own, if any); coded bodies are decoded
+    # as they arrive (protolab/compression.py): body_bytes stays what crossed the wire.
+    accept_encoding: str = ""
+    # Move to a new local UDP port once a response's body passes this many bytes (0:
+    # never); the connection migrates (RFC 9000 §9), see clients/migration.py.
+    migrate_after_bytes: int = 0
+    # The QPACK dynamic table offered to the server (its response headers), bytes; 0:
+    # static table only (protolab/qpack.py).
+    qpack_table: int = DEFAULT_TABLE
 
     def __post_init__(self) -> None:
+        if (why := check_table(self.qpack_table)) is not None:
+            raise ConfigError(why)
         if self.cc not in ("reno", "cubic"):
             raise ConfigError(
                 f"aioquic has no congestion control {self.cc!r}",
                 hint="choose reno or cubic",
             )
+        if (why := check_accept_encoding(self.accept_encoding)) is not None:
+            raise ConfigError(why)
+        check_migrate_after(self.migrate_after_bytes, "h3")
 
 
 class H3Client:
@@ -71,6 +88,7 @@ class H3Client:
         self._lock = asyncio.Lock()
         self._numbers = 0
         self._keylog: TextIO | None = None
+        self._moving: set[asyncio.Task[None]] = set()
 
     async def request(self, request: Request) -> RequestRecord:
         return await timed_exchange(self.name, request, self._exchange, self.options.timeout)
@@ -78,6 +96,8 @@ class H3Client:
     async def close(self) -> None:
         """Close the connection at once: CONNECTION_CLOSE goes out, and the draining period
         (RFC 9000 §10.2) is not waited for — the server's state times out on its own."""
+        if self._moving:  # a move under way finishes first: its socket is the one to close
+            await asyncio.gather(*self._moving, return_exceptions=True)
         proto, transport = self._proto, self._transport
         self._proto = self._transport = None
         if proto is not None:
@@ -114,14 +134,16 @@ class H3Client:
         h3 = proto.h3
         sid = proto._quic.get_next_available_stream_id()
         tl.stream_id = sid
-        stream = H3Stream(tl, asyncio.get_running_loop().create_future())
+        stream = H3Stream(tl, asyncio.get_running_loop().create_future(),
+                          move=Move(self.options.migrate_after_bytes))
         proto.streams[sid] = stream
         scheme = b"https"
         headers = [
             (b":method", request.method.encode()), (b":scheme", scheme),
             (b":authority", self.target.authority.encode()), (b":path", request.path.encode()),
             (b"user-agent", b"protolab"),
-            *((n.encode(), v.encode()) for n, v in request.headers),
+            *((n.encode(), v.encode())
+              for n, v in with_accept_encoding(request.headers, self.options.accept_encoding)),
         ]
         if request.body or request.method in ("POST", "PUT"):
             headers.append((b"content-length", str(len(request.body)).encode()))
@@ -145,7 +167,11 @@ class H3Client:
             proto.streams.pop(sid, None)
             tl.bytes_out = proto.meter.sent.pop(sid, 0)
             tl.bytes_in = stream.received
-            tl.transport = dict(proto.datagrams.counters) if proto.datagrams else {}
+            tl.transport = {**tl.transport,
+                            **(dict(proto.datagrams.counters) if proto.datagrams else {})}
+            if stream.move.moved:
+                tl.transport.update(proto.path_change)
+            stream.move.finish(tl)
 
     async def _connection(self, tl: Timeline) -> tuple[H3ClientProtocol, bool]:
         async with self._lock:
@@ -177,6 +203,7 @@ class H3Client:
             self._numbers += 1
             # With 0-RTT the request goes out before the handshake; otherwise wait for it.
             proto.connect(address, transmit=True)
+            proto.on_move_due = lambda: self._move(proto, address)
             self._proto = proto
             if configuration.session_ticket is None:
                 await self._wait_handshake(proto)
@@ -203,6 +230,48 @@ class H3Client:
             raise ProtocolFailure("handshake_failed", f"QUIC handshake with "
                                   f"{self.target.authority} failed") from exc
 
+    def _move(self, proto: H3ClientProtocol, address: NetworkAddress) -> None:
+        """Leave the local UDP port now, as a host whose address changed: the old socket
+        closes (what the server still sends there is lost), a new one — open before the
+        old closes, so the kernel cannot hand out the same port — carries the connection
+        on under a new connection ID (RFC 9000 §9.5). Its first packet, a PING, is the
+        non-probing packet that makes the server switch paths and validate this one."""
+        old = self._transport
+        if old is None or proto.datagrams is None or proto is not self._proto:
+            return
+        family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.connect((str(address[0]), int(address[1])))
+        except OSError as exc:
+            sock.close()
+            proto.fail(ProtocolFailure("connect_failed", f"moving to a new port: {exc}"))
+            return
+        old_port, new_port = old.get_extra_info("sockname")[1], sock.getsockname()[1]
+        proto.datagrams.detach()
+        old.close()
+        proto.moved(old_port, new_port)
+        proto.change_connection_id()  # sent (queued for the new socket) at once
+        task = asyncio.create_task(self._rebind(proto, sock))
+        self._moving.add(task)
+        task.add_done_callback(self._moving.discard)
+
+    async def _rebind(self, proto: H3ClientProtocol, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await loop.create_datagram_endpoint(lambda: proto, sock=sock)
+        except OSError as exc:
+            sock.close()
+            proto.fail(ProtocolFailure("connect_failed", f"moving to a new port: {exc}"))
+            return
+        if self._proto is not proto:  # closed meanwhile
+            transport.close()
+            return
+        self._transport = transport
+        proto._quic.send_ping(0)
+        proto.transmit()
+
     async def _address(self) -> NetworkAddress:
         loop = asyncio.get_running_loop()
         try:
@@ -218,15 +287,17 @@ class H3Client:
     ) -> H3ClientProtocol:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
-        connection = QuicConnection(
+        connection = WatchedQuic(
             configuration=configuration, session_ticket_handler=self._on_ticket
         )
         # A connected socket: the kernel reports ICMP errors for its peer (error_received)
         # and drops datagrams from anyone else. asyncio's transport then sends only to
-        # `address`, which is the one address aioquic sends to (no migration here).
+        # `address`, which is the one address aioquic sends to (the client migrates to
+        # a new local port, never to another server address).
         try:
             transport, protocol = await loop.create_datagram_endpoint(
-                lambda: H3ClientProtocol(connection), family=family,
+                lambda: H3ClientProtocol(connection, qpack_table=self.options.qpack_table),
+                family=family,
                 remote_addr=(str(address[0]), int(address[1])),
             )
         except OSError as exc:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]
 from aioquic.h3.connection import H3Connection
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
-from aioquic.quic.connection import NetworkAddress, QuicConnection
+from aioquic.quic.connection import NetworkAddress, QuicConnection, QuicReceiveContext
 from aioquic.quic.events import (
     ConnectionTerminated,
     HandshakeCompleted,
@@ -28,9 +30,14 @@ from aioquic.quic.events import (
 from aioquic.quic.packet import QuicErrorCode
 from aioquic.tls import AlertDescription
 
+from clients import migration
 from clients.base import NextTurn
+from clients.migration import Move
+from protolab.compression import BodyDecoder
 from protolab.core.record import Timeline
 from protolab.errors import ProtocolFailure
+from protolab.qpack import DEFAULT_TABLE
+from protolab.qpack_h3 import TableH3Connection
 from protolab.timing import now_ns
 
 # aioquic logs the reason of every connection it closes as a warning on "quic"; the
@@ -86,18 +93,46 @@ class _MeteredQuic:
         return getattr(self._quic, name)
 
 
+class WatchedQuic(QuicConnection):
+    """aioquic's connection, telling when a PATH_CHALLENGE arrives (it emits no event):
+    the sign that the server is validating the path the client moved to."""
+
+    on_path_challenge: Callable[[], None] | None = None
+
+    def _handle_path_challenge_frame(
+        self, context: QuicReceiveContext, frame_type: int, buf: Buffer
+    ) -> None:
+        if self.on_path_challenge is not None:
+            self.on_path_challenge()
+        super()._handle_path_challenge_frame(context, frame_type, buf)
+
+
 class _Datagrams:
-    """Wraps the UDP transport to count datagrams and bytes each way."""
+    """Wraps the UDP transport to count datagrams and bytes each way. While the client
+    moves (`detach` .. `attach`), what QUIC sends waits here for the new socket."""
 
     def __init__(self, transport: asyncio.DatagramTransport) -> None:
-        self._transport = transport
+        self._transport: asyncio.DatagramTransport | None = transport
+        self._waiting: list[tuple[bytes, NetworkAddress]] = []
         self.counters = {"datagrams_sent": 0, "udp_bytes_sent": 0,
                          "datagrams_received": 0, "udp_bytes_received": 0}
 
     def sendto(self, data: bytes, addr: NetworkAddress) -> None:
         self.counters["datagrams_sent"] += 1
         self.counters["udp_bytes_sent"] += len(data)
-        self._transport.sendto(data, addr)
+        if self._transport is None:
+            self._waiting.append((data, addr))
+        else:
+            self._transport.sendto(data, addr)
+
+    def detach(self) -> None:
+        self._transport = None
+
+    def attach(self, transport: asyncio.DatagramTransport) -> None:
+        self._transport = transport
+        waiting, self._waiting = self._waiting, []
+        for data, addr in waiting:
+            transport.sendto(data, addr)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
@@ -108,13 +143,16 @@ class H3Stream:
     timeline: Timeline
     done: asyncio.Future[None]
     received: int = 0
+    move: Move = field(default_factory=lambda: Move(0))
+    decoder: BodyDecoder | None = None  # the response is content-coded (protolab.compression)
 
 
 class H3ClientProtocol(QuicConnectionProtocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, qpack_table: int = DEFAULT_TABLE, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.meter = _MeteredQuic(self._quic)
-        self.h3 = H3Connection(cast(QuicConnection, self.meter))
+        self.h3: H3Connection = TableH3Connection(cast(QuicConnection, self.meter),
+                                                  qpack_table=qpack_table)
         self.streams: dict[int, H3Stream] = {}
         self.handshake_ns: int | None = None
         self.early_data_accepted = False
@@ -124,12 +162,35 @@ class H3ClientProtocol(QuicConnectionProtocol):
         self.authority = "the server"  # host:port, for messages (set by the client)
         self.datagrams: _Datagrams | None = None
         self.transmit_soon = NextTurn(self.transmit)  # requests made together share packets
+        # Moving (clients.migration): the client's hook, called when a stream's body
+        # passes its threshold; and what the last move looked like on this connection.
+        self.on_move_due: Callable[[], None] | None = None
+        self.path_change: dict[str, int] = {}
+        self._on_new_path = False
+        if isinstance(self._quic, WatchedQuic):
+            self._quic.on_path_challenge = self._path_challenged
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.datagrams is not None:  # the socket the client moved to
+            self.datagrams.attach(cast(asyncio.DatagramTransport, transport))
+            return
         self.datagrams = _Datagrams(cast(asyncio.DatagramTransport, transport))
         super().connection_made(cast(asyncio.BaseTransport, self.datagrams))
 
+    def moved(self, old_port: int, new_port: int) -> None:
+        """The client left `old_port`: every stream under way records the move."""
+        self.path_change = {migration.OLD_PORT: old_port, migration.NEW_PORT: new_port}
+        self._on_new_path = True
+        for stream in self.streams.values():
+            stream.move.leave(stream.timeline, refetch=False)
+
+    def _path_challenged(self) -> None:
+        if self._on_new_path and migration.CHALLENGED not in self.path_change:
+            self.path_change[migration.CHALLENGED] = now_ns()
+
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
+        if self._on_new_path and migration.PATH not in self.path_change:
+            self.path_change[migration.PATH] = now_ns()
         if self.datagrams is not None:
             self.datagrams.counters["datagrams_received"] += 1
             self.datagrams.counters["udp_bytes_received"] += len(data)
@@ -213,9 +274,18 @@ class H3ClientProtocol(QuicConnectionProtocol):
         if isinstance(event, HeadersReceived):
             tl.first_byte()
             tl.status = int(dict(event.headers).get(b":status", b"0"))
+            stream.decoder = BodyDecoder.for_response(event.headers, keep=tl.request.keep_body)
         else:
             tl.body(event.data)
+            if stream.decoder is not None:
+                stream.decoder.feed(event.data)
+            if event.data and migration.PATH in self.path_change:  # came on the new path
+                stream.move.answered()
+            if stream.move.due(tl) and self.on_move_due is not None:
+                self.on_move_due()
         if event.stream_ended:
+            if stream.decoder is not None:
+                stream.decoder.apply(tl)  # decoded counters into tl.transport
             tl.done_ns = now_ns()
             del self.streams[event.stream_id]
             stream.done.set_result(None)

@@ -47,6 +47,7 @@ import httpx
 
 from clients.base import timed_exchange
 from clients.tcp import tls_context_for
+from protolab.compression import check_accept_encoding, with_accept_encoding
 from protolab.core.record import Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.tcpsock import DEFAULT_CC
@@ -59,10 +60,15 @@ class HttpxOptions:
     cc: str = DEFAULT_CC  # TCP congestion control, set through httpcore's socket options
     timeout: float = 60.0  # per request, seconds
     http2: bool = False  # HTTP/2 only (httpx-h2); False: HTTP/1.1 only
+    # Accept-Encoding to send; "": the request's own, else identity — not httpx's default,
+    # which depends on what is installed (br with brotli, zstd with zstandard).
+    accept_encoding: str = ""
 
     def __post_init__(self) -> None:
         if self.timeout <= 0:
             raise ConfigError("httpx timeout must be positive")
+        if (why := check_accept_encoding(self.accept_encoding)) is not None:
+            raise ConfigError(why)
 
 
 @dataclass(frozen=True)
@@ -206,7 +212,8 @@ class HttpxClient:
             self._client = self._new_client()
         scheme = "https" if self.target.tls else "http"
         url = f"{scheme}://{self.target.authority}{request.path}"
-        headers = dict(request.headers)
+        headers = dict(with_accept_encoding(request.headers, self.options.accept_encoding))
+        headers.setdefault("accept-encoding", "identity")
         if not self.options.keepalive and not self.options.http2:
             headers["connection"] = "close"
         trace = _Trace(tl, self._meter)

@@ -19,7 +19,9 @@ from rich.table import Table
 from protolab import registry
 from protolab.certs import KEY_TYPES, KeyType, TlsVersion, default_cert_dir
 from protolab.commands import bench as bench_cli
+from protolab.commands import report as report_cli
 from protolab.commands import results as results_cli
+from protolab.commands import worker as worker_cli
 from protolab.core.latency import phases
 from protolab.core.record import RequestRecord, Target
 from protolab.errors import ConfigError, LabError
@@ -60,6 +62,8 @@ err_console = make_console(stderr=True)
 app.add_typer(netem_cli.app, name="netem")
 app.add_typer(results_cli.app, name="results")
 app.command("trace", help=trace_cli.HELP)(trace_cli.trace_command)
+app.command("report", help=report_cli.HELP)(report_cli.report)
+app.command("worker", help=worker_cli.HELP)(worker_cli.worker_command)
 for _fn, _options in bench_cli.COMMANDS:
     app.command(**_options)(_fn)
 

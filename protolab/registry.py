@@ -18,9 +18,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from protolab.compression import check_accept_encoding
 from protolab.core.client import ProtocolClient
 from protolab.core.record import Target
 from protolab.errors import ConfigError
+from protolab.qpack import check_table
 
 if TYPE_CHECKING:
     from servers.common import ServerConfig
@@ -39,13 +41,26 @@ KNOB_DEFAULTS: Mapping[str, Any] = {
     "window": 4 << 20,  # stream flow-control window (both sides)
     "connection_window": 16 << 20,
     "data_frame": 16_384,  # largest HTTP/2 DATA frame the server sends
+    "accept_encoding": "",  # HTTP clients: the Accept-Encoding sent ("": the request's own)
+    "gzip_level": 6,  # server: gzip level of coded responses (protolab/compression.py)
+    "brotli_quality": 5,  # server: brotli quality of coded responses
+    "grpc_compression": "identity",  # gRPC, both sides: "gzip" message compression
+    # h1/h2/h3 clients: leave the local address once a response's body passes this many
+    # bytes (0: never); QUIC migrates, TCP reconnects and retries (clients/migration.py).
+    "migrate_after_bytes": 0,
+    # h3, both sides: the QPACK dynamic table each decoder offers its peer, in bytes
+    # (0: static table only; protolab/qpack.py). aioquic's default is 4096.
+    "qpack_table": 4096,
 }
 # Knobs that configure the server process; variants equal in these (and in the server
 # group) share one server.
 SERVER_KNOBS = ("tls", "tls_version", "cc", "scheduling", "window", "connection_window",
-                "data_frame")
+                "data_frame", "gzip_level", "brotli_quality", "grpc_compression",
+                "qpack_table")
+GRPC_COMPRESSION = ("identity", "gzip")
 TCP_CC = ("cubic", "reno", "bbr")
 QUIC_CC = ("cubic", "reno")
+MAX_MIGRATE_AFTER = 1 << 30  # migrate_after_bytes: the workload's largest body
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,32 @@ class ProtocolSpec:
         if knobs["resume"] and not (caps.tls_resumption and knobs["tls"]):
             problems.append(f"{self.name}: resume is for TCP+TLS session resumption "
                             "(h1, h2 over TLS; h3 uses zero_rtt)")
+        accept = knobs.get("accept_encoding", "")
+        if accept and "accept_encoding" not in self.knobs:
+            problems.append(f"{self.name}: its client does not take accept_encoding (set "
+                            "an accept-encoding in [workload.headers] instead)")
+        if (why := check_accept_encoding(accept)) is not None:
+            problems.append(f"{self.name}: {why}")
+        grpc_coding = knobs.get("grpc_compression", "identity")
+        if grpc_coding not in GRPC_COMPRESSION:
+            problems.append(f"{self.name}: grpc_compression must be one of "
+                            f"{', '.join(GRPC_COMPRESSION)}")
+        elif grpc_coding != "identity" and "grpc_compression" not in self.knobs:
+            problems.append(f"{self.name}: grpc_compression is for the gRPC protocols")
+        move = knobs.get("migrate_after_bytes", 0)
+        if isinstance(move, bool) or not isinstance(move, int) or not (
+                0 <= move <= MAX_MIGRATE_AFTER):
+            problems.append(f"{self.name}: migrate_after_bytes must be an integer in "
+                            f"0..{MAX_MIGRATE_AFTER} (0: never move), got {move!r}")
+        elif move and "migrate_after_bytes" not in self.knobs:
+            problems.append(f"{self.name}: its client cannot move mid-transfer "
+                            "(migrate_after_bytes is for h1, h2 and h3)")
+        table = knobs.get("qpack_table", KNOB_DEFAULTS["qpack_table"])
+        if (why := check_table(table)) is not None:
+            problems.append(f"{self.name}: {why}")
+        elif table != KNOB_DEFAULTS["qpack_table"] and "qpack_table" not in self.knobs:
+            problems.append(f"{self.name}: qpack_table is HTTP/3's (QPACK); HTTP/2's HPACK "
+                            "table is not a knob here")
         return problems
 
     def client_options(self, knobs: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
@@ -149,7 +190,8 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
                 multiplexed=False, over_quic=False, early_data=False, pipelining=True,
                 tls_resumption=True, sets_cc=True, cleartext=True, messages=False),
             client="clients.h1:H1Client", options="clients.h1:H1Options",
-            knobs=("connections", "pipeline", "keepalive", "cc", "resume"),
+            knobs=("connections", "pipeline", "keepalive", "cc", "resume", "accept_encoding",
+                   "migrate_after_bytes"),
         ),
         ProtocolSpec(
             name="h2", title="HTTP/2", transport="tcp", schemes=("https", "http"),
@@ -159,7 +201,8 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
                 multiplexed=True, over_quic=False, early_data=False, pipelining=False,
                 tls_resumption=True, sets_cc=True, cleartext=True, messages=False),
             client="clients.h2:H2Client", options="clients.h2:H2Options",
-            knobs=("cc", "resume", "window", "connection_window"),
+            knobs=("cc", "resume", "window", "connection_window", "accept_encoding",
+                   "migrate_after_bytes"),
         ),
         ProtocolSpec(
             name="h3", title="HTTP/3", transport="udp", schemes=("https", None),
@@ -169,7 +212,9 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
                 multiplexed=True, over_quic=True, early_data=True, pipelining=False,
                 tls_resumption=False, sets_cc=True, cleartext=False, messages=False),
             client="clients.h3:H3Client", options="clients.h3:H3Options",
-            knobs=("cc", "zero_rtt", "window", "connection_window"), cc_choices=QUIC_CC,
+            knobs=("cc", "zero_rtt", "window", "connection_window", "accept_encoding",
+                   "migrate_after_bytes", "qpack_table"),
+            cc_choices=QUIC_CC,
         ),
         ProtocolSpec(
             name="ws", title="WebSocket", transport="tcp", schemes=("wss", "ws"),
@@ -188,7 +233,8 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
             capabilities=Capabilities(
                 multiplexed=True, over_quic=False, early_data=False, pipelining=False,
                 tls_resumption=False, sets_cc=False, cleartext=True, messages=True),
-            client="clients.grpc:GrpcClient", options="clients.grpc:GrpcOptions", knobs=(),
+            client="clients.grpc:GrpcClient", options="clients.grpc:GrpcOptions",
+            knobs=("grpc_compression",),
         ),
         # Clients of the servers above, each with a server of its own (server_group: its
         # name), so that `server_config` names it among the served protocols and a
@@ -201,7 +247,7 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
                 multiplexed=False, over_quic=False, early_data=False, pipelining=False,
                 tls_resumption=False, sets_cc=True, cleartext=True, messages=False),
             client="clients.rest_httpx:HttpxClient", options="clients.rest_httpx:HttpxOptions",
-            knobs=("keepalive", "cc"),
+            knobs=("keepalive", "cc", "accept_encoding"),
         ),
         ProtocolSpec(
             name="httpx-h2", title="HTTP/2 (httpx)", transport="tcp",
@@ -211,7 +257,8 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
                 multiplexed=True, over_quic=False, early_data=False, pipelining=False,
                 tls_resumption=False, sets_cc=True, cleartext=True, messages=False),
             client="clients.rest_httpx:HttpxH2Client",
-            options="clients.rest_httpx:HttpxH2Options", knobs=("keepalive", "cc"),
+            options="clients.rest_httpx:HttpxH2Options",
+            knobs=("keepalive", "cc", "accept_encoding"),
         ),
         ProtocolSpec(
             # Not implied by grpc:// (that stays the lab's client): choose it by name.
@@ -222,7 +269,7 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
                 multiplexed=True, over_quic=False, early_data=False, pipelining=False,
                 tls_resumption=False, sets_cc=False, cleartext=True, messages=True),
             client="clients.grpc_stub:GrpcStubClient",
-            options="clients.grpc_stub:GrpcStubOptions", knobs=(),
+            options="clients.grpc_stub:GrpcStubOptions", knobs=("grpc_compression",),
         ),
         *(ProtocolSpec(
             name=name, title=title, transport="tcp", schemes=("https", "http"),
@@ -238,6 +285,18 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
             ("http-long-poll", "HTTP long polling", "LongPollClient"),
             ("http-sse", "server-sent events", "SseClient"),
         )),
+        ProtocolSpec(
+            # The server calls the client's own HTTP endpoint (servers/webhook.py): the
+            # client subscribes on the webhook listener and serves the callbacks itself.
+            name="http-webhook", title="webhooks", transport="tcp", schemes=("https", "http"),
+            implied_by_scheme=False, server_group="http-webhook", listener="webhook",
+            probe_path="/push?count=2&size=16&interval_ms=10",
+            capabilities=Capabilities(
+                multiplexed=False, over_quic=False, early_data=False, pipelining=False,
+                tls_resumption=False, sets_cc=True, cleartext=True, messages=True),
+            client="clients.webhook:WebhookClient", options="clients.webhook:WebhookOptions",
+            knobs=("keepalive", "cc"),
+        ),
     )
 }
 NAMES: tuple[str, ...] = tuple(PROTOCOLS)

@@ -63,6 +63,7 @@ class WorkloadRequest:
     method: str
     target: str  # path with optional query, e.g. "/bytes/1024?i=3"
     body: bytes = b""
+    accept_encoding: str | None = None  # the request's Accept-Encoding (protolab.compression)
 
 
 @dataclass(frozen=True)

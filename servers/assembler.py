@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from protolab.compression import header_value
 from protolab.workload import (
     DEFAULT_LIMITS,
     Limits,
@@ -35,6 +36,7 @@ class RequestAssembler:
     limits: Limits = DEFAULT_LIMITS
     method: str = ""  # from :method ("" when absent)
     path: str = ""  # from :path, with its query
+    accept_encoding: str | None = None  # its fields joined (None: absent)
     rejected: bool = False  # answered early (431/413): later DATA is dropped
     _body: bytearray = field(default_factory=bytearray)
 
@@ -43,6 +45,7 @@ class RequestAssembler:
         pseudo = {name: value for name, value in headers if name.startswith(b":")}
         self.method = pseudo.get(b":method", b"").decode("ascii", "replace")
         self.path = pseudo.get(b":path", b"").decode("ascii", "replace")
+        self.accept_encoding = header_value(headers, b"accept-encoding")
         return self._checked(check_head(head_size(headers), declared_length(headers),
                                         self.limits))
 
@@ -57,7 +60,8 @@ class RequestAssembler:
         """The whole request once the stream has ended; None if it was answered early."""
         if self.rejected:
             return None
-        request = WorkloadRequest(self.method, self.path, bytes(self._body))
+        request = WorkloadRequest(self.method, self.path, bytes(self._body),
+                                  accept_encoding=self.accept_encoding)
         self._body = bytearray()
         return request
 

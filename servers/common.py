@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from protolab.certs import CertBundle, KeyType, TlsVersion, ensure_certs
+from protolab.compression import DEFAULT_COMPRESSION, CompressionSettings, encode_response
 from protolab.errors import ConfigError
 from protolab.push import resolve_push
+from protolab.qpack import DEFAULT_TABLE, check_table
 from protolab.tcpsock import CC_ALGORITHMS, DEFAULT_CC
 from protolab.workload import DEFAULT_LIMITS, Limits, WorkloadRequest, WorkloadResponse, plan
 from servers.jsonconfig import from_document, to_document
@@ -70,6 +72,9 @@ class H3Settings:
     qlog_dir: Path | None = None
     secrets_log: Path | None = None  # written mode 0600: it decrypts every connection
     session_tickets: int = 1000  # tickets kept for resumption/0-RTT; the oldest go first
+    # QPACK dynamic table offered to clients (their request headers), bytes; 0: static
+    # table only (protolab/qpack.py). Suite knob `qpack_table`.
+    qpack_table: int = DEFAULT_TABLE
 
     def __post_init__(self) -> None:
         if self.session_tickets < 1:
@@ -81,6 +86,8 @@ class H3Settings:
             )
         if self.window < 1024 or self.connection_window < 1024:
             raise ConfigError("QUIC flow-control windows must be at least 1024 bytes")
+        if (why := check_table(self.qpack_table)) is not None:
+            raise ConfigError(why)
 
 
 @dataclass(frozen=True)
@@ -105,10 +112,15 @@ class GrpcSettings:
     max_receive: int = 4 << 20  # larger request message -> RESOURCE_EXHAUSTED
     max_send: int = 64 << 20  # larger reply -> refused with INVALID_ARGUMENT before sending
     reflection: bool = True  # so generic tools (grpcurl, grpc-js reflection) can call it
+    # Replies compressed with grpcio's message compression (grpc-encoding: gzip) for
+    # clients that accept it; "identity": never. Suite knob `grpc_compression`.
+    compression: Literal["identity", "gzip"] = "identity"
 
     def __post_init__(self) -> None:
         if self.max_receive < 1024 or self.max_send < 1024:
             raise ConfigError("gRPC message limits must be at least 1024 bytes")
+        if self.compression not in ("identity", "gzip"):
+            raise ConfigError("gRPC compression must be identity or gzip")
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,8 @@ class ServerConfig:
     h3: H3Settings = field(default_factory=H3Settings)
     ws: WsSettings = field(default_factory=WsSettings)
     grpc: GrpcSettings = field(default_factory=GrpcSettings)
+    # HTTP content codings (protolab/compression.py): levels, and what is worth coding
+    compression: CompressionSettings = DEFAULT_COMPRESSION
 
     @classmethod
     def for_knobs(cls, protocols: tuple[str, ...], knobs: Mapping[str, Any], host: str,
@@ -158,7 +172,11 @@ class ServerConfig:
             h2=H2Settings(window=knobs["window"], connection_window=knobs["connection_window"],
                           data_frame=knobs["data_frame"]),
             h3=H3Settings(cc=quic_cc, window=knobs["window"],
-                          connection_window=knobs["connection_window"]),
+                          connection_window=knobs["connection_window"],
+                          qpack_table=knobs["qpack_table"]),
+            grpc=GrpcSettings(compression=knobs["grpc_compression"]),
+            compression=CompressionSettings(gzip_level=knobs["gzip_level"],
+                                            brotli_quality=knobs["brotli_quality"]),
         )
 
     def __post_init__(self) -> None:
@@ -211,15 +229,17 @@ class StreamTasks:
         return len(self._tasks)
 
 
-async def respond(request: WorkloadRequest, limits: Limits) -> WorkloadResponse:
-    """The one handler: plan the response, spend the server think time, and resolve push
-    endpoints (which depend on when they are asked)."""
+async def respond(request: WorkloadRequest, limits: Limits,
+                  compression: CompressionSettings = DEFAULT_COMPRESSION) -> WorkloadResponse:
+    """The one handler: plan the response, spend the server think time, resolve push
+    endpoints (which depend on when they are asked), and code the body as the request's
+    Accept-Encoding asks — once, here, whatever protocol carries it."""
     response = plan(request, limits)
     if response.delay_ms:
         await asyncio.sleep(response.delay_ms / 1000)
     if response.push is not None:
         response = await resolve_push(response.push)
-    return response
+    return encode_response(response, request.accept_encoding, compression)
 
 
 def peer_name(peer: object) -> str:

@@ -20,6 +20,12 @@ unless set) and a failed gRPC handshake is not logged.
 grpcio opens its sockets in C with no hook to set TCP_CONGESTION, so gRPC runs with
 the kernel's default congestion control (BBR on the lab machines), unlike the other
 TCP servers (cubic by default). docs/ws-grpc.md says what that means for comparisons.
+
+With `GrpcSettings.compression = "gzip"` (suite knob `grpc_compression`) every reply
+message is gzip-compressed by grpcio (`grpc-encoding: gzip`, zlib's default level in
+C-core) for clients that accept it — grpcio's clients do by default; "identity" (the
+default) never compresses. grpcio compresses in C and reports no sizes, so the lab
+cannot count a compressed message's bytes per call (docs/compression.md).
 """
 
 from __future__ import annotations
@@ -201,8 +207,14 @@ async def start_grpc_server(
                       hint="choose another --port (0 picks free ones) or --host")
 
 
+def grpc_compression(name: str) -> grpc.Compression:
+    """grpcio's compression for a `grpc_compression` knob value (identity or gzip)."""
+    return grpc.Compression.Gzip if name == "gzip" else grpc.Compression.NoCompression
+
+
 def _new_server(config: ServerConfig) -> grpc.aio.Server:
-    server = grpc.aio.server(options=grpc_options(config))
+    server = grpc.aio.server(options=grpc_options(config),
+                             compression=grpc_compression(config.grpc.compression))
     server.add_generic_rpc_handlers((_handlers(_Lab(config)),))
     if config.grpc.reflection:
         _enable_reflection(server)

@@ -21,6 +21,7 @@ from http import HTTPStatus
 
 import h11
 
+from protolab.compression import header_value
 from protolab.workload import (
     WorkloadRequest,
     WorkloadResponse,
@@ -70,8 +71,9 @@ async def serve_h1(
             return
         target = request.target.decode("ascii", "replace")
         response = await respond(
-            WorkloadRequest(request.method.decode("ascii", "replace"), target, body),
-            config.limits,
+            WorkloadRequest(request.method.decode("ascii", "replace"), target, body,
+                            accept_encoding=header_value(request.headers, b"accept-encoding")),
+            config.limits, config.compression,
         )
         if not await _send(writer, conn, response, alt_svc, close=False, peer=peer,
                            config=config):

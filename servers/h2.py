@@ -249,7 +249,7 @@ class H2ServerConnection:
             self._tasks.spawn(self._answer(sid, request))
 
     async def _answer(self, sid: int, request: WorkloadRequest) -> None:
-        response = await respond(request, self._config.limits)
+        response = await respond(request, self._config.limits, self._config.compression)
         if sid in self._inbound:  # not reset meanwhile
             self._start_response(sid, response)
 

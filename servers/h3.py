@@ -48,6 +48,7 @@ from aioquic.tls import SessionTicket
 
 from protolab.certs import CertBundle
 from protolab.errors import ConfigError
+from protolab.qpack_h3 import TableH3Connection
 from protolab.workload import WorkloadRequest, WorkloadResponse
 from servers.assembler import RequestAssembler, response_headers
 from servers.common import ServerConfig, StreamTasks, log, peer_name, printable, respond
@@ -108,6 +109,8 @@ class H3ServerStats:
     undecodable_datagrams: int = 0
     idle_closed: int = 0  # connections whose state the idle timeout discarded
     tickets: int = 0  # session tickets held for resumption now
+    migrations: int = 0  # clients that moved to a new address or port (RFC 9000 §9)
+    paths_validated: int = 0  # of whose new paths a PATH_RESPONSE confirmed
 
 
 @dataclass
@@ -125,11 +128,39 @@ class H3ServerProtocol(QuicConnectionProtocol):
         self._streams: dict[int, _Stream] = {}
         self._handshake_done = False
         self._tasks = StreamTasks()
+        self._path: NetworkAddress | None = None  # the client's address, as last seen
+        self._validating = False  # the client moved and its new path is not validated
         stats.connections += 1
+
+    def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
+        super().datagram_received(data, addr)
+        self._watch_path()
+
+    def _watch_path(self) -> None:
+        """Say when the client moves: aioquic switches to a new address on the first
+        non-probing packet from it, sends there under the anti-amplification limit
+        (3x what it received there) and validates it with PATH_CHALLENGE (RFC 9000 §9.3,
+        §8.2); it keeps its congestion controller and RTT estimate (allowed when only the
+        port changed, §9.4). aioquic emits no event for this; its path list is private."""
+        paths = self._quic._network_paths
+        if not paths:
+            return
+        active = paths[0]
+        if self._path is None:
+            self._path = active.addr
+        elif active.addr != self._path:
+            self._stats.migrations += 1
+            log.info("h3 %s: client moved to %s; validating the new path", peer_name(self._path),
+                     peer_name(active.addr))
+            self._path, self._validating = active.addr, not active.is_validated
+        if self._validating and active.is_validated:
+            self._validating = False
+            self._stats.paths_validated += 1
+            log.info("h3 %s: new path validated (PATH_RESPONSE)", peer_name(active.addr))
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, ProtocolNegotiated) and event.alpn_protocol in H3_ALPN:
-            self._h3 = H3Connection(self._quic)
+            self._h3 = TableH3Connection(self._quic, qpack_table=self._lab.h3.qpack_table)
         elif isinstance(event, HandshakeCompleted):
             self._handshake_done = True
         elif isinstance(event, StreamReset):
@@ -180,7 +211,7 @@ class H3ServerProtocol(QuicConnectionProtocol):
             self._tasks.spawn(self._answer(sid, request))
 
     async def _answer(self, sid: int, request: WorkloadRequest) -> None:
-        response = await respond(request, self._lab.limits)
+        response = await respond(request, self._lab.limits, self._lab.compression)
         if sid in self._streams:
             self._start_response(sid, response)
             self.transmit()

@@ -7,8 +7,9 @@ the preface decides, servers/tcp.py); h3 is QUIC over UDP; both take --port, and
 --port 0 the TCP listener takes the UDP one's number when it is free. HTTP/1.1 and
 HTTP/2 responses advertise HTTP/3 with Alt-Svc (RFC 7838) when it runs. WebSocket and
 gRPC listen on ports of their own: the next two numbers after --port (ws = port+1,
-grpc = port+2), or free ones with --port 0. Listeners start in table order, each seeing
-the ports of those started before it, and stop in the reverse order.
+grpc = port+2), webhook subscriptions the third (port+3), or free ones with --port 0.
+Listeners start in table order, each seeing the ports of those started before it, and
+stop in the reverse order.
 """
 
 from __future__ import annotations
@@ -95,6 +96,23 @@ async def _start_ws(listen: Listen) -> tuple[int, Stop]:
     return port, stop
 
 
+async def _start_webhook(listen: Listen) -> tuple[int, Stop]:
+    from servers.webhook import start_webhook_server
+
+    sock = _bind_tcp(listen)
+    port: int = sock.getsockname()[1]
+    try:
+        server = await start_webhook_server(listen.config, listen.certs, sock)
+    except BaseException:
+        sock.close()
+        raise
+
+    async def stop() -> None:
+        server.close()
+
+    return port, stop
+
+
 async def _start_grpc(listen: Listen) -> tuple[int, Stop]:
     from servers.grpc import start_grpc_server
 
@@ -107,6 +125,7 @@ LISTENERS: Mapping[str, Listener] = {
     "http": Listener("tcp", 0, _start_http),  # after quic: its Alt-Svc names h3's port
     "ws": Listener("tcp", 1, _start_ws),
     "grpc": Listener("tcp", 2, _start_grpc),
+    "webhook": Listener("tcp", 3, _start_webhook),  # POST /subscribe (servers/webhook.py)
 }
 
 

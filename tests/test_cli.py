@@ -86,7 +86,6 @@ def test_get_zero_rtt_table(serve_process: Callable[..., ServeProcess]) -> None:
         (["bench", "demo", "--out", "/nonexistent/x/y"], "directory /nonexistent/x does not"),
         (["claims", "--out", "/etc/passwd"], "--out /etc/passwd is not a directory"),
         (["trace", "h1-clear", "--out", "/proc/x"], "cannot create the capture folder"),
-        (["claims", "--suite", "bulk"], "none of ['bulk'] declares claims"),
         (["bench", "demo", "--db", "/nonexistent/protolab/x.db"],
          "directory /nonexistent does not exist"),
     ],

@@ -83,7 +83,9 @@ async def test_records_json_over_http(lab_server: ServerFactory, protocol: str) 
         gzipped = await get(protocol, running, "/records?count=200&seed=5&gzip=1")
     assert records_from_json(plain) == make_records(200, seed=5)
     assert records_from_json(gzipped) == make_records(200, seed=5)
-    assert len(gzipped) < len(plain) / 2
+    # The lab's clients decode a coded body: `content` is what the application gets (the
+    # wire sizes are checked in tests/test_compression.py).
+    assert gzipped == plain
 
 
 def stream_query(count: int = 8, interval_ms: int = 15) -> str:

@@ -7,7 +7,9 @@ the stored raw samples of each side, with a bootstrap confidence interval, and s
 
 A fourth relation, `slope`, fits the metric against the link's RTT over every cell of
 the variant (the handshake claims: TTFB grows by k RTT per RTT, whatever the processing
-cost in the intercept).
+cost in the intercept). A fifth, `ranks_differ`, asks whether the mean and a tail
+percentile (`quantile`, p99 by default) of A and B rank them in opposite orders — the
+"P99 matters more than the mean" claim — from bootstrap CIs of both ratios.
 
 - **holds** — the whole CI lies where the claim says;
 - **refuted** — the whole CI lies on the other side;
@@ -26,15 +28,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from protolab.core.latency import phases, total_ms, ttfb_ms
 from protolab.core.record import MessageTiming, RequestRecord
 from protolab.core.stats import fit_line, median, median_ci, median_ratio
 from protolab.errors import ConfigError
 from protolab.hol.model import StreamHol, others_ms, own_ms
 
-Relation = Literal["approx", "above", "below", "faster", "ratio_in", "slope"]
+Relation = Literal["approx", "above", "below", "faster", "ratio_in", "slope", "ranks_differ"]
 VerdictWord = Literal["holds", "refuted", "inconclusive"]
-RELATIONS: tuple[Relation, ...] = ("approx", "above", "below", "faster", "ratio_in", "slope")
+RELATIONS: tuple[Relation, ...] = ("approx", "above", "below", "faster", "ratio_in", "slope",
+                                   "ranks_differ")
 _AGAINST_VALUE = ("approx", "above", "below", "slope")
 
 
@@ -107,6 +112,63 @@ def _bytes_per_message(record: RequestRecord) -> float | None:
     return (record.bytes_in + record.bytes_out) / len(record.messages)
 
 
+def _transport_ms(counter: str) -> Callable[[RequestRecord], float | None]:
+    """A microsecond counter of the record's `transport`, in ms (None when absent)."""
+    def value(record: RequestRecord) -> float | None:
+        us = record.transport.get(counter)
+        return None if us is None else us / 1000
+
+    return value
+
+
+# A client's move mid-transfer (clients/migration.py) is kept in the record's transport
+# counters under these keys, as moments on the one clock.
+MIGRATION_MOVED = "migration_moved_ns"
+
+
+def _since_move(key: str) -> Callable[[RequestRecord], float | None]:
+    """ms from the client's move to `key` (recovered: the first response byte after it;
+    path: the first datagram on the new port; reconnected: TCP+TLS done again)."""
+    def value(record: RequestRecord) -> float | None:
+        moved, then = record.transport.get(MIGRATION_MOVED), record.transport.get(key)
+        return None if moved is None or then is None else (then - moved) / 1e6
+
+    return value
+
+
+def _refetched(record: RequestRecord) -> float | None:
+    """Body bytes asked for again after the move (None: the request did not move)."""
+    if MIGRATION_MOVED not in record.transport:
+        return None
+    return float(record.transport.get("migration_refetched_bytes", 0))
+
+
+def _goodput(record: RequestRecord) -> float | None:
+    ms = total_ms(record)
+    return None if ms is None or ms <= 0 else record.body_bytes * 8 / (ms * 1000)
+
+
+def _bursts(records: Sequence[RequestRecord]) -> list[float]:
+    """ms from start to end of each burst: requests whose lifetimes overlap, chained (a
+    closed-load repetition with every request issued at once is one burst). A burst with
+    a failed request has no value: its end is not the page's."""
+    out: list[float] = []
+    ordered = sorted(records, key=lambda r: r.start_ns)
+    i = 0
+    while i < len(ordered):
+        start, end, ok = ordered[i].start_ns, ordered[i].done_ns, ordered[i].ok
+        j = i + 1
+        while j < len(ordered) and end is not None and ordered[j].start_ns <= end:
+            done = ordered[j].done_ns
+            end = None if done is None else max(end, done)
+            ok = ok and ordered[j].ok
+            j += 1
+        if ok and end is not None:
+            out.append((end - start) / 1e6)
+        i = j
+    return out
+
+
 def _hol(values: Callable[[Sequence[StreamHol]], list[float]], *, rtts: bool = False,
          ) -> MetricFn:
     def fn(cell: CellView) -> list[float]:
@@ -140,6 +202,26 @@ METRICS: dict[str, tuple[str, MetricFn]] = {
     "event_latency": ("ms", _per_message(_born_to_received)),
     "message_latency": ("ms", _per_message(_sent_to_received)),
     "event_bytes": ("bytes", _per_request(_bytes_per_message)),
+    # One value per burst of requests in flight together (a page's objects fetched at
+    # once): from the first one's start to the last one's end.
+    "page_total": ("ms", lambda cell: _bursts(cell.records)),
+    # Body bits over the request's whole time (handshakes included, as the QUIC interop
+    # runner's goodput case counts them).
+    "goodput": ("Mbit/s", _per_request(_goodput)),
+    # The client moved mid-transfer (migrate_after_bytes): how long until the response
+    # came again, and what had to be fetched again. Requests that did not move have none.
+    "migration_recovery": ("ms", _per_request(_since_move("migration_recovered_ns"))),
+    "migration_recovery_rtts": ("RTT", _in_rtts(_since_move("migration_recovered_ns"))),
+    "migration_path_rtts": ("RTT", _in_rtts(_since_move("migration_path_ns"))),
+    "migration_reconnect_rtts": ("RTT", _in_rtts(_since_move("migration_reconnected_ns"))),
+    "migration_refetched_bytes": ("bytes", _per_request(_refetched)),
+    # Content coding (protolab/compression.py; body_bytes is the coded body on the wire):
+    # the body after decoding, the server's encode time (its Server-Timing `enc`), and the
+    # client's CPU time in the decoder. An uncoded body is its own decoded size.
+    "decoded_bytes": ("bytes", _per_request(
+        lambda r: float(r.transport.get("decoded_bytes", r.body_bytes)))),
+    "server_encode_ms": ("ms", _per_request(_transport_ms("server_encode_us"))),
+    "decode_ms": ("ms", _per_request(_transport_ms("decode_us"))),
 }
 
 
@@ -167,6 +249,7 @@ class Claim:
     high: float | None = None
     where: Mapping[str, str] = field(default_factory=dict)  # conditions for both sides
     path: str | None = None  # only the requests of this path (the fast ones of a page)
+    quantile: float = 0.99  # ranks_differ: the tail percentile set against the mean
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -191,9 +274,16 @@ class Claim:
             return 0.0, 1.0 - self.by
         if self.relation == "ratio_in" and self.low is not None and self.high is not None:
             return self.low, self.high
+        if self.relation == "ranks_differ":
+            # The tail ratio, turned so that > 1 means "the side with the lower mean has
+            # the higher tail" (see _ranks).
+            return 1.0, math.inf
         raise ValueError(f"claim {self.id}: {self.relation} without its bounds")
 
     def prediction(self) -> str:
+        if self.relation == "ranks_differ":
+            return (f"mean and p{self.quantile * 100:g} of {self.metric} rank "
+                    f"{self.a.variant} and {self.b.variant if self.b else '?'} differently")
         lo, hi = self.bounds()
         if self.relation == "approx":
             return f"{self.metric} ≈ {self.value:g} {self.unit} (±{self.tolerance:.0%})"
@@ -324,6 +414,8 @@ def _against_other(claim: Claim, cell_a: CellView, cell_b: CellView, seed: int) 
         conditions = {**conditions, **{f"{claim.b.variant if claim.b else 'b'} {k}": v
                                        for k, v in cell_b.link.items()
                                        if cell_a.link.get(k) != v}}
+    if claim.relation == "ranks_differ":
+        return _ranks(claim, a, b, conditions, seed)
     if len(a) < 2 or len(b) < 2 or median(b) == 0:
         return Verdict(claim.id, conditions, "inconclusive", None, None, None, claim.unit,
                        len(a), len(b), note="too few samples (or B's median is 0)")
@@ -333,10 +425,73 @@ def _against_other(claim: Claim, cell_a: CellView, cell_b: CellView, seed: int) 
                    ratio.value, ratio.ci_low, ratio.ci_high, claim.unit, len(a), len(b))
 
 
+_RESAMPLES = 1000
+_CHUNK = 100  # resamples drawn at once (memory: _CHUNK x samples floats)
+
+
+def _mean_and_tail(values: Sequence[float], q: float, rng: np.random.Generator,
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap means and q-quantiles of `values`, from the same resamples."""
+    data = np.asarray(values, dtype=float)
+    means, tails = [], []
+    for _ in range(_RESAMPLES // _CHUNK):
+        picked = data[rng.integers(0, len(data), size=(_CHUNK, len(data)))]
+        means.append(picked.mean(axis=1))
+        tails.append(np.quantile(picked, q, axis=1))
+    return np.concatenate(means), np.concatenate(tails)
+
+
+def _ratio_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(b > 0, a / np.where(b > 0, b, 1), np.inf)
+    low, high = np.quantile(ratios, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def rank_verdict(mean_ci: tuple[float, float], tail_ci: tuple[float, float],
+                 ) -> tuple[VerdictWord, tuple[float, float]]:
+    """Whether the mean and the tail rank A and B differently, from the 95% CIs of A/B's
+    mean ratio and tail ratio; with the tail ratio's CI turned so that > 1 means "the
+    side with the lower mean has the higher tail". holds: the mean ranks them one way
+    and the tail the other; refuted: both rank them the same way; inconclusive: either
+    cannot tell them apart."""
+    (m_low, m_high), (t_low, t_high) = mean_ci, tail_ci
+    if m_high < 1:  # A has the lower mean: ranks differ if A's tail is the higher
+        turned = (t_low, t_high)
+    elif m_low > 1:  # B has the lower mean: ranks differ if B's tail is the higher
+        turned = (1 / t_high if t_high > 0 else math.inf, 1 / t_low if t_low > 0 else math.inf)
+    else:
+        return "inconclusive", (t_low, t_high)
+    return decide(turned[0], turned[1], 1.0, math.inf), turned
+
+
+def _ranks(claim: Claim, a: Sequence[float], b: Sequence[float], conditions: dict[str, str],
+           seed: int) -> Verdict:
+    q = claim.quantile
+    if len(a) < 2 or len(b) < 2 or float(np.mean(b)) == 0 or float(np.quantile(b, q)) == 0:
+        return Verdict(claim.id, conditions, "inconclusive", None, None, None, claim.unit,
+                       len(a), len(b), note="too few samples (or B's mean or tail is 0)")
+    rng = np.random.default_rng(seed)
+    means_a, tails_a = _mean_and_tail(a, q, rng)
+    means_b, tails_b = _mean_and_tail(b, q, rng)
+    mean_ratio = float(np.mean(a)) / float(np.mean(b))
+    tail_ratio = float(np.quantile(a, q)) / float(np.quantile(b, q))
+    mean_ci, tail_ci = _ratio_ci(means_a, means_b), _ratio_ci(tails_a, tails_b)
+    verdict, (low, high) = rank_verdict(mean_ci, tail_ci)
+    turned = tail_ratio if mean_ratio <= 1 else 1 / tail_ratio
+    pq = f"p{q * 100:g}"
+    note = (f"{claim.a.variant}/{claim.b.variant if claim.b else 'b'}: mean {mean_ratio:.3g} "
+            f"[{mean_ci[0]:.3g}-{mean_ci[1]:.3g}], {pq} {tail_ratio:.3g} "
+            f"[{tail_ci[0]:.3g}-{tail_ci[1]:.3g}]; value: the {pq} ratio of the side with "
+            "the lower mean to the other (> 1: the ranks differ)")
+    return Verdict(claim.id, conditions, verdict, turned, low, high, claim.unit, len(a), len(b),
+                   note=note)
+
+
 # --- parsing (a suite's [[claim]] tables) ---------------------------------------------------
 
 _CLAIM_KEYS = {"id", "text", "source", "metric", "relation", "a", "b", "value", "tolerance",
-               "by", "low", "high", "where", "a_where", "b_where", "path"}
+               "by", "low", "high", "where", "a_where", "b_where", "path", "quantile"}
 
 
 def parse_claim(table: Any, where: str, labels: Sequence[str]) -> Claim:
@@ -397,11 +552,15 @@ def parse_claim(table: Any, where: str, labels: Sequence[str]) -> Claim:
         by=number("by", 0.0) or 0.0, low=number("low"), high=number("high"),
         where=link_filter("where"),
         path=text("path") if "path" in table else None,
+        quantile=number("quantile", 0.99) or 0.0,
     )
     if relation in _AGAINST_VALUE and (claim.value is None or b is not None):
         raise ConfigError(f"{where}: relation {relation} needs value (and no b)")
     if relation == "slope" and METRICS[metric][0] != "ms":
         raise ConfigError(f"{where}: a slope against RTT needs a metric in ms (ttfb, total)")
+    if relation == "ranks_differ" and (b is None or not 0.5 < claim.quantile < 1):
+        raise ConfigError(f"{where}: relation ranks_differ needs b (the other variant) and "
+                          "a quantile in (0.5, 1), e.g. 0.99")
     if relation in ("faster", "ratio_in") and b is None:
         raise ConfigError(f"{where}: relation {relation} needs b (the other variant)")
     if relation == "ratio_in" and (claim.low is None or claim.high is None

@@ -19,6 +19,10 @@ key and what would be valid — never a traceback.
     overrides = { rate = "10mbit" }
     sweep = { delay = ["5ms", "25ms"] }   # one link per value (cartesian over keys)
     points = [{ loss = "2%", burst = "4" }]  # and explicit links after the sweep
+    # every key: delay, jitter, distribution (uniform|normal|pareto|paretonormal, as
+    # netem), correlation, reorder, loss, burst, rate, queue, drop, seed, and trace_up /
+    # trace_down (a mahimahi trace file, or a bundled trace: cellular.up, cellular.down),
+    # ip (4 or 6: the address family the cells' traffic uses; default 4)
 
     [workload]
     paths = ["/bytes/100"]
@@ -50,13 +54,16 @@ from protolab import registry
 from protolab.bench.claims import Claim, parse_claim
 from protolab.bench.tables import check_headers, check_keys, check_value
 from protolab.errors import ConfigError
-from protolab.netem.config import LinkProfile
+from protolab.netem.config import Direction, LinkProfile
 from protolab.netem.profiles import PROFILES, Overrides, build_profile
+from protolab.qpack import MAX_TABLE
 from protolab.registry import KNOB_DEFAULTS, SERVER_KNOBS, ProtocolSpec
 
 BUNDLED = ("handshake", "app-hol", "transport-hol", "one-vs-many", "bulk", "demo",
-           "conn-per-request", "push", "grpc-vs-json", "headers", "reordering")
-_OVERRIDE_KEYS = ("delay", "jitter", "loss", "burst", "rate", "queue", "drop", "reorder", "seed")
+           "conn-per-request", "push", "grpc-vs-json", "headers", "reordering", "compression",
+           "migration")
+_OVERRIDE_KEYS = ("delay", "jitter", "loss", "burst", "rate", "queue", "drop", "reorder", "seed",
+                  "distribution", "correlation", "trace_up", "trace_down", "ip")
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,12 @@ class Variant:
     window: int = 4 << 20  # stream flow-control window (h2 and h3, both sides)
     connection_window: int = 16 << 20
     data_frame: int = 16_384  # largest HTTP/2 DATA frame the server sends
+    accept_encoding: str = ""  # h1/h2/h3 clients: the Accept-Encoding they send
+    gzip_level: int = 6  # server: gzip level of coded responses
+    brotli_quality: int = 5  # server: brotli quality of coded responses
+    grpc_compression: str = "identity"  # gRPC both sides: "gzip" message compression
+    migrate_after_bytes: int = 0  # h1/h2/h3: the client moves once a body passes this
+    qpack_table: int = 4096  # h3, both sides: QPACK dynamic table capacity (0: none)
 
     @property
     def spec(self) -> ProtocolSpec:
@@ -205,6 +218,11 @@ class Cell:
             "link_profile": suite.link.profile,
             "link": self.link_point,
             "workload": suite.workload.__dict__,
+            # What a delivery trace offered (Mbit/s over 100 ms windows), stored with the
+            # cell so `results show --json` has it beside the measurements.
+            **({"link_capacity": capacity} if (capacity := {
+                d.value: c.trace.capacity().to_json() for d in Direction
+                if (c := self.link.direction(d)).trace is not None}) else {}),
         }
 
 
@@ -226,6 +244,9 @@ def link_overrides(point: dict[str, str], seed: int) -> Overrides:
         drop=tuple(drop.split(";")) if drop else (),
         reorder=None if reorder is None else reorder.lower() in ("1", "true", "yes"),
         seed=_seed(point["seed"]) if "seed" in point else seed,
+        distribution=point.get("distribution"), correlation=point.get("correlation"),
+        trace_up=point.get("trace_up"), trace_down=point.get("trace_down"),
+        ip=point.get("ip"),
     )
 
 
@@ -253,7 +274,32 @@ def load_suite(name_or_path: str, *, short: bool = False) -> Suite:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    if name_or_path not in BUNDLED:
+        _anchor_traces(data, path.parent)
     return parse_suite(data, source, short=short)
+
+
+def _anchor_traces(data: dict[str, Any], folder: Path) -> None:
+    """A suite file's relative trace paths name files beside the suite (as an include
+    would), wherever the lab is run from; a bundled trace's name stays a name."""
+    def anchor(table: Any) -> None:
+        if isinstance(table, list):
+            for item in table:
+                anchor(item)
+        elif isinstance(table, dict):
+            for key, value in table.items():
+                if key in ("trace_up", "trace_down"):  # one file, or a sweep's list
+                    table[key] = ([beside(v) for v in value] if isinstance(value, list)
+                                  else beside(value))
+                else:
+                    anchor(value)
+
+    def beside(value: Any) -> Any:
+        if not isinstance(value, str) or Path(value).is_absolute():
+            return value
+        return str(folder / value) if (folder / value).is_file() else value
+    anchor(data.get("link"))
+    anchor(data.get("short", {}).get("link") if isinstance(data.get("short"), dict) else None)
 
 
 _SHORT_KEYS = {"repetitions", "warmup", "timeout_s", "link", "workload"}
@@ -332,6 +378,10 @@ _KNOB_RANGES: dict[str, tuple[type, float | None, float | None]] = {
     "keepalive": (bool, None, None), "resume": (bool, None, None),
     "zero_rtt": (bool, None, None), "window": (int, 65_535, 2**31 - 1),
     "connection_window": (int, 65_535, 2**31 - 1), "data_frame": (int, 1, 16_777_215),
+    "accept_encoding": (str, None, None), "gzip_level": (int, 1, 9),
+    "brotli_quality": (int, 0, 11), "grpc_compression": (str, None, None),
+    "migrate_after_bytes": (int, 0, registry.MAX_MIGRATE_AFTER),
+    "qpack_table": (int, 0, MAX_TABLE),
 }
 
 

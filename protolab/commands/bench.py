@@ -44,7 +44,15 @@ def bench(
     capture: Annotated[bool, typer.Option(
         "--capture", help="Keep each cell's link pcap, TLS key log and QUIC qlog "
         "(OUT/run-N/captures; every cell then gets a link of its own).")] = False,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Run the cells on the protolab workers of this Dask scheduler "
+        "(tcp://HOST:PORT, docs/distributed.md) instead of here.")] = None,
+    retries: Annotated[int, typer.Option(
+        help="With --scheduler: run a repetition again, up to N times, when its worker "
+        "is lost (each attempt is recorded).")] = 0,
 ) -> None:
+    import contextlib
+
     from protolab.bench.session import run_bench
     from protolab.bench.suite import expand, load_suite
     from protolab.report.progress import BenchProgress
@@ -52,30 +60,46 @@ def bench(
 
     loaded = load_suite(suite)
     check_output_dir(out, "--out")
-    if userns.should_reexec():  # not root, but the unprivileged path can build the link
-        userns.reexec(sys.argv[1:])
+    if scheduler is None and userns.should_reexec():  # not root, but the unprivileged
+        userns.reexec(sys.argv[1:])  # path can build the link (workers build it on Dask)
     if repeat is not None and repeat < 1:
         raise ConfigError("--repeat must be at least 1")
-    with ResultsStore(db) as store:
+    remote: Any = contextlib.nullcontext(None)
+    if scheduler is not None:  # Dask is imported on this path only
+        from protolab.distributed.executor import DaskExecutor
+
+        remote = DaskExecutor.connect(scheduler, retries=retries,
+                                      capture=capture or loaded.capture)
+    elif retries:
+        raise ConfigError("--retries needs --scheduler (a local run has no workers to lose)")
+    with remote as executor, ResultsStore(db) as store:
         total = len(expand(loaded)) * ((repeat or loaded.repetitions) + loaded.warmup)
         with BenchProgress(err_console, loaded.name, total, quiet=as_json) as progress:
             result = run_bench(loaded, store, out, repetitions=repeat, reporter=progress,
-                               capture=capture)
+                               capture=capture, executor=executor)
     if result.status == "complete" and result.out_dir is not None:
         from protolab.report.run_charts import draw_charts
 
         result.charts = draw_charts(loaded, result.cells, result.measured, result.out_dir)
+    report = None
+    if result.out_dir is not None:  # every run, finished or not: what it kept, in one file
+        from protolab.commands.report import bench_report
+
+        report = bench_report(db, result.run_id, result.out_dir, err_console)
     if as_json:
         print(json.dumps({"run": result.run_id, "status": result.status,
                           "cells": [s.to_json() for s in result.summaries],
                           "verdicts": [v.to_json() for v in result.verdicts],
-                          "charts": [str(c) for c in result.charts]}, indent=1))
+                          "charts": [str(c) for c in result.charts],
+                          "report": None if report is None else str(report)}, indent=1))
     else:
         from protolab.report.progress import summary_table, verdict_table
 
         console.print(summary_table(loaded, result))
         if result.verdicts:
             console.print(verdict_table(loaded, result.verdicts))
+        if report is not None:
+            console.print(f"report: {report}", highlight=False, soft_wrap=True)
     if result.status != "complete":
         err_console.print(f"run {result.run_id} {result.status}; finished cells are kept")
         raise typer.Exit(130 if result.status == "interrupted" else 1)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from protolab.bench.suite import BUNDLED, expand, load_suite, parse_suite
 from protolab.errors import ConfigError
+from protolab.netem.config import Direction
 
 MINIMAL = {"variant": [{"protocol": "h2"}]}
 
@@ -167,3 +168,23 @@ def test_every_claim_of_a_bundled_suite_can_be_judged_on_its_short_run(name: str
         where = {**claim.where, **claim.a.where}
         assert any(c.variant.label == claim.a.variant and _matches(c.link_point, where)
                    for c in cells), f"{name}: claim {claim.id} matches no cell"
+
+
+def test_a_suite_files_relative_trace_names_the_file_beside_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "suites"
+    folder.mkdir()
+    (folder / "mine.down").write_text("".join(f"{ms}\n" for ms in range(1, 101)))
+    (folder / "s.toml").write_text(
+        'name = "t"\n[[variant]]\nprotocol = "h2"\n'
+        '[link]\noverrides = { delay = "5ms", trace_down = "mine.down", '
+        'trace_up = "cellular.up" }\n'
+        '[workload]\npaths = ["/bytes/100"]\n')
+    monkeypatch.chdir(tmp_path)  # not the suite's folder
+    suite = load_suite(str(folder / "s.toml"))
+    cell = expand(suite)[0]
+    down = cell.link.direction(Direction.DOWN).trace
+    up = cell.link.direction(Direction.UP).trace
+    assert down is not None
+    assert len(down.ms) == 100
+    assert up is not None  # a bundled trace's name stays a name
