@@ -18,7 +18,6 @@ Every load is bounded in time (and the echo in packets).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import select
 import socket
 import statistics
@@ -39,19 +38,6 @@ DELAY_MS = 20
 PROBE = struct.Struct("!Qq")
 
 
-def _echo_server(sock: socket.socket, stop: threading.Event) -> None:
-    sock.settimeout(0.05)
-    while not stop.is_set():
-        try:
-            data, peer = sock.recvfrom(2048)
-        except TimeoutError:
-            continue
-        except OSError:
-            return
-        with contextlib.suppress(OSError):
-            sock.sendto(data, peer)
-
-
 def probe(link: EmulatedLink, seconds: float, interval_s: float,
           out: list[tuple[int, int]]) -> None:
     """(sent_ns, rtt_ns) of UDP echoes client→server→client, one per `interval_s`."""
@@ -60,7 +46,7 @@ def probe(link: EmulatedLink, seconds: float, interval_s: float,
     stop = threading.Event()
     with server, client:
         server.bind((link.server_addr, 0))
-        echo = threading.Thread(target=_echo_server, args=(server, stop), daemon=True)
+        echo = threading.Thread(target=measure.echo_loop, args=(server, stop), daemon=True)
         echo.start()
         target = server.getsockname()
         client.setblocking(False)

@@ -37,7 +37,7 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from clients.base import timed_exchange
@@ -91,12 +91,19 @@ def _stream(path: str) -> _Stream:
                    int(numbers.get("wait_ms", "30000")))
 
 
-class _HttpPushClient:
-    name: ClassVar[str]
-    mode: ClassVar[Mode]
+OptionsT = TypeVar("OptionsT", bound=HttpPushOptions)
 
-    def __init__(self, target: Target, options: HttpPushOptions | None = None) -> None:
-        self.target, self.options = target, options or HttpPushOptions()
+
+class OverHttp1(Generic[OptionsT]):
+    """A push technique carried by the lab's HTTP/1.1 client (one connection, kept alive
+    unless `keepalive = false`); one exchange is one whole subscription."""
+
+    name: ClassVar[str]
+    options_type: ClassVar[type[Any]]  # OptionsT, made with its defaults when none are given
+
+    def __init__(self, target: Target, options: OptionsT | None = None) -> None:
+        self.target = target
+        self.options: OptionsT = options if options is not None else self.options_type()
         self._http = H1Client(target, H1Options(connections=1, keepalive=self.options.keepalive,
                                                 cc=self.options.cc,
                                                 timeout=self.options.timeout))
@@ -106,6 +113,14 @@ class _HttpPushClient:
 
     async def close(self) -> None:
         await self._http.close()
+
+    async def _exchange(self, request: Request, tl: Timeline) -> None:
+        raise NotImplementedError
+
+
+class _HttpPushClient(OverHttp1[HttpPushOptions]):
+    mode: ClassVar[Mode]
+    options_type = HttpPushOptions
 
     async def _exchange(self, request: Request, tl: Timeline) -> None:
         stream = _stream(request.path)

@@ -34,12 +34,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import h11
 
-from clients.base import timed_exchange
-from clients.h1 import H1Client, H1Options
-from protolab.core.record import MessageTiming, Request, RequestRecord, Target, Timeline
-from protolab.errors import ConfigError, ProtocolFailure
+from clients.http_push import HttpPushOptions, OverHttp1
+from protolab.core.record import MessageTiming, Request, Target, Timeline
+from protolab.errors import ProtocolFailure
 from protolab.events import decode_event
-from protolab.tcpsock import DEFAULT_CC, set_congestion_control
+from protolab.tcpsock import set_congestion_control
 from protolab.timing import now_ns
 
 _OTHER_CLIENTS = ("poll_ms", "wait_ms", "after")  # push parameters this client never sends
@@ -47,16 +46,11 @@ _MAX_EVENT_BODY = 2 << 20
 
 
 @dataclass(frozen=True)
-class WebhookOptions:
-    keepalive: bool = True  # False: the endpoint closes after every callback (and subscribe)
-    cc: str = DEFAULT_CC
-    timeout: float = 120.0  # one whole subscription, seconds
+class WebhookOptions(HttpPushOptions):
+    """keepalive = False: the endpoint closes after every callback (and subscribe)."""
+
     host: str | None = None  # the endpoint's address; None: the source address toward
     # the server (the address the server sees the subscription come from)
-
-    def __post_init__(self) -> None:
-        if self.timeout <= 0:
-            raise ConfigError("webhook timeout must be positive")
 
 
 def _stream_query(path: str) -> list[tuple[str, str]]:
@@ -221,20 +215,9 @@ class _Endpoint:
         await self._server.wait_closed()
 
 
-class WebhookClient:
+class WebhookClient(OverHttp1[WebhookOptions]):
     name: ClassVar[str] = "http-webhook"
-
-    def __init__(self, target: Target, options: WebhookOptions | None = None) -> None:
-        self.target, self.options = target, options or WebhookOptions()
-        self._http = H1Client(target, H1Options(connections=1, keepalive=self.options.keepalive,
-                                                cc=self.options.cc,
-                                                timeout=self.options.timeout))
-
-    async def request(self, request: Request) -> RequestRecord:
-        return await timed_exchange(self.name, request, self._exchange, self.options.timeout)
-
-    async def close(self) -> None:
-        await self._http.close()
+    options_type = WebhookOptions
 
     async def _exchange(self, request: Request, tl: Timeline) -> None:
         query = _stream_query(request.path)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, Protocol
 
 from protolab import registry
 from protolab.certs import CertBundle
@@ -62,55 +62,47 @@ async def _start_quic(listen: Listen) -> tuple[int, Stop]:
     return port, stop
 
 
-async def _start_http(listen: Listen) -> tuple[int, Stop]:
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+async def _serve_tcp(listen: Listen,
+                     serve: Callable[[socket.socket], Awaitable[_Closable]]) -> tuple[int, Stop]:
+    """Bind the listener's TCP socket and serve on it; closing it stops listening and
+    drops its connections (a stopping lab does not wait on idle clients)."""
     sock = _bind_tcp(listen)
     port: int = sock.getsockname()[1]
-    h3 = listen.ports.get("h3")
-    alt_svc = f'h3=":{h3}"; ma=86400' if h3 else None
     try:
-        server = await start_tcp_server(listen.config, listen.certs, sock, alt_svc)
+        server = await serve(sock)
     except BaseException:
         sock.close()
         raise
 
     async def stop() -> None:
-        server.close()  # and its connections: do not wait on idle clients
+        server.close()
 
     return port, stop
+
+
+async def _start_http(listen: Listen) -> tuple[int, Stop]:
+    h3 = listen.ports.get("h3")
+    alt_svc = f'h3=":{h3}"; ma=86400' if h3 else None
+    return await _serve_tcp(listen, lambda sock: start_tcp_server(
+        listen.config, listen.certs, sock, alt_svc))
 
 
 async def _start_ws(listen: Listen) -> tuple[int, Stop]:
     from servers.ws import start_ws_server
 
-    sock = _bind_tcp(listen)
-    port: int = sock.getsockname()[1]
-    try:
-        server = await start_ws_server(listen.config, listen.certs, sock)
-    except BaseException:
-        sock.close()
-        raise
-
-    async def stop() -> None:
-        server.close()
-
-    return port, stop
+    return await _serve_tcp(listen, lambda sock: start_ws_server(
+        listen.config, listen.certs, sock))
 
 
 async def _start_webhook(listen: Listen) -> tuple[int, Stop]:
     from servers.webhook import start_webhook_server
 
-    sock = _bind_tcp(listen)
-    port: int = sock.getsockname()[1]
-    try:
-        server = await start_webhook_server(listen.config, listen.certs, sock)
-    except BaseException:
-        sock.close()
-        raise
-
-    async def stop() -> None:
-        server.close()
-
-    return port, stop
+    return await _serve_tcp(listen, lambda sock: start_webhook_server(
+        listen.config, listen.certs, sock))
 
 
 async def _start_grpc(listen: Listen) -> tuple[int, Stop]:

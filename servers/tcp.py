@@ -47,8 +47,8 @@ def listening_socket(host: str, port: int, cc: str) -> socket.socket:
     return sock
 
 
-class TcpListener:
-    """The HTTP/1.1 + HTTP/2 listener and the connections it accepted."""
+class StreamListener:
+    """A TCP listener and the connections it accepted, each served as a stream pair."""
 
     def __init__(self, server: asyncio.Server, connections: _Connections) -> None:
         self.server, self._connections = server, connections
@@ -59,6 +59,10 @@ class TcpListener:
         self.server.close()
         for transport in list(self._connections):
             transport.abort()
+
+
+StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str],
+                         Coroutine[Any, Any, None]]
 
 
 class _Accepted(asyncio.Protocol):
@@ -77,24 +81,25 @@ class _Accepted(asyncio.Protocol):
         task.add_done_callback(lambda _: self._connections.pop(transport, None))
 
 
-async def start_tcp_server(
-    config: ServerConfig, certs: CertBundle | None, sock: socket.socket, alt_svc: str | None
-) -> TcpListener:
-    tls: ssl.SSLContext | None = None
-    if certs is not None:
-        alpn = [ALPN[p] for p in ("h2", "h1") if p in config.protocols]
-        tls = server_tls_context(certs, alpn, config.tls_version)
+async def listen_streams(sock: socket.socket, tls: ssl.SSLContext | None, handle: StreamHandler,
+                         *, idle_timeout: float, tag: str, tune: bool = False,
+                         read_limit: int = 2 * READ_SIZE) -> StreamListener:
+    """Serve `sock`'s connections with `handle(reader, writer, peer)`: after a TLS
+    handshake of their own (servers/tls.py: a failure is one logged line) when `tls` is
+    given; closed lingering (servers/linger.py) when `handle` returns. `tune`: no Nagle,
+    and little unsent data queued (the HTTP listener's scheduling needs it)."""
     loop = asyncio.get_running_loop()
     connections: _Connections = {}
 
     async def serve(transport: asyncio.Transport) -> None:
         peer = peer_name(transport.get_extra_info("peername"))
-        _tune(transport.get_extra_info("socket"))
-        reader = asyncio.StreamReader(limit=2 * READ_SIZE)
+        if tune:
+            _tune(transport.get_extra_info("socket"))
+        reader = asyncio.StreamReader(limit=read_limit)
         protocol = StampedReader(reader)
         if tls is not None:
-            upgraded = await accept_tls(transport, protocol, tls, within=config.idle_timeout,
-                                        tag="tcp", peer=peer)
+            upgraded = await accept_tls(transport, protocol, tls, within=idle_timeout,
+                                        tag=tag, peer=peer)
             if upgraded is None:
                 return
             protocol.connection_made(upgraded)
@@ -103,17 +108,34 @@ async def start_tcp_server(
             transport.set_protocol(protocol)
             protocol.connection_made(transport)
             transport.resume_reading()
-        # Not high=0: asyncio's SSL transport then pauses the writer with nothing buffered
-        # and never resumes it (size >= high holds at 0).
-        transport.set_write_buffer_limits(high=4096, low=1024)
+        if tune:
+            # Not high=0: asyncio's SSL transport then pauses the writer with nothing
+            # buffered and never resumes it (size >= high holds at 0).
+            transport.set_write_buffer_limits(high=4096, low=1024)
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         try:
-            await _serve_http(reader, writer, config, alt_svc, peer)
+            await handle(reader, writer, peer)
         finally:
             await close_lingering(reader, writer, protocol.last_read)
 
     server = await loop.create_server(lambda: _Accepted(serve, connections), sock=sock)
-    return TcpListener(server, connections)
+    return StreamListener(server, connections)
+
+
+async def start_tcp_server(
+    config: ServerConfig, certs: CertBundle | None, sock: socket.socket, alt_svc: str | None
+) -> StreamListener:
+    tls: ssl.SSLContext | None = None
+    if certs is not None:
+        alpn = [ALPN[p] for p in ("h2", "h1") if p in config.protocols]
+        tls = server_tls_context(certs, alpn, config.tls_version)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     peer: str) -> None:
+        await _serve_http(reader, writer, config, alt_svc, peer)
+
+    return await listen_streams(sock, tls, handle, idle_timeout=config.idle_timeout,
+                                tag="tcp", tune=True)
 
 
 def _tune(sock: socket.socket | None) -> None:

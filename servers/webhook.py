@@ -39,14 +39,12 @@ from protolab.push import HUB
 from protolab.tcpsock import set_congestion_control
 from protolab.timing import now_ns
 from protolab.workload import Body, WorkloadResponse, error, head_size
-from servers.common import ServerConfig, StreamTasks, log, peer_name, printable
-from servers.linger import StampedReader, close_lingering
-from servers.tls import accept_tls
+from servers.common import ServerConfig, StreamTasks, log, printable
+from servers.tcp import StreamListener, listen_streams
 
 MAX_SUBSCRIPTIONS = 64  # running at once, per listener
 _MAX_BODY = 4096  # a subscribe request carries its parameters in the query
 _READ = 65_536
-_Connections = dict[asyncio.Transport, "asyncio.Task[None]"]
 
 
 @dataclass(frozen=True)
@@ -140,67 +138,32 @@ def parse_subscription(target: str, peer_host: str, own: tuple[str, int] | None 
 class WebhookListener:
     """The subscribe listener, its connections and the deliveries it runs."""
 
-    def __init__(self, server: asyncio.Server, connections: _Connections,
-                 deliveries: StreamTasks) -> None:
-        self.server, self._connections, self.deliveries = server, connections, deliveries
+    def __init__(self, streams: StreamListener, deliveries: StreamTasks) -> None:
+        self.streams, self.deliveries = streams, deliveries
 
     def close(self) -> None:
-        self.server.close()
-        for transport in list(self._connections):
-            transport.abort()
+        self.streams.close()
         self.deliveries.cancel()
-
-
-class _Accepted(asyncio.Protocol):
-    """A connection just accepted, held unread until TLS (if any) takes it."""
-
-    def __init__(self, serve: _Serve, connections: _Connections) -> None:
-        self._serve, self._connections = serve, connections
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not isinstance(transport, asyncio.Transport):
-            return
-        transport.pause_reading()
-        task = asyncio.get_running_loop().create_task(self._serve(transport))
-        self._connections[transport] = task
-        task.add_done_callback(lambda _: self._connections.pop(transport, None))
 
 
 class _Serve:
     def __init__(self, config: ServerConfig, certs: CertBundle | None,
                  deliveries: StreamTasks) -> None:
         self._config, self._deliveries = config, deliveries
-        self._tls = (server_tls_context(certs, ["http/1.1"], config.tls_version)
+        self.tls = (server_tls_context(certs, ["http/1.1"], config.tls_version)
                      if certs is not None else None)
         # https callbacks are verified against the lab's CA (or the system's, in cleartext)
         self._callback_tls = client_tls_context(certs.ca_file if certs else None,
                                                 ["http/1.1"])
 
-    async def __call__(self, transport: asyncio.Transport) -> None:
-        config = self._config
-        peer_addr = transport.get_extra_info("peername")
-        own = transport.get_extra_info("sockname")
-        peer = peer_name(peer_addr)
-        reader = asyncio.StreamReader(limit=2 * _READ)
-        protocol = StampedReader(reader)
-        if self._tls is not None:
-            upgraded = await accept_tls(transport, protocol, self._tls,
-                                        within=config.idle_timeout, tag="webhook", peer=peer)
-            if upgraded is None:
-                return
-            protocol.connection_made(upgraded)
-            transport = upgraded
-        else:
-            transport.set_protocol(protocol)
-            protocol.connection_made(transport)
-            transport.resume_reading()
-        writer = asyncio.StreamWriter(transport, protocol, reader, asyncio.get_running_loop())
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       peer: str) -> None:
+        own = writer.get_extra_info("sockname")
         try:
-            await self._requests(reader, writer, str(peer_addr[0]), (own[0], own[1]), peer)
+            await self._requests(reader, writer, str(writer.get_extra_info("peername")[0]),
+                                 (own[0], own[1]), peer)
         except (TimeoutError, h11.ProtocolError, ConnectionError, OSError):
             pass  # idle, garbled or gone: nothing more to say to it
-        finally:
-            await close_lingering(reader, writer, protocol.last_read)
 
     async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                         peer_host: str, own: tuple[str, int], peer: str) -> None:
@@ -270,12 +233,11 @@ class _Serve:
 async def start_webhook_server(config: ServerConfig, certs: CertBundle | None,
                                sock: socket.socket) -> WebhookListener:
     """Serve POST /subscribe on `sock` (listening, with the lab's congestion control)."""
-    connections: _Connections = {}
     deliveries = StreamTasks()
     serve = _Serve(config, certs, deliveries)
-    server = await asyncio.get_running_loop().create_server(
-        lambda: _Accepted(serve, connections), sock=sock)
-    return WebhookListener(server, connections, deliveries)
+    streams = await listen_streams(sock, serve.tls, serve, idle_timeout=config.idle_timeout,
+                                   tag="webhook", read_limit=2 * _READ)
+    return WebhookListener(streams, deliveries)
 
 
 # --- delivery: the server as an HTTP client of the subscriber ---------------------------

@@ -97,7 +97,7 @@ def udp_echo(
     try:
         server.bind((link.server_addr, 0))
         target = (link.server_addr, server.getsockname()[1])
-        echo = threading.Thread(target=_echo_loop, args=(server, stop), daemon=True)
+        echo = threading.Thread(target=echo_loop, args=(server, stop), daemon=True)
         echo.start()
         rtts: dict[int, int] = {}
         padding = bytes(max(0, size - _PROBE.size))
@@ -135,7 +135,8 @@ def _drain_replies(sock: socket.socket, rtts: dict[int, int]) -> None:
         rtts.setdefault(seq, arrived - sent_at)
 
 
-def _echo_loop(sock: socket.socket, stop: threading.Event) -> None:
+def echo_loop(sock: socket.socket, stop: threading.Event) -> None:
+    """Send every datagram on `sock` back where it came from until `stop` is set."""
     sock.settimeout(0.05)
     while not stop.is_set():
         try:
