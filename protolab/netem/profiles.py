@@ -299,17 +299,22 @@ def parse_duration_ns(option: str, raw: str) -> int:
     return round(value * _DURATION_UNITS[m.group(2) or "ms"])
 
 
-def parse_loss(option: str, raw: str) -> float:
-    """'2%' or '2' (percent)."""
+def _percent(option: str, raw: str, bound_name: str, example: str) -> float:
+    """'2%' or '2' as a fraction within 0..1."""
     m = re.fullmatch(rf"\s*{_NUMBER}\s*%?\s*", raw)
-    bound = BOUNDS["loss"]
+    bound = BOUNDS[bound_name]
     if not m:
         raise ConfigError(f"{option} {_shown(raw)} is not a percentage",
-                          hint=f"e.g. 2% or 0.5%; allowed {bound.range()}")
+                          hint=f"e.g. {example}; allowed {bound.range()}")
     pct = _number(option, raw, m.group(1), bound, "percentage")
     if not 0.0 <= pct <= 100.0:
         raise ConfigError(f"{option} must be within 0..100%, got {_shown(raw)}")
     return pct / 100.0
+
+
+def parse_loss(option: str, raw: str) -> float:
+    """'2%' or '2' (percent)."""
+    return _percent(option, raw, "loss", "2% or 0.5%")
 
 
 def parse_burst(option: str, raw: str) -> float | None:
@@ -360,18 +365,11 @@ def parse_distribution(option: str, raw: str) -> Distribution:
 
 def parse_correlation(option: str, raw: str) -> float:
     """'25%' or '25' (percent), as netem's CORRELATION."""
-    m = re.fullmatch(rf"\s*{_NUMBER}\s*%?\s*", raw)
-    bound = BOUNDS["correlation"]
-    if not m:
-        raise ConfigError(f"{option} {_shown(raw)} is not a percentage",
-                          hint=f"e.g. 25%; allowed {bound.range()}")
-    pct = _number(option, raw, m.group(1), bound, "percentage")
-    if not 0.0 <= pct <= 100.0:
-        raise ConfigError(f"{option} must be within 0..100%, got {_shown(raw)}")
-    if pct == 100.0:
+    fraction = _percent(option, raw, "correlation", "25%")
+    if fraction == 1.0:
         raise ConfigError(f"{option} 100% would repeat the first draw for ever",
                           hint="use less than 100%")
-    return pct / 100.0
+    return fraction
 
 
 def parse_trace(option: str, raw: str) -> DeliveryTrace | None:
