@@ -1,8 +1,11 @@
-"""How faithful is the emulated link? Prints a fidelity table (needs root; about 1 minute).
+"""How faithful is the emulated link? Prints fidelity tables (needs root; ~1.5 minutes).
 
     .venv/bin/python benchmarks/netem_fidelity.py [--quick]
 
-- configured RTT 0/20/100/300 ms → measured median and p99 error (UDP echo, 64 B),
+- configured RTT 0/20/100/300 ms → measured median, p99 and p99.9 error of a UDP echo
+  probe (64 B every 5 ms), idle and while a bulk TCP transfer paced at 50 Mbit/s crosses
+  the link beside it (sender and receiver in processes of their own, so the probe shares
+  no interpreter lock with them), with the forwarder's own lateness,
 - configured loss 1%/5% (one direction) → realised end-to-end loss with a 95% CI,
 - configured rate 1/10/50/100 Mbit/s → TCP goodput (CUBIC) against rate less headers,
 - the forwarder's ceiling at zero delay: TCP Mbit/s and small-UDP packets/s, with its
@@ -13,9 +16,15 @@ Every load is bounded in packets and in seconds.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.table import Table
@@ -24,7 +33,7 @@ from protolab.netem import measure
 from protolab.netem.link import EmulatedLink
 from protolab.netem.profiles import Overrides, build_profile
 
-console = Console()
+console = Console(width=120)  # the tables are wider than a pipe's default 80
 HEADER_EFFICIENCY = 1448 / 1500
 
 
@@ -32,17 +41,93 @@ def link(**overrides: object) -> EmulatedLink:
     return EmulatedLink(build_profile("loopback", Overrides(**overrides)))  # type: ignore[arg-type]
 
 
-def rtt_table(probes: int) -> Table:
-    table = Table(title=f"RTT fidelity (UDP echo, {probes} probes of 64 B)")
-    for col in ("configured RTT", "median", "median error", "p99", "p99 error", "lost"):
+# A bulk sender paced by the kernel (SO_MAX_PACING_RATE; TCP paces itself without fq)
+# and its receiver, each a process of its own inside a namespace; bounded in seconds.
+BULK = """
+import socket, sys, time
+role, host, port, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
+end = time.monotonic() + seconds
+if role == "send":
+    ls = socket.socket(family, socket.SOCK_STREAM)
+    ls.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"cubic")
+    ls.setsockopt(socket.SOL_SOCKET, 47, int(sys.argv[5]) // 8)  # SO_MAX_PACING_RATE, B/s
+    ls.bind((host, 0)); ls.listen(1)
+    print(ls.getsockname()[1], flush=True)
+    ls.settimeout(10); conn, _ = ls.accept(); conn.settimeout(1.0)
+    block = bytes(65536)
+    while time.monotonic() < end:
+        try:
+            conn.send(block)
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+else:
+    c = socket.create_connection((host, port), timeout=10)
+    c.settimeout(1.0); got = 0
+    while time.monotonic() < end:
+        try:
+            data = c.recv(1 << 20)
+        except TimeoutError:
+            continue
+        if not data:
+            break
+        got += len(data)
+    print(got, flush=True)
+"""
+LOAD_BPS = 50_000_000
+
+
+@contextlib.contextmanager
+def bulk_transfer(lk: EmulatedLink, seconds: float, bps: int = LOAD_BPS,
+                  warmup_s: float = 0.5) -> Iterator[None]:
+    """A paced bulk TCP transfer server→client for at most `seconds`, beside the body,
+    which starts `warmup_s` after it (slow start needs ~10 round trips to reach the pace)."""
+    sender = lk.popen("server", [sys.executable, "-c", BULK, "send", lk.server_addr, "0",
+                                 str(seconds), str(bps)], stdout=subprocess.PIPE, text=True)
+    assert sender.stdout is not None
+    port = sender.stdout.readline().strip()
+    receiver = lk.popen("client", [sys.executable, "-c", BULK, "recv", lk.server_addr, port,
+                                   str(seconds)], stdout=subprocess.PIPE, text=True)
+    time.sleep(warmup_s)  # past slow start: the probe meets the steady transfer
+    try:
+        yield
+    finally:
+        receiver.kill()
+        sender.kill()
+        receiver.wait()
+        sender.wait()
+
+
+def rtt_table(probes: int, *, loaded: bool) -> Table:
+    what = (f"beside bulk TCP paced at {LOAD_BPS / 1e6:.0f} Mbit/s" if loaded else "idle link")
+    table = Table(title=f"RTT fidelity, {what}\n(UDP echo, {probes} probes of 64 B every 5 ms; "
+                        "error = measured - configured)")
+    for col in ("RTT", "median", "error p50", "p99", "p99.9", "lost", "fwd late p99",
+                "load Mbit/s"):
         table.add_column(col, justify="right")
     for rtt_ms in (0, 20, 100, 300):
         half = f"{rtt_ms / 2}ms"
         with link(delay=half) as lk:
-            echo = measure.udp_echo(lk, count=probes, interval_s=0.005, wait_s=1.0)
-        median, p99 = echo.percentile_ns(50) / 1e6, echo.percentile_ns(99) / 1e6
+            warmup = 0.5 + 10 * rtt_ms / 1000
+            seconds = warmup + probes * 0.005 + 1.5 + rtt_ms / 1000
+            load = (bulk_transfer(lk, seconds, warmup_s=warmup) if loaded
+                    else contextlib.nullcontext())
+            with load:
+                before = lk.counters()
+                echo = measure.udp_echo(lk, count=probes, interval_s=0.005, wait_s=1.0)
+                after = lk.counters()
+        median = echo.percentile_ns(50) / 1e6
+        p99, p999 = echo.percentile_ns(99) / 1e6, echo.percentile_ns(99.9) / 1e6
+        wall = (after.at_ns - before.at_ns) / 1e9
+        mbit = (after.down.delivered_bytes - before.down.delivered_bytes) * 8 / wall / 1e6
+        late = [a - b for a, b in zip(after.late_hist, before.late_hist, strict=True)]
+        late_p99 = dataclasses.replace(after, late_hist=tuple(late)).late_percentile_us(99)
         table.add_row(f"{rtt_ms} ms", f"{median:.3f} ms", f"{median - rtt_ms:+.3f} ms",
-                      f"{p99:.3f} ms", f"{p99 - rtt_ms:+.3f} ms", str(echo.sent - echo.received))
+                      f"{p99 - rtt_ms:+.3f} ms", f"{p999 - rtt_ms:+.3f} ms",
+                      str(echo.sent - echo.received),
+                      f"< {late_p99:.0f} us" if sum(late) else "none due", f"{mbit:.1f}")
     return table
 
 
@@ -153,10 +238,16 @@ def main() -> None:
     args = parser.parse_args()
     probes = 100 if args.quick else 400
     seconds = 1.5 if args.quick else 3.0
-    console.print(rtt_table(probes))
+    # Absolute numbers depend on what else runs on the machine: say how busy it was.
+    with link() as lk:
+        granted = {k: v for k, v in lk.timing.items() if v not in (None, [], False)}
+    console.print(f"load average {os.getloadavg()[0]:.2f}; forwarder timing {granted}")
+    console.print(rtt_table(probes, loaded=False))
+    console.print(rtt_table(probes, loaded=True))
     console.print(loss_table(1000 if args.quick else 5000))
     console.print(rate_table(seconds))
     console.print(ceiling_table(seconds))
+    console.print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

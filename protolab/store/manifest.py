@@ -13,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from protolab.netem.forwarder import DEFAULT_TIMING
+
 # Packages whose versions change what a run measures.
 MANIFEST_PACKAGES = (
     "protolab", "aioquic", "h2", "h11", "hpack", "cryptography", "grpcio", "protobuf",
@@ -40,6 +42,9 @@ def manifest(
         "cpu": {"model": _cpu_model(), "count": os.cpu_count()},
         "settings": dict(settings or {}),
         "seeds": dict(seeds or {}),
+        # How the link's forwarder asked for punctual wake-ups (docs/netem.md#timing); a
+        # refused setting is logged by the link when it comes up.
+        "link_timing": DEFAULT_TIMING.to_json(),
     }
 
 
