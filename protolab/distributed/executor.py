@@ -6,13 +6,20 @@ no faster than the cluster has free lab slots, so each worker holds only the rep
 it runs and the order of the plan is the order they start. Results come back as JSON
 (`wire`) and are yielded as they finish; the runner's caller alone writes the store.
 
+Captures: with a `capture_dir`, each task brings its repetition's capture back
+(`captures`: bytes, at most `capture_limit` per task, else the reason it stayed behind,
+recorded with the repetition) and it is written under `capture_dir` exactly where a
+local run writes it, before the result is handed on: the HOL analysis after the run
+reads it as it reads a local run's.
+
 Faults:
 
 - A worker lost while running a repetition (killed, crashed, cut off): Dask's own
-  re-run is disabled (the scheduler's `allowed-failures` is set to 0 and tasks are
-  submitted with `retries=0`), so the repetition ends failed with the reason, "worker
-  tcp://… was lost while running it", and the run goes on with the others. With
-  `retries=N` it is submitted again up to N times; each lost attempt is recorded.
+  re-run is disabled (tasks are submitted with `retries=0`, and for as long as a
+  protolab run is connected the scheduler's `allowed-failures` is 0: `_guard`), so the
+  repetition ends failed with the reason, "worker tcp://… was lost while running it",
+  and the run goes on with the others. With `retries=N` it is submitted again up to N
+  times; each lost attempt is recorded.
   A repetition whose worker was lost before it started (no start event came) never
   ran: it is simply submitted again (at most `MAX_REQUEUES` times).
 - Closing the generator (Ctrl-C, SIGTERM) cancels every outstanding task. A worker
@@ -24,20 +31,30 @@ Faults:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
 from distributed import Client, Future, wait
 from distributed.scheduler import KilledWorker
 
-from protolab.bench.runner import CellFailure, ClientResult, LinkGroup, RanOn, RepResult, RepTask
+from protolab.bench.runner import (
+    CellCapture,
+    CellFailure,
+    ClientResult,
+    LinkGroup,
+    RanOn,
+    RepResult,
+    RepTask,
+)
+from protolab.distributed import captures
 from protolab.distributed.task import START_TOPIC, run_task
 from protolab.distributed.wire import result_from_json
 from protolab.errors import ConfigError, LabError
@@ -64,25 +81,66 @@ def quiet_dask_logs() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def _no_silent_reruns(dask_scheduler: Any) -> int:
-    """Runs on the scheduler: a task whose worker dies is marked failed at once instead
-    of re-run elsewhere (`distributed.scheduler.allowed-failures` = 0)."""
-    previous = int(dask_scheduler.allowed_failures)
-    dask_scheduler.allowed_failures = 0
-    return previous
+GUARD = "protolab-no-silent-reruns"  # the name of `_guard`'s plugin on the scheduler
+
+
+def _guard() -> Callable[..., int]:
+    """What runs on the scheduler to turn its silent re-runs off while protolab runs are
+    connected, and back on after.
+
+    Dask has no per-task setting for it: a task whose worker dies is re-run elsewhere
+    until `Scheduler.allowed_failures` (global, `distributed.scheduler.allowed-failures`,
+    default 3) is exceeded. So the first protolab run that connects saves the value and
+    sets 0; a scheduler plugin keeps the set of protolab clients connected, and when the
+    last one leaves — it says so on exit, or the scheduler notices its connection close
+    (a killed bench: `SchedulerPlugin.remove_client`) — the saved value is put back.
+
+    Built inside a function so that cloudpickle sends it by value: the scheduler needs
+    `distributed`, not protolab.
+    """
+
+    def hold(dask_scheduler: Any, client: str, take: bool) -> int:
+        from distributed.diagnostics.plugin import SchedulerPlugin
+
+        class Guard(SchedulerPlugin):
+            def __init__(self, previous: int) -> None:
+                self.previous = previous
+                self.clients: set[str] = set()
+
+            def remove_client(self, scheduler: Any, client: str) -> None:
+                if client in self.clients:
+                    self.clients.discard(client)
+                    if not self.clients:
+                        scheduler.allowed_failures = self.previous
+                        scheduler.remove_plugin(name=GUARD)
+
+        guard = dask_scheduler.plugins.get(GUARD)
+        if take:
+            if guard is None:
+                guard = Guard(int(dask_scheduler.allowed_failures))
+                dask_scheduler.add_plugin(guard, name=GUARD)
+            guard.clients.add(client)
+            dask_scheduler.allowed_failures = 0
+        elif guard is not None:
+            guard.remove_client(dask_scheduler, client)
+        return int(dask_scheduler.allowed_failures)
+
+    return hold
 
 
 class DaskExecutor:
     """Cell repetitions on the workers of the Dask scheduler at `address`."""
 
     def __init__(self, client: Client, address: str, *, retries: int = 0,
-                 worker_wait_s: float = 60.0) -> None:
+                 worker_wait_s: float = 60.0,
+                 capture_limit: int = captures.LIMIT_BYTES) -> None:
         if retries < 0:
             raise ConfigError("--retries must be 0 or more")
         self.client = client
         self.address = address
         self.retries = retries
         self.worker_wait_s = worker_wait_s
+        self.capture_limit = capture_limit
         self.description = f"dask {address}"
         self._started: dict[str, dict[str, Any]] = {}  # task key -> its start event
         self._lock = threading.Lock()
@@ -91,19 +149,19 @@ class DaskExecutor:
     @contextlib.contextmanager
     def connect(cls, address: str, *, retries: int = 0, timeout_s: float = 5.0,
                 worker_wait_s: float = 60.0,
-                capture: bool = False) -> Generator[DaskExecutor, None, None]:
+                capture_limit: int = captures.LIMIT_BYTES,
+                ) -> Generator[DaskExecutor, None, None]:
         """A client of the scheduler at `address`, reached within `timeout_s` or a
-        one-line `LabError`; closed on exit. Everything the options get wrong is said
-        before it connects."""
+        one-line `LabError`; closed on exit, the scheduler's silent re-runs back as they
+        were if no other protolab run still holds them off. Everything the options get
+        wrong is said before it connects."""
         import dask
 
         check_address(address)
         if retries < 0:
             raise ConfigError("--retries must be 0 or more")
-        if capture:
-            raise ConfigError("captures (--capture, or a suite with capture = true) are not "
-                              "available with --scheduler: they would stay on the workers' "
-                              "machines", hint="run that suite locally")
+        if capture_limit < 0:
+            raise ConfigError("the capture limit must be 0 bytes or more")
         quiet_dask_logs()
         seconds = f"{timeout_s:g}s"
         with dask.config.set({"distributed.comm.timeouts.connect": seconds}):
@@ -115,19 +173,25 @@ class DaskExecutor:
                                f"{timeout_s:g} s ({type(exc).__name__})",
                                hint="is `dask scheduler` running there, and this address "
                                "the one it printed?") from None
+        held = False
         try:
             try:
-                client.run_on_scheduler(_no_silent_reruns)
+                client.run_on_scheduler(_guard(), client=client.id, take=True)
+                held = True
             except Exception as exc:  # noqa: BLE001 - any refusal is the same advice
                 raise LabError(
                     f"the scheduler at {address} would not turn off its silent re-runs "
                     f"({type(exc).__name__}: {exc})",
                     hint="start it with DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0 "
                     "and distributed.scheduler.pickle on (docs/distributed.md)") from None
-            executor = cls(client, address, retries=retries, worker_wait_s=worker_wait_s)
+            executor = cls(client, address, retries=retries, worker_wait_s=worker_wait_s,
+                           capture_limit=capture_limit)
             client.subscribe_topic(START_TOPIC, executor._on_start)
             yield executor
         finally:
+            if held:  # else the scheduler restores it when it sees this client go
+                with contextlib.suppress(Exception):
+                    client.run_on_scheduler(_guard(), client=client.id, take=False)
             with contextlib.suppress(Exception):
                 client.close(timeout=5)
 
@@ -149,9 +213,7 @@ class DaskExecutor:
 
     def run(self, groups: Sequence[LinkGroup], work_dir: Path,
             capture_dir: Path | None) -> Generator[RepResult, None, None]:
-        if capture_dir is not None:
-            raise ConfigError("--capture is not available with --scheduler: captures would "
-                              "stay on the workers' machines")
+        limit = None if capture_dir is None else self.capture_limit
         queue: deque[tuple[RepTask, int]] = deque(
             (task, 0) for group in groups for task in group.tasks)
         order = {(t.cell.index, t.rep): i for i, (t, _) in enumerate(queue)}
@@ -166,7 +228,8 @@ class DaskExecutor:
                     key = (f"protolab-{run_token}-c{task.cell.index}-r{task.rep}"
                            f"-a{task.attempt}-q{requeues}")
                     future = self.client.submit(
-                        run_task, key, task.to_json(), key=key, pure=False, retries=0,
+                        run_task, key, task.to_json(), limit, key=key, pure=False,
+                        retries=0,
                         resources={RESOURCE: 1},
                         priority=-order[(task.cell.index, task.rep)])
                     in_flight[future] = (task, requeues, key)
@@ -188,22 +251,29 @@ class DaskExecutor:
                     continue  # re-count the slots: workers may have come or gone
                 for future in done:
                     task, requeues, key = in_flight.pop(future)
-                    yield from self._finished(future, task, requeues, key, queue)
+                    yield from self._finished(future, task, requeues, key, queue,
+                                              capture_dir)
         finally:
             if in_flight:
                 with contextlib.suppress(Exception):
                     self.client.cancel(list(in_flight), force=True)
 
     def _finished(self, future: Future[Any], task: RepTask, requeues: int, key: str,
-                  queue: deque[tuple[RepTask, int]]) -> Generator[RepResult, None, None]:
+                  queue: deque[tuple[RepTask, int]],
+                  capture_dir: Path | None) -> Generator[RepResult, None, None]:
         start = self._start_of(key)
         if future.status == "finished":
             data = future.result()
             future.release()
             if isinstance(data, dict) and "error" in data:
                 yield _failed(task, str(data["error"]), data)
-            else:
-                yield result_from_json(data, task)
+                return
+            result = result_from_json(data, task)
+            if capture_dir is not None:  # the folders a local run makes, before analysis
+                folder = CellCapture.under(capture_dir, task.cell, task.rep).directory
+                note = captures.write(folder, data.get("captures"), self.capture_limit)
+                result = dataclasses.replace(result, note=note)
+            yield result
             return
         if future.status == "cancelled":
             raise LabError(f"the Dask scheduler at {self.address} cancelled the run's tasks "
