@@ -81,6 +81,7 @@ def show(run: RunArg, db: DbOpt = DEFAULT_DB,
                        "params": c.params, "samples": c.samples,
                        "ttfb_ms": _summary(r, "ttfb_ms"), "total_ms": _summary(r, "total_ms"),
                        "metrics": {m.name: {"value": m.value, "unit": m.unit} for m in ms},
+                       "cpu": _cpu_json(c),
                        "tasks": [dataclasses.asdict(t) for t in tasks[c.id]]}
                       for c, r, ms in rows]}, indent=1, default=str))
         return
@@ -91,22 +92,30 @@ def show(run: RunArg, db: DbOpt = DEFAULT_DB,
     keys = sorted({k for link in links for k in link})
     swept = [k for k in keys if len({str(link.get(k, "-")) for link in links}) > 1]
     shared = {k: v for k, v in (links[0].items() if links else ()) if k not in swept}
-    notes = {cell.index: _notes(cell, records, metrics) for cell, records, metrics in rows}
+    # A trace-driven link's capacity: in the caption when every cell had the same, else
+    # in each cell's notes.
+    capacities = [_capacity_words(cell.params) for cell, _, _ in rows]
+    shared_capacity = capacities[0] if capacities and len(set(capacities)) == 1 else ""
+    notes = {cell.index: "; ".join(n for n in (
+        "" if shared_capacity else capacity, _notes(cell, records, metrics)) if n)
+        for (cell, records, metrics), capacity in zip(rows, capacities, strict=True)}
+    link_words = [*(f"{k}={v}" for k, v in shared.items()), *(f"{k} per cell" for k in swept)]
     table = Table(title=f"cells of run {info.id}", box=box.SIMPLE_HEAD, pad_edge=False, caption=(
-        "TTFB, total: median ms (p99); ±: half the 95% CI of the median; link: "
-        + " ".join([*(f"{k}={v}" for k, v in shared.items()),
-                    *(f"{k} per cell" for k in swept)]) if links and (shared or swept)
-        else "TTFB, total: median ms (p99); ±: half the 95% CI of the median"))
+        "TTFB, total: median ms (p99); ±: half the 95% CI of the median"
+        + ("; link: " + " ".join(link_words) if links and link_words else "")
+        + (f"; trace capacity {shared_capacity}" if shared_capacity else "")
+        + ("; capacity: the trace's mean Mbit/s (p10–p90 over 100 ms windows)"
+           if any(capacities) else "")))
     columns = ["#", "cell", *swept, "n", "TTFB", "±", "total", "±",
                *(["notes"] if any(notes.values()) else [])]
     for column in columns:
         table.add_column(column, justify="right" if column in ("#", "n", "TTFB", "total", "±")
-                         else "left", overflow="fold")
+                         else "left", overflow="fold", min_width=len(column))
     for (cell, records, _), link in zip(rows, links, strict=True):
         ttfb = _summary(records, "ttfb_ms")
         total = _summary(records, "total_ms")
         row = [str(cell.index), _cell_words(cell.params),
-               *(str(link.get(k, "-")) for k in swept),
+               *(_link_value(k, link.get(k, "-")) for k in swept),
                str(sum(r.ok for r in records)), _median_p99(ttfb), _half_ci(ttfb),
                _median_p99(total), _half_ci(total)]
         if "notes" in columns:
@@ -175,8 +184,8 @@ def _notes(cell: CellInfo, records: list[RequestRecord], metrics: list[Any]) -> 
     failed = sum(not r.ok for r in records)
     if failed:
         notes.append(f"{failed} failed")
-    if cell.cpu and cell.cpu.saturated:
-        notes.append("CPU-bound")
+    if cell.cpu and cell.cpu.cpu_bound:
+        notes.append("CPU-bound: " + (",".join(cell.cpu.saturated_parts) or "part not recorded"))
     values = {m.name: m.value for m in metrics}
     if values.get("late_sends"):
         notes.append(f"{values['late_sends']:g} sent late")
@@ -186,6 +195,41 @@ def _notes(cell: CellInfo, records: list[RequestRecord], metrics: list[Any]) -> 
     if values.get("namespace_cc_mismatch"):
         notes.append("namespace TCP default not as asked")
     return "; ".join(notes)
+
+
+def _link_value(key: str, value: Any) -> str:
+    """A link parameter for a column: a trace file by its name (--json has the path)."""
+    if key in ("trace_up", "trace_down") and isinstance(value, str):
+        return Path(value).name
+    return str(value)
+
+
+def _capacity_words(params: dict[str, Any]) -> str:
+    """A trace-driven link's capacity per direction, short: `down 12.3 (4.1–20) Mbit/s`."""
+    capacity = params.get("link_capacity")
+    if not isinstance(capacity, dict):
+        return ""
+    words = []
+    for direction in ("down", "up"):
+        stats = capacity.get(direction)
+        if not isinstance(stats, dict):
+            continue
+        try:
+            mean, p10, p90 = (float(stats[k]) for k in ("mean_mbps", "p10_mbps", "p90_mbps"))
+        except (KeyError, TypeError, ValueError):
+            continue  # a damaged or foreign entry: nothing to say rather than a traceback
+        words.append(f"{direction} {mean:.3g} ({p10:.2g}–{p90:.3g}) Mbit/s")
+    return ", ".join(words)
+
+
+def _cpu_json(cell: CellInfo) -> dict[str, Any] | None:
+    """CPU seconds per part and the parts that were CPU-bound (None: not recorded; with
+    `saturated` true and no parts, a store from before the parts were named)."""
+    if cell.cpu is None:
+        return None
+    return {"client": cell.cpu.client, "server": cell.cpu.server,
+            "forwarder": cell.cpu.forwarder, "saturated": cell.cpu.cpu_bound,
+            "saturated_parts": list(cell.cpu.saturated_parts)}
 
 
 def _verdict_lines(verdicts: list[dict[str, Any]]) -> str:

@@ -36,8 +36,10 @@ from protolab.store import (
     Metric,
     ResultsStore,
     RunInfo,
+    TaskRun,
     compare_runs,
     export_run,
+    host_warning,
 )
 from protolab.store.export import write_file
 
@@ -61,7 +63,11 @@ class CellRow:
     goodput_mbps: float | None
     cpu: dict[str, float | None]
     saturated: bool
+    # The CPU-bound parts (client, server, forwarder); empty with `saturated` when the
+    # store predates recording them.
+    saturated_parts: tuple[str, ...]
     notes: tuple[str, ...]
+    hosts: str = ""  # the machines its repetitions ran on ("lab-a", "lab-a ×2, lab-b ×1")
 
 
 @dataclass
@@ -73,6 +79,8 @@ class RunSection:
     chart_notes: list[str] = field(default_factory=list)
     exports: dict[str, str] = field(default_factory=dict)  # format -> relative path
     captures: str | None = None  # relative path of the captures folder
+    distributed: bool = False  # its repetitions ran on more than one host
+    host_warning: str | None = None  # its cells ran on machines that differ (store.host_warning)
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class Comparison:
     a: int
     b: int
     rows: list[CellComparison]
+    host_warning: str | None = None  # A's and B's cells ran on machines that differ
 
 
 def write_report(
@@ -102,7 +111,8 @@ def write_report(
             written.append(path)
         sections.append(section)
     base = baseline if baseline is not None else order[0]
-    comparisons = [Comparison(base, run, compare_runs(store, base, run))
+    comparisons = [Comparison(base, run, compare_runs(store, base, run),
+                              host_warning(store, base, run))
                    for run in order if run != base]
     write_file(out, render(sections, comparisons, store_path=store.path))
     return [out, *written]
@@ -112,16 +122,32 @@ def _section(store: ResultsStore, info: RunInfo, out_dir: Path, run_dir: Path | 
              ) -> RunSection:
     cells = store.cells(info.id)
     measured = {c.index: store.samples(c.id) for c in cells}
-    rows = [_cell_row(c, measured[c.index], store.metrics(c.id)) for c in cells]
+    tasks = {c.index: store.cell_tasks(c.id) for c in cells}
+    names = {t.host.get("hostname") for ts in tasks.values() for t in ts if t.host}
+    distributed = len(names) > 1
+    rows = [_cell_row(c, measured[c.index], store.metrics(c.id),
+                      _hosts_words(tasks[c.index]) if distributed else "") for c in cells]
     captures = run_dir / "captures" if run_dir is not None else None
     if captures is not None and not captures.is_dir():
         captures = None
-    section = RunSection(info, rows, store.verdicts(info.id))
+    section = RunSection(info, rows, store.verdicts(info.id), distributed=distributed,
+                         host_warning=host_warning(store, info.id, info.id))
     section.charts, section.chart_notes = run_charts(store, info, cells, measured, captures,
                                                      prefix=f"r{info.id}")
     if captures is not None:
         section.captures = os.path.relpath(captures, out_dir)
     return section
+
+
+def _hosts_words(tasks: Sequence[TaskRun]) -> str:
+    """The machines that ran a cell's repetitions (each repetition's last attempt)."""
+    last: dict[int, TaskRun] = {}
+    for task in tasks:
+        last[task.repetition] = task
+    counts = Counter(str(t.host.get("hostname", "?")) if t.host else "?" for t in last.values())
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{name} ×{n}" for name, n in counts.most_common())
 
 
 def _summary(records: Sequence[RequestRecord], phase: str) -> Summary | None:
@@ -130,14 +156,16 @@ def _summary(records: Sequence[RequestRecord], phase: str) -> Summary | None:
     return summarize(values, rng_seed=0) if values else None
 
 
-def _cell_row(cell: CellInfo, records: list[RequestRecord], metrics: list[Metric]) -> CellRow:
+def _cell_row(cell: CellInfo, records: list[RequestRecord], metrics: list[Metric],
+              hosts: str = "") -> CellRow:
     values = {m.name: m.value for m in metrics}
     errors = Counter(r.error or "failed" for r in records if not r.ok)
     cpu: dict[str, float | None] = {"client": None, "server": None, "forwarder": None}
     if cell.cpu is not None:
         cpu = {"client": cell.cpu.client, "server": cell.cpu.server,
                "forwarder": cell.cpu.forwarder}
-    saturated = bool(cell.cpu and cell.cpu.saturated)
+    saturated = bool(cell.cpu and cell.cpu.cpu_bound)
+    parts = cell.cpu.saturated_parts if cell.cpu else ()
     notes = []
     if cell.status != "ok":
         notes.append(cell.status + (f": {cell.error}" if cell.error else ""))
@@ -145,11 +173,9 @@ def _cell_row(cell: CellInfo, records: list[RequestRecord], metrics: list[Metric
         notes.append(f"{sum(errors.values())} failed: "
                      + ", ".join(f"{name} ×{n}" for name, n in errors.most_common()))
     if saturated:
-        busiest = max(((k, v) for k, v in cpu.items() if v is not None),
-                      key=lambda kv: kv[1], default=None)
-        notes.append("CPU-bound" + (f", busiest part: {busiest[0]} ({busiest[1]:.2f} s CPU)"
-                                    if busiest else "")
-                     + ": these numbers measure Python, not the protocol")
+        # The parts the runner measured above 0.9 CPU seconds per wall second.
+        notes.append(f"CPU-bound ({', '.join(parts) if parts else 'which part: not recorded'})"
+                     ": these numbers measure Python, not the protocol")
     if values.get("late_sends"):
         notes.append(f"{values['late_sends']:g} requests sent late (open load)")
     dropped = {k.removeprefix("link_").removesuffix("_dropped_loss"): v
@@ -177,7 +203,8 @@ def _cell_row(cell: CellInfo, records: list[RequestRecord], metrics: list[Metric
         ttfb_rtts=values.get("ttfb_rtts"),
         # As bench's summary: a tiny GET per fresh connection has no meaningful goodput.
         goodput_mbps=None if fresh else values.get("goodput"),
-        cpu=cpu, saturated=saturated, notes=tuple(notes))
+        cpu=cpu, saturated=saturated, saturated_parts=tuple(parts), notes=tuple(notes),
+        hosts=hosts)
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -227,11 +254,16 @@ def render(sections: Sequence[RunSection], comparisons: Sequence[Comparison], *,
                   for s in sections)
     if comparisons:
         nav += '<li><a href="#compare">comparison</a></li>'
+    warnings = [(f"run {c.b} vs run {c.a}: ", c.host_warning) for c in comparisons
+                if c.host_warning] + [(f"run {s.info.id}: ", s.host_warning) for s in sections
+                                      if s.host_warning]
+    warning_html = "".join(f'<p class="warning host-warning">{_e(where + text)}</p>'
+                           for where, text in warnings)
     body = [f"<header><h1>protolab report: {_e(names)}</h1>"
             f"<p class=\"meta\">written {stamp}"
             + (f" from {_e(store_path)}" if store_path is not None else "")
             + ". Everything is in this one file; it loads nothing from the network.</p>"
-            f"<nav><ul>{nav}</ul></nav></header>", "<main>"]
+            f"<nav><ul>{nav}</ul></nav>{warning_html}</header>", "<main>"]
     if comparisons:
         body.append(_comparison_html(sections, comparisons))
     body += [_section_html(s) for s in sections]
@@ -407,6 +439,9 @@ def _cells_html(s: RunSection) -> str:
         ("#", "num", "cell index"), ("variant", "text", "the variant's label in the suite")]
     headers += [(f"{k} ({_UNITS.get(k, 'as given')})", "text", f"link {k}, per cell")
                 for k in swept]
+    if s.distributed:
+        headers.append(("host", "text", "the machine that ran the cell's repetitions "
+                        "(the run was distributed)"))
     headers += [("status", "text", ""), ("ok", "num", "successful measured requests"),
                 ("failed", "num", "failed measured requests")]
     for phase in ("TTFB", "total"):
@@ -420,12 +455,15 @@ def _cells_html(s: RunSection) -> str:
                 ("CPU client (s)", "num", "CPU seconds of the client during the cell"),
                 ("CPU server (s)", "num", ""), ("CPU forwarder (s)", "num",
                                                 "the emulated link's forwarder"),
-                ("notes", "text", "failures with their error, CPU saturation, drops")]
+                ("notes", "text", "failures with their error, CPU saturation (which "
+                 "part), drops")]
     rows = []
     for c in s.cells:
         settings = ", ".join(f"{k}={v}" for k, v in c.variant.items() if k != "label")
         cells = [_num_td(c.index, 0), f'<td title="{_e(settings)}">{_e(c.label)}</td>']
         cells += [_td(_e(c.link.get(k, "-")), _sort_text(c.link.get(k, ""))) for k in swept]
+        if s.distributed:
+            cells.append(_td(_e(c.hosts or "-"), cls="host"))
         cells += [_td(f'<span class="status status-{_e(c.status)}">{_e(c.status)}</span>',
                       c.status), _num_td(c.ok, 0),
                   _num_td(c.failed, 0, "num bad" if c.failed else "num")]
@@ -438,7 +476,8 @@ def _cells_html(s: RunSection) -> str:
                 low, high = summary.median_ci_low, summary.median_ci_high
                 cells.append(_td(f"{_num(low)[0]} – {_num(high)[0]}", repr(float(low)), "num"))
         cells += [_num_td(c.ttfb_rtts), _num_td(c.goodput_mbps)]
-        cells += [_num_td(c.cpu[part], 2, "num bad" if c.saturated else "num")
+        bound = c.saturated_parts or (("client", "server", "forwarder") if c.saturated else ())
+        cells += [_num_td(c.cpu[part], 2, "num bad" if part in bound else "num")
                   for part in ("client", "server", "forwarder")]
         cells.append(_td(_e("; ".join(c.notes)), None, "notes bad" if
                          (c.failed or c.saturated or c.status != "ok") else "notes"))
@@ -451,8 +490,12 @@ def _cells_html(s: RunSection) -> str:
         + ". TTFB: request start (or, under open load, its intended send time) to the first "
         "response byte; total: to the last. Percentiles over every successful measured "
         "request (warm-up left out), p99.9 = 99.9th percentile; the CI is a bootstrap 95% "
-        "interval of the median. Hover a variant for its settings; click a header to sort.")
-    return (f'<h3 id="cells-{rid}-title">Cells</h3>'
+        "interval of the median. Hover a variant for its settings; click a header to sort."
+        + (" The run was distributed: the host column names the machine(s) each cell's "
+           "repetitions ran on." if s.distributed else ""))
+    warning = (f'<p class="warning host-warning">{_e(s.host_warning)}</p>'
+               if s.host_warning else "")
+    return (f'<h3 id="cells-{rid}-title">Cells</h3>' + warning
             + _table(f"cells-{rid}", caption, headers, rows))
 
 
@@ -522,6 +565,10 @@ def _comparison_html(sections: Sequence[RunSection],
                         (f"{phase} B/A", "num", "ratio of the medians; above 1: B slower"),
                         (f"{phase} B/A 95% CI", "num", "bootstrap CI of the ratio")]
         headers.append(("change", "text", "worse: a ratio's whole CI above 1"))
+        machines = any(row.hosts_differ for row in comp.rows)
+        if machines:
+            headers.append(("machines", "text", "what differs between the machines that ran "
+                            "the cell in A and in B"))
         rows = []
         worse = 0
         for i, (row, link) in enumerate(zip(comp.rows, link_list, strict=True)):
@@ -538,7 +585,10 @@ def _comparison_html(sections: Sequence[RunSection],
                 + "".join(_td(_e(link.get(k, "-")), _sort_text(str(link.get(k, ""))))
                           for k in swept)
                 + _td(f"{row.n_a} / {row.n_b}") + "".join(ttfb) + "".join(total)
-                + _td(f'<span class="change {change}">{change}</span>', change) + "</tr>")
+                + _td(f'<span class="change {change}">{change}</span>', change)
+                + (_td(_e(f"differ: {', '.join(row.hosts_differ)}" if row.hosts_differ
+                          else "alike"), cls="bad hosts-differ" if row.hosts_differ else "")
+                   if machines else "") + "</tr>")
         caption = (
             f"Run {comp.b} ({_e(suites.get(comp.b, '?'))}) against run {comp.a} "
             f"({_e(suites.get(comp.a, '?'))}), the baseline: {len(comp.rows)} cells with "
@@ -546,8 +596,13 @@ def _comparison_html(sections: Sequence[RunSection],
             f"{comp.b} slower) with its 95% bootstrap CI; rows whose TTFB or total ratio has "
             "its whole CI above 1 are marked <b>worse</b> (red), wholly below 1 "
             "<b>better</b> (green). Cells only one run has are left out.")
+        if comp.host_warning:
+            caption += (" <b>machines</b>: what differs between the hosts that ran the cell "
+                        "in the two runs.")
+        warning = (f'<p class="warning host-warning">{_e(comp.host_warning)}</p>'
+                   if comp.host_warning else "")
         if comp.rows:
-            parts.append(f"<h3>Run {comp.b} vs run {comp.a}</h3>"
+            parts.append(f"<h3>Run {comp.b} vs run {comp.a}</h3>" + warning
                          + _table(f"compare-{comp.a}-{comp.b}", caption, headers, rows))
         else:
             parts.append(f"<h3>Run {comp.b} vs run {comp.a}</h3><p>The two runs share no "
@@ -571,15 +626,20 @@ def _report_json(sections: Sequence[RunSection],
             "id": s.info.id, "suite": s.info.suite, "status": s.info.status,
             "manifest": s.info.manifest, "verdicts": s.verdicts, "exports": s.exports,
             "captures": s.captures, "charts": [c.title for c in s.charts],
+            "distributed": s.distributed, "host_warning": s.host_warning,
             "cells": [{"index": c.index, "label": c.label, "link": c.link,
                        "status": c.status, "error": c.error, "ok": c.ok, "failed": c.failed,
                        "errors": c.errors, "ttfb_ms": _summary_json(c.ttfb),
                        "total_ms": _summary_json(c.total), "ttfb_rtts": c.ttfb_rtts,
                        "goodput_mbps": c.goodput_mbps, "cpu_s": c.cpu,
-                       "cpu_saturated": c.saturated, "notes": list(c.notes)}
+                       "cpu_saturated": c.saturated,
+                       "cpu_saturated_parts": list(c.saturated_parts),
+                       "hosts": c.hosts or None, "notes": list(c.notes)}
                       for c in s.cells]} for s in sections],
-        "comparisons": [{"a": comp.a, "b": comp.b, "cells": [{
+        "comparisons": [{"a": comp.a, "b": comp.b, "host_warning": comp.host_warning,
+                         "cells": [{
             "params": row.params, "n_a": row.n_a, "n_b": row.n_b,
+            "hosts_differ": list(row.hosts_differ),
             **{phase: {"a_ms": m.a_ms, "b_ms": m.b_ms,
                        "ratio": None if m.ratio is None else {
                            "value": m.ratio.value, "ci_low": m.ratio.ci_low,

@@ -36,6 +36,7 @@ thead th[aria-sort="descending"]::after { content: " \\25BC"; color: #1f3a5f; }
 table.kv th { text-align: left; background: #f6f8fa; font-weight: 600; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.notes { min-width: 220px; }
+td.host { white-space: nowrap; }
 td.bad, .bad { color: var(--bad); font-weight: 600; }
 td.good { color: var(--good); font-weight: 600; }
 tr.worse td { background: #fdecea; }
@@ -55,6 +56,9 @@ figure.chart svg * { stroke-linejoin: round; stroke-linecap: butt; }
 figcaption { color: #333; margin-top: 8px; max-width: 900px; }
 details summary { cursor: pointer; font-weight: 600; margin: 12px 0 4px; }
 p.files a { font-family: ui-monospace, monospace; }
+p.warning { background: #fcf3cf; color: #6e5a00; border-left: 4px solid var(--warn);
+  padding: 6px 10px; margin: 8px 0; font-weight: 600; }
+header p.warning { margin: 10px 0 0; }
 """
 
 PAGE_SCRIPT = """

@@ -93,28 +93,55 @@ def _number(value: float | None, unit: str) -> str:
     return f"{value:.3g}" if unit in ("x", "RTT") else f"{value:.4g}"
 
 
-def verdict_table(suite: Suite, verdicts: list[Verdict]) -> Table:
-    """One row per claim and link: where, what was predicted, what was measured (95% CI),
-    the verdict. Fits 80 columns: the claims' words and sources are in the suite file
-    (and in `results show --json`); the caption points there."""
-    claims = {c.id: c for c in suite.claims}
-    table = Table(title=f"claims of {suite.name}", box=box.SIMPLE_HEAD, pad_edge=False,
-                  caption=f"each claim's words and source: the [[claim]] tables of the "
-                  f"{suite.name} suite; CI: 95%")
+_VERDICT_COLOUR = {"holds": "green", "refuted": "red", "inconclusive": "yellow"}
+
+
+def _verdict_columns(table: Table) -> None:
     for column in ("claim", "where", "predicted", "measured", "CI", "verdict"):
         table.add_column(column, overflow="fold",
                          justify="right" if column in ("measured", "CI") else "left",
                          no_wrap=column in ("measured", "CI", "verdict"))
-    colour = {"holds": "green", "refuted": "red", "inconclusive": "yellow"}
+
+
+def _verdict_rows(table: Table, suite: Suite, verdicts: list[Verdict]) -> None:
+    claims = {c.id: c for c in suite.claims}
     for v in verdicts:
         claim = claims.get(v.claim)
         ci = ("-" if v.ci_low is None or v.ci_high is None
               else f"{_number(v.ci_low, v.unit)}–{_number(v.ci_high, v.unit)}")
-        where = " ".join(f"{val}" for val in v.conditions.values()) or "-"
-        table.add_row(v.claim, where, _short_prediction(claim) if claim else "-",
+        table.add_row(v.claim, where_words(v.conditions),
+                      _short_prediction(claim) if claim else "-",
                       f"{_number(v.value, v.unit)} {v.unit}", ci,
-                      Text(v.verdict, style=colour[v.verdict]))
+                      Text(v.verdict, style=_VERDICT_COLOUR[v.verdict]))
+
+
+def verdict_table(suite: Suite, verdicts: list[Verdict]) -> Table:
+    """One row per claim and link: where, what was predicted, what was measured (95% CI),
+    the verdict. Fits 80 columns: the claims' words and sources are in the suite file
+    (and in `results show --json`); the caption points there."""
+    table = Table(title=f"claims of {suite.name}", box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption=Text(f"each claim's words and source: the [[claim]] tables of "
+                               f"the {suite.name} suite; CI: 95%"))  # Text: no markup
+    _verdict_columns(table)
+    _verdict_rows(table, suite, verdicts)
     return table
+
+
+def where_words(conditions: dict[str, str]) -> str:
+    """The link a verdict was measured on, each value with its key: `delay 25ms loss 1%`;
+    a key naming its unit puts the unit last (a slope's RTTs: `rtt 10, 20 ms`)."""
+    words = []
+    for key, value in conditions.items():
+        name, _, unit = key.rpartition("_")
+        if name and unit in ("ms", "s", "mbps", "pct"):
+            words.append(f"{name} {value} {_UNIT_WORDS[unit]}")
+        else:
+            words.append(f"{key} {value}")
+    # A value that is a list (`10, 20`) would run into the next key: then `;` between them.
+    return ("; " if any("," in str(v) for v in conditions.values()) else " ").join(words) or "-"
+
+
+_UNIT_WORDS = {"ms": "ms", "s": "s", "mbps": "Mbit/s", "pct": "%"}
 
 
 def _short_prediction(claim: Claim) -> str:
@@ -135,22 +162,16 @@ def _short_prediction(claim: Claim) -> str:
 
 
 def claims_table(runs: list[tuple[Suite, list[Verdict], float]]) -> Table:
-    """Every suite's verdicts in one table (what `protolab claims` prints): the claim in
-    its source's words, where it was measured, the value with its 95% CI, the verdict."""
+    """Every suite's verdicts in one table (what `protolab claims` prints), a section per
+    suite headed by its name and how long it ran; the rows as after `bench` (80 columns:
+    each claim's words and source are in its suite file, `--json` and the report)."""
     table = Table(title="claims of the lab's sources, judged from raw samples",
-                  caption="; ".join(f"{s.name}: {seconds:.0f} s" for s, _, seconds in runs))
-    for column in ("suite", "claim", "where", "measured", "95% CI", "verdict"):
-        table.add_column(column, overflow="fold",
-                         justify="right" if column in ("measured", "95% CI") else "left")
-    colour = {"holds": "green", "refuted": "red", "inconclusive": "yellow"}
-    for suite, verdicts, _ in runs:
-        claims = {c.id: c for c in suite.claims}
-        for v in verdicts:
-            claim = claims.get(v.claim)
-            ci = ("-" if v.ci_low is None or v.ci_high is None
-                  else f"{_number(v.ci_low, v.unit)}–{_number(v.ci_high, v.unit)}")
-            words = f"{claim.text} [{claim.prediction()}]" if claim else v.claim
-            where = " ".join(f"{k}={val}" for k, val in v.conditions.items()) or "-"
-            table.add_row(suite.name, words, where, f"{_number(v.value, v.unit)} {v.unit}", ci,
-                          Text(v.verdict, style=colour[v.verdict]))
+                  box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption=Text("each claim's words and source: the [[claim]] tables of its "
+                               "suite (protolab/bench/suites/), --json, the report; CI: 95%"))
+    _verdict_columns(table)
+    for suite, verdicts, seconds in runs:
+        table.add_row(Text(f"{suite.name} ({seconds:.0f} s)", style="bold"), end_section=False)
+        _verdict_rows(table, suite, verdicts)
+        table.add_section()
     return table

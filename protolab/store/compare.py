@@ -36,6 +36,9 @@ class CellComparison:
     n_b: int
     ttfb: MedianComparison
     total: MedianComparison
+    # What differs between the machines that ran this cell in A and in B (`CPU`,
+    # `packages (aioquic)`, as `host_warning` words it); empty when they are alike.
+    hosts_differ: tuple[str, ...] = ()
 
 
 def compare_runs(
@@ -48,6 +51,7 @@ def compare_runs(
     """
     pooled_a = _pooled(store, run_a)
     pooled_b = _pooled(store, run_b)
+    hosts_a, hosts_b = _hosts(store, run_a), _hosts(store, run_b)
     result = []
     for key, (params, records_a) in pooled_a.items():
         if key not in pooled_b:
@@ -59,32 +63,31 @@ def compare_runs(
             n_b=len(records_b),
             ttfb=_compare(records_a, records_b, "ttfb_ms", rng_seed),
             total=_compare(records_a, records_b, "total_ms", rng_seed),
+            hosts_differ=tuple(host_differences([*hosts_a[key], *hosts_b[key]])),
         ))
     return result
 
 
 def host_warning(store: ResultsStore, run_a: int, run_b: int) -> str | None:
     """One line when the cells the two runs share ran on machines that differ in what
-    can change a measurement (kernel, CPU, Python, packages, git revision); else None."""
-    shared = set(_keys(store, run_a)) & set(_keys(store, run_b))
+    can change a measurement (kernel, CPU, Python, packages, git revision); else None.
+    With `run_a == run_b`, whether the run's own cells did."""
+    hosts_a, hosts_b = _hosts(store, run_a), _hosts(store, run_b)
     hosts: dict[str, dict[str, Any]] = {}
     names: set[str] = set()
-    for run_id in (run_a, run_b):
-        fallback = host_of_manifest(store.run(run_id).manifest)
-        for key, cell_ids in _keys(store, run_id).items():
-            if key not in shared:
-                continue
-            described = [t.host for cell_id in cell_ids for t in store.cell_tasks(cell_id)
-                         if t.host is not None]
-            for host in described or [fallback]:
-                hosts.setdefault(dumps(host), host)
-                names.add(str(host.get("hostname", "?")))
+    for key in set(hosts_a) & set(hosts_b):
+        for host in (*hosts_a[key], *hosts_b[key]):
+            hosts.setdefault(dumps(host), host)
+            names.add(str(host.get("hostname", "?")))
     differences = host_differences(list(hosts.values()))
     if not differences:
         return None
-    return (f"warning: the compared cells ran on different hardware or versions "
+    which = "the compared cells" if run_a != run_b else f"the cells of run {run_a}"
+    then = ("ratios may measure the machines" if run_a != run_b
+            else "comparisons between its cells may measure the machines")
+    return (f"warning: {which} ran on different hardware or versions "
             f"({', '.join(differences)} differ; hosts {', '.join(sorted(names))}): "
-            "ratios may measure the machines, not the protocols")
+            f"{then}, not the protocols")
 
 
 def host_of_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +102,18 @@ def host_of_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
         "packages": manifest.get("packages"),
         "git": manifest.get("git"),
     }
+
+
+def _hosts(store: ResultsStore, run_id: int) -> dict[str, list[dict[str, Any]]]:
+    """Cell parameters (repetition removed) -> the machines that ran those cells' attempts;
+    a cell stored before schema 6 counts as run on the machine its run's manifest names."""
+    fallback = host_of_manifest(store.run(run_id).manifest)
+    out = {}
+    for key, cell_ids in _keys(store, run_id).items():
+        described = [t.host for cell_id in cell_ids for t in store.cell_tasks(cell_id)
+                     if t.host is not None]
+        out[key] = described or [fallback]
+    return out
 
 
 def _keys(store: ResultsStore, run_id: int) -> dict[str, list[int]]:

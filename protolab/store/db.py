@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from protolab.errors import StoreError
-from protolab.store.schema import ADDED_COLUMNS, MIGRATIONS, SCHEMA, SCHEMA_VERSION
+from protolab.store.schema import (
+    ADDED_COLUMNS,
+    LATE_COLUMNS,
+    MIGRATIONS,
+    SCHEMA,
+    SCHEMA_VERSION,
+)
 
 
 class Database:
@@ -113,6 +119,11 @@ class Database:
         if version < SCHEMA_VERSION and self._db.execute("PRAGMA foreign_key_check").fetchall():
             raise StoreError(f"migrating {self.path} left rows that point nowhere",
                              hint="keep the file as it is and report it")
+        with self._lock:
+            for (table, column), kind in LATE_COLUMNS.items():
+                present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:

@@ -18,12 +18,19 @@ from protolab.store.schema import CellState, RunStatus
 
 @dataclass(frozen=True)
 class CpuTimes:
-    """CPU seconds each process spent during a cell, and whether any was saturated."""
+    """CPU seconds each process spent during a cell, whether any was saturated, and which."""
 
     client: float | None = None
     server: float | None = None
     forwarder: float | None = None  # None when the cell ran without the emulated link
     saturated: bool = False
+    # The parts that were CPU-bound ("client", "server", "forwarder"); empty with
+    # `saturated` in a store from before they were recorded (which part is not known).
+    saturated_parts: tuple[str, ...] = ()
+
+    @property
+    def cpu_bound(self) -> bool:
+        return self.saturated or bool(self.saturated_parts)
 
 
 @dataclass(frozen=True)
@@ -127,8 +134,11 @@ def cell_info(row: sqlite3.Row, run_dead: bool) -> CellInfo:
         status, ended_at = "interrupted", _time(row["last_sample_at"]) or started_at
     cpu = None
     if row["saturated"] is not None:  # written by finish_cell, with or without CPU times
+        parts = row["saturated_parts"]
         cpu = CpuTimes(client=row["cpu_client"], server=row["cpu_server"],
-                       forwarder=row["cpu_forwarder"], saturated=bool(row["saturated"]))
+                       forwarder=row["cpu_forwarder"], saturated=bool(row["saturated"]),
+                       saturated_parts=() if parts is None else tuple(
+                           str(part) for part in json.loads(parts)))
     return CellInfo(
         id=row["id"], run_id=row["run_id"], index=row["idx"], params=json.loads(row["params"]),
         status=status, error=row["error"], cpu=cpu, started_at=started_at, ended_at=ended_at,

@@ -191,9 +191,10 @@ class ResultsStore:
         with self._db.tx() as db:
             db.execute(
                 "UPDATE cells SET status = ?, error = ?, cpu_client = ?, cpu_server = ?,"
-                " cpu_forwarder = ?, saturated = ?, ended_at = ? WHERE id = ?",
-                (status, error, cpu.client, cpu.server, cpu.forwarder, int(cpu.saturated),
-                 self._now(), cell_id),
+                " cpu_forwarder = ?, saturated = ?, saturated_parts = ?, ended_at = ?"
+                " WHERE id = ?",
+                (status, error, cpu.client, cpu.server, cpu.forwarder, int(cpu.cpu_bound),
+                 dumps(list(cpu.saturated_parts)), self._now(), cell_id),
             )
 
     def add_metric(self, cell_id: int, name: str, value: float, unit: str) -> None:

@@ -105,6 +105,7 @@ CREATE TABLE cells (
     started_at     TEXT NOT NULL,
     ended_at       TEXT,
     last_sample_at TEXT,                -- samples last stored: where an interrupted cell ended
+    saturated_parts TEXT,               -- JSON list: CPU-bound parts (client, server, forwarder)
     UNIQUE (run_id, idx)
 );
 CREATE INDEX cells_by_run ON cells (run_id);
@@ -281,7 +282,9 @@ MIGRATIONS: dict[int, str] = {
     3: _VERDICTS.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"),
     # 5: head-of-line analysis of captured cells.
     4: _HOL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"),
-    # 6: where each cell repetition ran (the host, the worker, each attempt).
+    # 6: where each cell repetition ran (the host, the worker, each attempt), and which
+    # parts of a cell were CPU-bound (cells.saturated_parts: a LATE_COLUMNS entry, added
+    # after the steps, since a store an early build of schema 6 wrote lacks it too).
     5: _TASKS.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"),
 }
 
@@ -290,6 +293,14 @@ MIGRATIONS: dict[int, str] = {
 ADDED_COLUMNS: dict[tuple[str, str], int] = {
     ("samples", "intended_ns"): 2,
     ("cells", "last_sample_at"): 3,
+    ("cells", "saturated_parts"): 6,
+}
+
+# Columns schema 6 gained after stores had been written with it (it was extended before its
+# release): a writer's open adds each one missing, after the migration steps, so a store
+# from schema 5 and one from an early 6 end alike. (table, column) -> its SQL type.
+LATE_COLUMNS: dict[tuple[str, str], str] = {
+    ("cells", "saturated_parts"): "TEXT",
 }
 
 

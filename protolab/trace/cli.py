@@ -17,8 +17,11 @@ from protolab.errors import ConfigError
 from protolab.netem import userns
 from protolab.netem.cli import (
     BurstOpt,
+    CorrelationOpt,
     DelayOpt,
+    DistributionOpt,
     DropOpt,
+    IpOpt,
     JitterOpt,
     LossOpt,
     ProfileOpt,
@@ -26,6 +29,8 @@ from protolab.netem.cli import (
     RateOpt,
     ReorderOpt,
     SeedOpt,
+    TraceDownOpt,
+    TraceUpOpt,
     profile_from_options,
 )
 from protolab.netem.config import MAX_DELAY_NS, Bound, LinkProfile
@@ -67,6 +72,8 @@ def trace_command(
     profile: ProfileOpt = "loopback", delay: DelayOpt = None, jitter: JitterOpt = None,
     loss: LossOpt = None, burst: BurstOpt = None, rate: RateOpt = None, queue: QueueOpt = None,
     drop: DropOpt = None, reorder: ReorderOpt = None, seed: SeedOpt = None,
+    distribution: DistributionOpt = None, correlation: CorrelationOpt = None,
+    trace_up: TraceUpOpt = None, trace_down: TraceDownOpt = None, ip: IpOpt = None,
 ) -> None:
     if sum(x is not None for x in (kind, pcap, compare)) != 1:
         raise ConfigError("give one of: KIND (capture now), --pcap FILE, --compare A B",
@@ -77,8 +84,10 @@ def trace_command(
         decoded, files = _brought(pcap, keylog, rtt)
         _print(decoded, files, as_json)
         return
+    # The link options are netem's own (protolab/netem/cli.py), built the same way.
     link = profile_from_options(
-        profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed
+        profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed,
+        distribution, correlation, trace_up, trace_down, ip,
     )
     if userns.should_reexec():  # not root, but the unprivileged path can build the link
         userns.reexec(sys.argv[1:])

@@ -270,3 +270,108 @@ def test_open_load_latency_is_the_same_everywhere(tmp_path: Path) -> None:
     json_ttfb = [s["ttfb_ms"] for s in json.loads(json_out.stdout)["cells"][0]["samples"]]
     assert statistics.median(csv_ttfb) == pytest.approx(1.6)
     assert statistics.median(json_ttfb) == pytest.approx(1.6)
+
+
+def test_show_names_the_cpu_bound_parts_in_notes_and_json(tmp_path: Path) -> None:
+    path = tmp_path / "cpu.db"
+    with ResultsStore(path) as store:
+        run = store.begin_run("cpu", manifest())
+        for index, parts in enumerate(((), ("client",), ("server", "forwarder"))):
+            cell = store.add_cell(run, index, {"label": f"cell{index}"})
+            store.add_samples(cell, [record(i) for i in range(3)], 0, False)
+            store.finish_cell(cell, "ok", cpu=CpuTimes(0.9, 0.95, 0.99, saturated=bool(parts),
+                                                       saturated_parts=parts))
+        store.finish_run(run, "complete")
+    show = protolab("results", "show", "1", "--db", str(path))
+    assert show.returncode == 0, show.stderr
+    rows = {line.split()[1]: line for line in show.stdout.splitlines()
+            if line.split()[1:2] and line.split()[1].startswith("cell")}
+    assert "CPU-bound" not in rows["cell0"]
+    assert "CPU-bound: client" in rows["cell1"]
+    assert "CPU-bound: server,forwarder" in rows["cell2"]
+    cells = json.loads(protolab("results", "show", "1", "--json", "--db", str(path)).stdout)[
+        "cells"]
+    assert [c["cpu"]["saturated_parts"] for c in cells] == [[], ["client"],
+                                                             ["server", "forwarder"]]
+    assert [c["cpu"]["saturated"] for c in cells] == [False, True, True]
+    assert cells[1]["cpu"]["server"] == pytest.approx(0.95)
+
+
+def show_80(path: Path) -> list[str]:
+    result = subprocess.run([sys.executable, "-m", "protolab", "results", "show", "1", "--db",
+                             str(path)], capture_output=True, text=True, timeout=TIMEOUT,
+                            check=False, env={"COLUMNS": "80", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    table = lines[lines.index(next(line for line in lines if "cells of run" in line)):]
+    assert all(len(line) <= 80 for line in table), table
+    return table
+
+
+@pytest.mark.parametrize("swept", [False, True], ids=["one trace", "a trace per cell"])
+def test_show_gives_a_trace_links_capacity_within_80_columns(tmp_path: Path,
+                                                               swept: bool) -> None:
+    # One delivery opportunity every millisecond: 1500 bytes/ms = 12 Mbit/s in every window.
+    steady = tmp_path / "steady.down"
+    steady.write_text("".join(f"{ms}\n" for ms in range(1, 1001)))
+    traces = [str(steady), "cellular.down"] if swept else [str(steady)]
+    suite = parse_suite({"variant": [{"protocol": "h2"}, {"protocol": "h3"}],
+                         "link": {"overrides": {"delay": "10ms"},
+                                  "sweep": {"trace_down": traces}},
+                         "repetitions": 1, "warmup": 0})
+    path = tmp_path / "trace.db"
+    with ResultsStore(path) as store:
+        run = store.begin_run("traced", manifest())
+        for cell in expand(suite):
+            cell_id = store.add_cell(run, cell.index, cell.params(suite))
+            store.add_samples(cell_id, [record(i) for i in range(3)], 0, False)
+            store.finish_cell(cell_id, "ok")
+        store.finish_run(run, "complete")
+        cellular = next(c.params(suite)["link_capacity"]["down"] for c in expand(suite)
+                        if c.link_point.get("trace_down") == "cellular.down") if swept else None
+    table = show_80(path)
+    header = next(line for line in table if "TTFB" in line)
+    text = "".join("".join(table).split())  # the caption wraps: compare without spaces
+    assert "p10–p90" in text  # the caption says what the numbers are
+    if not swept:  # the same for every cell: said once, in the caption
+        assert "notes" not in header
+        assert text.count("down12(12–12)Mbit/s") == 1
+        assert "tracecapacitydown12(12–12)Mbit/s" in text
+    else:  # per cell, in its notes: the steady trace's cells and the cellular ones differ
+        assert cellular is not None
+        assert header.split()[:3] == ["#", "cell", "trace_down"]  # the header whole
+        assert str(tmp_path) not in text  # the trace file by its name, not its path
+        start = header.index("notes")
+        body = table[table.index(header) + 2:]
+        notes = "".join("".join(line[start:] for line in body).split())  # the column alone
+        assert notes.count("down12(12–12)Mbit/s") == 2
+        assert notes.count(f"down{cellular['mean_mbps']:.3g}(") == 2
+
+
+def test_a_store_from_before_the_parts_were_named_reads_and_gains_the_column(
+        tmp_path: Path) -> None:
+    # An early schema-6 store (no cells.saturated_parts) with a CPU-bound cell: read-only it
+    # says so without naming a part and stays as it is; a writer adds the column.
+    path = tmp_path / "early6.db"
+    with ResultsStore(path) as store:
+        run = store.begin_run("early", manifest())
+        cell = store.add_cell(run, 0, {"label": "busy"})
+        store.add_samples(cell, [record(i) for i in range(3)], 0, False)
+        store.finish_cell(cell, "ok", cpu=CpuTimes(1.0, saturated=True))
+        store.finish_run(run, "complete")
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("ALTER TABLE cells DROP COLUMN saturated_parts")
+    db.close()
+    before = path.read_bytes()
+    show = protolab("results", "show", "1", "--db", str(path))
+    assert show.returncode == 0, show.stderr
+    assert "CPU-bound: part not recorded" in show.stdout
+    shown = json.loads(protolab("results", "show", "1", "--json", "--db", str(path)).stdout)
+    assert shown["cells"][0]["cpu"]["saturated"] is True
+    assert shown["cells"][0]["cpu"]["saturated_parts"] == []
+    assert path.read_bytes() == before
+    with ResultsStore(path) as store:
+        cell2 = store.add_cell(run, 1, {"label": "named"})
+        store.finish_cell(cell2, "ok", cpu=CpuTimes(1.0, saturated=True,
+                                                    saturated_parts=("client",)))
+        assert [c.cpu.saturated_parts for c in store.cells(run) if c.cpu] == [(), ("client",)]

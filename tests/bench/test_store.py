@@ -103,7 +103,7 @@ def test_every_request_record_field_is_stored(tmp_path: Path) -> None:
     for table in ("samples", "messages", "arrivals", "runs", "metrics"):
         assert columns(tmp_path / "new.db", table) == columns(old, table), table
     assert columns(tmp_path / "new.db", "cells") == [
-        *columns(old, "cells"), ("last_sample_at", "TEXT", 0)]
+        *columns(old, "cells"), ("last_sample_at", "TEXT", 0), ("saturated_parts", "TEXT", 0)]
 
 
 def test_samples_round_trip_exactly(store: ResultsStore) -> None:

@@ -326,3 +326,97 @@ def test_bad_input_is_one_line_and_writes_nothing(
     assert message in lines[0]
     assert "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def distributed_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two runs of h2 and h3 through the store API, each repetition on a named machine:
+    run 1 spread over lab-a and lab-b (alike but for their names; its h2 cell client-bound),
+    run 2 with h2 on a machine with another CPU and h3 on lab-a."""
+    from protolab.store import TaskRun
+    from protolab.store.manifest import host_description
+
+    me = host_description()
+    lab_a, lab_b = {**me, "hostname": "lab-a"}, {**me, "hostname": "lab-b"}
+    other_cpu = {**me, "hostname": "lab-c", "cpu": {"model": "Other CPU", "count": 64}}
+    path = tmp_path_factory.mktemp("distributed") / "lab.db"
+    with ResultsStore(path) as store:
+        for hosts in ({"h2": (lab_a, lab_b), "h3": (lab_a, lab_b)},
+                      {"h2": (other_cpu, other_cpu), "h3": (lab_a, lab_a)}):
+            run = store.begin_run("spread", manifest(seeds={"link": 1}))
+            for index, protocol in enumerate(("h2", "h3")):
+                cell = store.add_cell(run, index, {"label": protocol, "link": {"delay": "25ms"}})
+                for rep, described in enumerate(hosts[protocol]):
+                    ran = TaskRun(rep, 0, f"tcp://10.0.0.{rep + 1}:4000", described,
+                                  1.0 + rep, 2.0 + rep, "ok")
+                    store.add_samples(cell, [record(i, ttfb_ms=100.0 + i, total_ms=105.0 + i)
+                                             for i in range(10)], rep, False, ran)
+                parts = ("client",) if protocol == "h2" else ()
+                store.finish_cell(cell, "ok", cpu=CpuTimes(1.9, 0.3, 0.1, saturated=bool(parts),
+                                                           saturated_parts=parts))
+            store.finish_run(run, "complete")
+    return path
+
+
+def test_a_distributed_run_names_hosts_and_warns_when_the_machines_differ(
+        distributed_runs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "spread.html"
+    done = protolab("report", "2", "--baseline", "1", "--db", str(distributed_runs),
+                    "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    header = page[page.index("<header>"):page.index("</header>")]
+    # Near the top, one line per concern: the comparison, and run 2's own cells (h2 and h3
+    # ran on unlike machines); none for run 1 (lab-a and lab-b differ only in their names).
+    warnings = re.findall(r'<p class="warning host-warning">(.*?)</p>', header)
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("run 2 vs run 1: warning: the compared cells ran on "
+                                  "different hardware or versions (CPU differ")
+    assert warnings[1].startswith("run 2: warning: the cells of run 2 ran on different "
+                                  "hardware or versions (CPU differ")
+    data = report_data(out)
+    (comparison,) = data["comparisons"]
+    assert comparison["host_warning"]
+    assert "CPU" in comparison["host_warning"]
+    assert [c["hosts_differ"] for c in comparison["cells"]] == [["CPU"], []]
+    rows = dict(re.findall(r'<tr data-row="\d+" class="\w+"><td>(h\d)</td>(.*?)</tr>', page))
+    assert '<td class="bad hosts-differ">differ: CPU</td>' in rows["h2"]
+    assert "<td>alike</td>" in rows["h3"]
+    # Per cell, the machines that ran it, because the runs were distributed (run 1 over two
+    # hosts); run 2 ran h2 on one machine and h3 on another.
+    run1, run2 = data["runs"]
+    assert run1["distributed"]
+    assert run2["distributed"]
+    assert [c["hosts"] for c in run1["cells"]] == ["lab-a ×1, lab-b ×1"] * 2
+    assert [c["hosts"] for c in run2["cells"]] == ["lab-c", "lab-a"]
+    assert run1["host_warning"] is None  # lab-a and lab-b differ only in their names
+    assert "CPU" in (run2["host_warning"] or "")  # run 2's own cells ran on unlike machines
+    cells1 = page[page.index('id="cells-1"'):]
+    cells1 = cells1[:cells1.index("</table>")]
+    assert re.search(r'<th scope="col"[^>]*>host</th>', cells1)
+    # The CPU-bound part is named from the store, not guessed, and only its column is red.
+    h2, h3 = run1["cells"]
+    assert h2["cpu_saturated_parts"] == ["client"]
+    assert h3["cpu_saturated_parts"] == []
+    assert any("CPU-bound (client)" in note for note in h2["notes"])
+    assert not any("CPU-bound" in note for note in h3["notes"])
+    h2_row = re.search(r'<tr data-row="0">(.*?)</tr>', cells1, re.S)
+    assert h2_row
+    assert '<td data-v="1.9" class="num bad">1.90</td>' in h2_row.group(1)
+    assert '<td data-v="0.3" class="num">0.30</td>' in h2_row.group(1)
+    seen = browse(out, SCREENSHOTS / "report-distributed-screenshot.png", "compare-1-2",
+                  "TTFB B/A")
+    check_loaded_clean(seen)
+    assert "machines" in seen["headers"]["compare-1-2"]
+    assert "host" in seen["headers"]["cells-1"]
+
+
+def test_a_single_host_run_has_no_host_column_and_no_warning(two_runs: Path,
+                                                              tmp_path: Path) -> None:
+    out = tmp_path / "one.html"
+    done = protolab("report", "2", "--baseline", "1", "--db", str(two_runs), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    page = out.read_text()
+    assert "host-warning" not in page
+    assert not re.search(r'<th scope="col"[^>]*>(host|machines)</th>', page)
+    assert all(not r["distributed"] for r in report_data(out)["runs"])
