@@ -44,6 +44,9 @@ class H1Options:
     # every connection dies with it; reconnect and send the request again
     # (clients/migration.py).
     migrate_after_bytes: int = 0
+    # After a move, ask only for the rest of the body (Range: bytes=K-) when the response
+    # allows it; False: fetch it again whole.
+    migrate_resume: bool = True
 
     def __post_init__(self) -> None:
         check_migrate_after(self.migrate_after_bytes, "h1")
@@ -125,10 +128,10 @@ class H1Client:
         await asyncio.gather(*self._readers, return_exceptions=True)
 
     async def _exchange(self, request: Request, tl: Timeline) -> None:
-        move = Move(self.options.migrate_after_bytes)
+        move = Move(self.options.migrate_after_bytes, resume=self.options.migrate_resume)
         try:
             while await self._attempt(request, tl, move):
-                move.retry(tl)  # the client moved: the whole request on a new connection
+                move.retry(tl)  # the client moved: the request again on a new connection
         finally:
             move.finish(tl)
 
@@ -137,7 +140,8 @@ class H1Client:
         response was complete."""
         conn = await self._acquire(tl)
         headers = [("host", self.target.authority), ("user-agent", "protolab"),
-                   *with_accept_encoding(request.headers, self.options.accept_encoding)]
+                   *with_accept_encoding(request.headers, self.options.accept_encoding),
+                   *move.request_headers()]
         if request.body or request.method in ("POST", "PUT"):
             headers.append(("content-length", str(len(request.body))))
         if not self.options.keepalive:
@@ -228,7 +232,7 @@ class H1Client:
             if isinstance(event, h11.Response):
                 tl.first_byte()
                 current.move.answered()
-                tl.status = event.status_code
+                current.move.head(tl, event.status_code, list(event.headers))
                 current.decoder = BodyDecoder.for_response(event.headers,
                                                            keep=tl.request.keep_body)
             elif isinstance(event, h11.Data):

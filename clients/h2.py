@@ -58,6 +58,9 @@ class H2Options:
     # Leave the local address once a response's body passes this many bytes (0: never):
     # the connection dies with it; reconnect and send the request again (clients/migration.py).
     migrate_after_bytes: int = 0
+    # After a move, ask only for the rest of the body (Range: bytes=K-) when the response
+    # allows it; False: fetch it again whole.
+    migrate_resume: bool = True
     # Accept-Encoding to send ("": the request's own, if any); coded bodies are decoded
     # as they arrive (protolab/compression.py): body_bytes stays what crossed the wire.
     accept_encoding: str = ""
@@ -251,11 +254,11 @@ class H2Client:
 
     async def _exchange(self, request: Request, tl: Timeline) -> None:
         retried = refusals = 0
-        move = Move(self.options.migrate_after_bytes)
+        move = Move(self.options.migrate_after_bytes, resume=self.options.migrate_resume)
         try:
             while (refused_by := await self._attempt(request, tl, retried, move)) is not None:
                 if move.moved and not move.retrying:
-                    move.retry(tl)  # the client moved: the whole request on a new connection
+                    move.retry(tl)  # the client moved: the request again on a new connection
                     continue
                 retried += 1
                 refusals += refused_by.goaway_last == 0
@@ -305,6 +308,7 @@ class H2Client:
             (b"user-agent", b"protolab"),
             *((n.encode(), v.encode())
               for n, v in with_accept_encoding(request.headers, self.options.accept_encoding)),
+            *((n.encode(), v.encode()) for n, v in move.request_headers()),
         ]
         if request.body or request.method in ("POST", "PUT"):
             headers.append((b"content-length", str(len(request.body)).encode()))
@@ -377,7 +381,7 @@ class H2Client:
             stream.timeline.first_byte()
             stream.move.answered()
             status = dict(event.headers or []).get(b":status", b"0")
-            stream.timeline.status = int(status)
+            stream.move.head(stream.timeline, int(status), list(event.headers or []))
             stream.decoder = BodyDecoder.for_response(
                 event.headers or [], keep=stream.timeline.request.keep_body)
         elif isinstance(event, h2.events.DataReceived) and sid is not None:

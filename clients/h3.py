@@ -17,7 +17,7 @@ aioquic reports the connection terminated (RFC 9000 §10.2).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import ipaddress
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ from protolab.compression import check_accept_encoding, with_accept_encoding
 from protolab.core.record import Request, RequestRecord, Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.qpack import DEFAULT_TABLE, check_table
+from protolab.registry import MIGRATE_TO
 from protolab.timing import now_ns
 from protolab.tlsfiles import check_ca_file, open_keylog
 
@@ -55,6 +56,11 @@ class H3Options:
     # Move to a new local UDP port once a response's body passes this many bytes (0:
     # never); the connection migrates (RFC 9000 §9), see clients/migration.py.
     migrate_after_bytes: int = 0
+    # Where the move goes: "port" (a new UDP port, the address kept, as NAT rebinding
+    # looks) or "address" (the new socket bound to `migrate_address`, a second local
+    # address: the runner passes the emulated link's `client_addr_alt`).
+    migrate_to: str = "port"
+    migrate_address: str = ""
     # The QPACK dynamic table offered to the server (its response headers), bytes; 0:
     # static table only (protolab/qpack.py).
     qpack_table: int = DEFAULT_TABLE
@@ -70,6 +76,20 @@ class H3Options:
         if (why := check_accept_encoding(self.accept_encoding)) is not None:
             raise ConfigError(why)
         check_migrate_after(self.migrate_after_bytes, "h3")
+        if self.migrate_to not in MIGRATE_TO:
+            raise ConfigError(f"h3: migrate_to must be one of {', '.join(MIGRATE_TO)}, "
+                              f"got {self.migrate_to!r}")
+        if self.migrate_address:
+            try:
+                ipaddress.ip_address(self.migrate_address)
+            except ValueError:
+                raise ConfigError(f"h3: migrate_address {self.migrate_address!r} is not an "
+                                  "IP address") from None
+        if self.migrate_to == "address" and self.migrate_after_bytes and not (
+                self.migrate_address):
+            raise ConfigError("h3: migrate_to = \"address\" needs a second local address "
+                              "to move to (migrate_address)",
+                              hint="suites over the emulated link get the link's own")
 
 
 class H3Client:
@@ -103,12 +123,9 @@ class H3Client:
         if proto is not None:
             if self.options.zero_rtt and proto.handshake_complete:
                 await self._await_ticket()
-            proto.close()
-            if self.options.qlog_dir is not None and proto.failure is None:
-                # aioquic writes the qlog file when the connection has terminated, after
-                # draining (3 PTO): wait for that, bounded, or the file never appears.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(proto.wait_closed(), 5.0)
+            # CONNECTION_CLOSE, and the connection ends now (its qlog written): no timer
+            # of it fires after the socket below is closed.
+            proto.end()
         if transport is not None:
             transport.close()
         if self._keylog is not None:
@@ -231,27 +248,32 @@ class H3Client:
                                   f"{self.target.authority} failed") from exc
 
     def _move(self, proto: H3ClientProtocol, address: NetworkAddress) -> None:
-        """Leave the local UDP port now, as a host whose address changed: the old socket
-        closes (what the server still sends there is lost), a new one — open before the
-        old closes, so the kernel cannot hand out the same port — carries the connection
-        on under a new connection ID (RFC 9000 §9.5). Its first packet, a PING, is the
-        non-probing packet that makes the server switch paths and validate this one."""
+        """Leave the local UDP port (and with migrate_to = "address", the local address)
+        now, as a host whose address changed: the old socket closes (what the server still
+        sends there is lost), a new one — open before the old closes, so the kernel cannot
+        hand out the same port — carries the connection on under a new connection ID (RFC
+        9000 §9.5). Its first packet, a PING, is the non-probing packet that makes the
+        server switch paths and validate this one."""
         old = self._transport
         if old is None or proto.datagrams is None or proto is not self._proto:
             return
         family = socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
+        to_address = self.options.migrate_to == "address"
         try:
             sock.setblocking(False)
+            if to_address:
+                sock.bind((self.options.migrate_address, 0))
             sock.connect((str(address[0]), int(address[1])))
         except OSError as exc:
             sock.close()
-            proto.fail(ProtocolFailure("connect_failed", f"moving to a new port: {exc}"))
+            where = f"address {self.options.migrate_address}" if to_address else "port"
+            proto.fail(ProtocolFailure("connect_failed", f"moving to a new {where}: {exc}"))
             return
-        old_port, new_port = old.get_extra_info("sockname")[1], sock.getsockname()[1]
+        old_name, new_name = old.get_extra_info("sockname"), sock.getsockname()
         proto.datagrams.detach()
         old.close()
-        proto.moved(old_port, new_port)
+        proto.moved(old_name[1], new_name[1], new_address=old_name[0] != new_name[0])
         proto.change_connection_id()  # sent (queued for the new socket) at once
         task = asyncio.create_task(self._rebind(proto, sock))
         self._moving.add(task)

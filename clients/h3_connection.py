@@ -19,7 +19,12 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]
 from aioquic.h3.connection import H3Connection
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
-from aioquic.quic.connection import NetworkAddress, QuicConnection, QuicReceiveContext
+from aioquic.quic.connection import (
+    NetworkAddress,
+    QuicConnection,
+    QuicConnectionState,
+    QuicReceiveContext,
+)
 from aioquic.quic.events import (
     ConnectionTerminated,
     HandshakeCompleted,
@@ -177,9 +182,11 @@ class H3ClientProtocol(QuicConnectionProtocol):
         self.datagrams = _Datagrams(cast(asyncio.DatagramTransport, transport))
         super().connection_made(cast(asyncio.BaseTransport, self.datagrams))
 
-    def moved(self, old_port: int, new_port: int) -> None:
-        """The client left `old_port`: every stream under way records the move."""
-        self.path_change = {migration.OLD_PORT: old_port, migration.NEW_PORT: new_port}
+    def moved(self, old_port: int, new_port: int, *, new_address: bool = False) -> None:
+        """The client left `old_port` (and its address, when `new_address`): every stream
+        under way records the move."""
+        self.path_change = {migration.OLD_PORT: old_port, migration.NEW_PORT: new_port,
+                            migration.NEW_ADDRESS: int(new_address)}
         self._on_new_path = True
         for stream in self.streams.values():
             stream.move.leave(stream.timeline, refetch=False)
@@ -212,6 +219,20 @@ class H3ClientProtocol(QuicConnectionProtocol):
                                       "unreachable: nothing serves QUIC there)"))
         else:
             self.fail(ProtocolFailure("connect_failed", f"UDP socket error: {exc}"))
+
+    def end(self) -> None:
+        """Close and end the connection now: CONNECTION_CLOSE goes out while the socket is
+        open, and the draining period (RFC 9000 §10.2, 3 PTO) is cut short as aioquic's
+        timer would end it, so no timer outlives the socket the client closes next and
+        the qlog is written at once. Requests still under way fail as the close says."""
+        quic = self._quic
+        if quic._state is QuicConnectionState.TERMINATED:
+            return
+        self.close()
+        if quic._close_event is not None:
+            quic._close_end()  # what aioquic's timer does when draining ends (private API)
+        self._process_events()
+        self.transmit()  # nothing to send; disarms the timer (no deadline remains)
 
     def fail(self, failure: ProtocolFailure) -> None:
         """End every waiter and stream with `failure`; the connection is not used again."""

@@ -48,6 +48,12 @@ KNOB_DEFAULTS: Mapping[str, Any] = {
     # h1/h2/h3 clients: leave the local address once a response's body passes this many
     # bytes (0: never); QUIC migrates, TCP reconnects and retries (clients/migration.py).
     "migrate_after_bytes": 0,
+    # h1/h2 clients: after a move, ask only for the rest of the body (Range: bytes=K-);
+    # False: fetch it again whole.
+    "migrate_resume": True,
+    # h3 client: where the move goes, a new local UDP "port" or a new local "address"
+    # too (the link's second client address; RFC 9000 §9).
+    "migrate_to": "port",
     # h3, both sides: the QPACK dynamic table each decoder offers its peer, in bytes
     # (0: static table only; protolab/qpack.py). aioquic's default is 4096.
     "qpack_table": 4096,
@@ -61,6 +67,7 @@ GRPC_COMPRESSION = ("identity", "gzip")
 TCP_CC = ("cubic", "reno", "bbr")
 QUIC_CC = ("cubic", "reno")
 MAX_MIGRATE_AFTER = 1 << 30  # migrate_after_bytes: the workload's largest body
+MIGRATE_TO = ("port", "address")
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,19 @@ class ProtocolSpec:
         elif move and "migrate_after_bytes" not in self.knobs:
             problems.append(f"{self.name}: its client cannot move mid-transfer "
                             "(migrate_after_bytes is for h1, h2 and h3)")
+        resume = knobs.get("migrate_resume", True)
+        if not isinstance(resume, bool):
+            problems.append(f"{self.name}: migrate_resume must be true or false")
+        elif not resume and "migrate_resume" not in self.knobs:
+            problems.append(f"{self.name}: migrate_resume is for the TCP clients (h1, h2), "
+                            "which send the request again after a move")
+        where = knobs.get("migrate_to", "port")
+        if where not in MIGRATE_TO:
+            problems.append(f"{self.name}: migrate_to must be one of {', '.join(MIGRATE_TO)}, "
+                            f"got {where!r}")
+        elif where != "port" and "migrate_to" not in self.knobs:
+            problems.append(f"{self.name}: migrate_to is for h3 (a QUIC connection moves; "
+                            "a TCP one is opened again wherever it comes from)")
         table = knobs.get("qpack_table", KNOB_DEFAULTS["qpack_table"])
         if (why := check_table(table)) is not None:
             problems.append(f"{self.name}: {why}")
@@ -191,7 +211,7 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
                 tls_resumption=True, sets_cc=True, cleartext=True, messages=False),
             client="clients.h1:H1Client", options="clients.h1:H1Options",
             knobs=("connections", "pipeline", "keepalive", "cc", "resume", "accept_encoding",
-                   "migrate_after_bytes"),
+                   "migrate_after_bytes", "migrate_resume"),
         ),
         ProtocolSpec(
             name="h2", title="HTTP/2", transport="tcp", schemes=("https", "http"),
@@ -202,7 +222,7 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
                 tls_resumption=True, sets_cc=True, cleartext=True, messages=False),
             client="clients.h2:H2Client", options="clients.h2:H2Options",
             knobs=("cc", "resume", "window", "connection_window", "accept_encoding",
-                   "migrate_after_bytes"),
+                   "migrate_after_bytes", "migrate_resume"),
         ),
         ProtocolSpec(
             name="h3", title="HTTP/3", transport="udp", schemes=("https", None),
@@ -213,7 +233,7 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
                 tls_resumption=False, sets_cc=True, cleartext=False, messages=False),
             client="clients.h3:H3Client", options="clients.h3:H3Options",
             knobs=("cc", "zero_rtt", "window", "connection_window", "accept_encoding",
-                   "migrate_after_bytes", "qpack_table"),
+                   "migrate_after_bytes", "migrate_to", "qpack_table"),
             cc_choices=QUIC_CC,
         ),
         ProtocolSpec(

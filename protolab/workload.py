@@ -20,11 +20,16 @@ Paths:
   GET  /events/sse[?after=SEQ] server-sent events (text/event-stream), one per event as
                                it is born, ending after the last
   (the /events/* paths take stream=NAME&count=M&size=S&interval_ms=I: see protolab.events)
+
+The GETs of fixed bodies (/bytes, /delay/../bytes, /page, /records, /health) say
+`accept-ranges: bytes` and answer one `Range: bytes=...` with a 206 (`select_range`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -64,6 +69,7 @@ class WorkloadRequest:
     target: str  # path with optional query, e.g. "/bytes/1024?i=3"
     body: bytes = b""
     accept_encoding: str | None = None  # the request's Accept-Encoding (protolab.compression)
+    range: str | None = None  # the request's Range (select_range; None: absent)
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class Body:
 
     length: int
     literal: bytes | None = None
+    offset: int = 0  # pattern bodies: where in /bytes/N content they start (a 206's part)
 
     def chunks(self, size: int = CHUNK) -> Iterator[bytes | memoryview]:
         if self.literal is not None:
@@ -82,7 +89,7 @@ class Body:
         offset = 0
         while offset < self.length:
             n = min(size, self.length - offset, _MAX_SLICE)
-            yield content_at(offset, n)
+            yield content_at(self.offset + offset, n)
             offset += n
 
 
@@ -113,6 +120,9 @@ class WorkloadResponse:
     extra_headers: tuple[tuple[str, str], ...] = field(default=())
     push: PushPlan | None = None  # resolved by the server's respond(), never sent as is
     stream: ChunkStream | None = None  # body sent as produced (no length known: SSE)
+    # A fixed body a Range can select from (GET of /bytes, /page, /records, /health):
+    # says `accept-ranges: bytes`, and select_range() may answer a part of it.
+    accept_ranges: bool = False
 
     def headers(self, alt_svc: str | None = None) -> list[tuple[str, str]]:
         """The same header set on every protocol (names lower-case, as HTTP/2 and 3 require)."""
@@ -123,6 +133,8 @@ class WorkloadResponse:
             ("cache-control", "no-store"),
             ("server", "protolab"),
         ]
+        if self.accept_ranges:
+            out.append(("accept-ranges", "bytes"))
         out.extend(self.extra_headers)
         if alt_svc:
             out.append(("alt-svc", alt_svc))
@@ -206,13 +218,13 @@ def plan(req: WorkloadRequest, limits: Limits = DEFAULT_LIMITS) -> WorkloadRespo
     method = req.method.upper()
 
     if parts == ["health"]:
-        return _method_guard(method, "GET") or _text(200, "ok\n")
+        return _method_guard(method, "GET") or _fixed(_text(200, "ok\n"))
     if parts == ["echo"]:
         if method != "POST":
             return error(405, "/echo takes POST")
         return WorkloadResponse(200, "application/octet-stream", Body(len(req.body), req.body))
     if len(parts) == 2 and parts[0] == "bytes":
-        return _method_guard(method, "GET") or _bytes(parts[1], 0, limits)
+        return _method_guard(method, "GET") or _fixed(_bytes(parts[1], 0, limits))
     if len(parts) == 4 and parts[0] == "delay" and parts[2] == "bytes":
         guard = _method_guard(method, "GET")
         if guard:
@@ -220,11 +232,11 @@ def plan(req: WorkloadRequest, limits: Limits = DEFAULT_LIMITS) -> WorkloadRespo
         delay = _number(parts[1], "MS", limits.max_delay_ms)
         if isinstance(delay, WorkloadResponse):
             return delay
-        return _bytes(parts[3], delay, limits)
+        return _fixed(_bytes(parts[3], delay, limits))
     if len(parts) == 2 and parts[0] == "page":
-        return _method_guard(method, "GET") or _page(parts[1], split.query, limits)
+        return _method_guard(method, "GET") or _fixed(_page(parts[1], split.query, limits))
     if parts == ["records"]:
-        return _method_guard(method, "GET") or _records(split.query, limits)
+        return _method_guard(method, "GET") or _fixed(_records(split.query, limits))
     if len(parts) == 2 and parts[0] == "events" and parts[1] in ("poll", "long-poll", "sse"):
         kind: PushKind = "poll" if parts[1] == "poll" else (
             "long-poll" if parts[1] == "long-poll" else "sse")
@@ -232,6 +244,14 @@ def plan(req: WorkloadRequest, limits: Limits = DEFAULT_LIMITS) -> WorkloadRespo
     return error(404, f"no such resource: {split.path} (try /bytes/N, /delay/MS/bytes/N, "
                       "/page/K?size=S, POST /echo, /health, /records?count=N, "
                       "/events/poll|long-poll|sse)")
+
+
+def _fixed(response: WorkloadResponse) -> WorkloadResponse:
+    """A 200 whose body is the same for every identical GET: Range requests may select
+    from it (RFC 9110 §14.3: it says so with Accept-Ranges)."""
+    if response.status != 200:
+        return response
+    return dataclasses.replace(response, accept_ranges=True)
 
 
 def _method_guard(method: str, allowed: str) -> WorkloadResponse | None:
@@ -287,6 +307,94 @@ def _push(kind: PushKind, query: str) -> WorkloadResponse:
         return wait
     return WorkloadResponse(200, "application/json", Body(0),
                             push=PushPlan(kind, spec, after, wait))
+
+
+# --- Range requests (RFC 9110 §14) -----------------------------------------------------
+
+# A position of more digits is past any body here (N <= 1 GiB): read as "huge", never
+# parsed (Python refuses int() of more than 4300 digits).
+_DIGITS = 18
+_HUGE = 10**_DIGITS
+_RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+
+RangeChoice = tuple[int, int] | Literal["whole", "unsatisfiable"]
+
+
+def _position(raw: str) -> int:
+    return int(raw) if len(raw) <= _DIGITS else _HUGE
+
+
+def choose_range(header: str, length: int) -> RangeChoice:
+    """What a Range header asks of a representation of `length` bytes (RFC 9110 §14.1):
+    `(first, last)`, inclusive, when it asks for one satisfiable range; "unsatisfiable"
+    when none of its ranges overlaps the body (first-pos >= length, or a suffix of 0
+    bytes); "whole" when the answer is the whole body, a 200: the header does not parse
+    or has an invalid int-range (last < first: §14.2 lets a server ignore it), names a
+    unit other than bytes (§14.2: ignored), asks for several ranges of which some are
+    satisfiable (§14.2 lets a server answer those with the whole representation; no
+    multipart/byteranges here), or asks for a suffix of an empty body (a 206 could not
+    say which bytes: Content-Range has no form for an empty part)."""
+    unit, equals, spec = header.strip(" \t").partition("=")
+    if not equals or unit.lower() != "bytes":
+        return "whole"
+    wanted: list[tuple[int | None, int | None]] = []  # (first, last); first None: suffix
+    for element in spec.split(","):  # 1#range-spec: empty elements are allowed (§5.6.1)
+        element = element.strip(" \t")
+        if not element:
+            continue
+        found = _RANGE_SPEC.fullmatch(element)
+        if found is None or not (found.group(1) or found.group(2)):
+            return "whole"
+        first = _position(found.group(1)) if found.group(1) else None
+        last = _position(found.group(2)) if found.group(2) else None
+        if first is not None and last is not None and last < first:
+            return "whole"
+        wanted.append((first, last))
+    if not wanted:
+        return "whole"
+    parts = []
+    for first, last in wanted:
+        if first is None:  # suffix-range: the last `last` bytes
+            assert last is not None  # the pattern above needs one of the two
+            if last > 0 and length > 0:
+                parts.append((max(0, length - last), length - 1))
+            elif last > 0:
+                return "whole"
+        elif first < length:
+            parts.append((first, length - 1 if last is None else min(last, length - 1)))
+    if not parts:
+        return "unsatisfiable"
+    return parts[0] if len(wanted) == 1 else "whole"
+
+
+def select_range(response: WorkloadResponse, header: str | None) -> WorkloadResponse:
+    """`response`, or the part of it that the request's Range header (None: absent)
+    selects: a 206 (Partial Content) with `content-range: bytes FIRST-LAST/LENGTH` and
+    that part of the body, or a 416 with `content-range: bytes */LENGTH`. Only a fixed
+    body answers ranges (`accept_ranges`, set by `plan` on a GET's 200); the part is cut
+    from the body as it is, so when the body was content-coded the range counts bytes of
+    the coded body (the representation sent, RFC 9110 §14.1.1), and a client that joins
+    parts of equal requests joins parts of one byte string."""
+    if header is None or not response.accept_ranges or response.status != 200:
+        return response
+    length = response.body.length
+    choice = choose_range(header, length)
+    if choice == "whole":
+        return response
+    if choice == "unsatisfiable":
+        text = f"no requested range overlaps this body of {length} bytes\n".encode()
+        return WorkloadResponse(416, "text/plain; charset=utf-8", Body(len(text), text),
+                                extra_headers=(("content-range", f"bytes */{length}"),),
+                                accept_ranges=True)
+    first, last = choice
+    body = response.body
+    size = last - first + 1
+    part = (Body(size, body.literal[first:last + 1]) if body.literal is not None
+            else Body(size, offset=body.offset + first))
+    return dataclasses.replace(
+        response, status=206, body=part,
+        extra_headers=(*response.extra_headers,
+                       ("content-range", f"bytes {first}-{last}/{length}")))
 
 
 def page_objects(manifest: bytes) -> list[str]:

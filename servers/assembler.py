@@ -37,6 +37,7 @@ class RequestAssembler:
     method: str = ""  # from :method ("" when absent)
     path: str = ""  # from :path, with its query
     accept_encoding: str | None = None  # its fields joined (None: absent)
+    range: str | None = None  # its Range fields joined (None: absent)
     rejected: bool = False  # answered early (431/413): later DATA is dropped
     _body: bytearray = field(default_factory=bytearray)
 
@@ -46,6 +47,7 @@ class RequestAssembler:
         self.method = pseudo.get(b":method", b"").decode("ascii", "replace")
         self.path = pseudo.get(b":path", b"").decode("ascii", "replace")
         self.accept_encoding = header_value(headers, b"accept-encoding")
+        self.range = header_value(headers, b"range")
         return self._checked(check_head(head_size(headers), declared_length(headers),
                                         self.limits))
 
@@ -61,7 +63,7 @@ class RequestAssembler:
         if self.rejected:
             return None
         request = WorkloadRequest(self.method, self.path, bytes(self._body),
-                                  accept_encoding=self.accept_encoding)
+                                  accept_encoding=self.accept_encoding, range=self.range)
         self._body = bytearray()
         return request
 

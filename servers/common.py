@@ -27,7 +27,14 @@ from protolab.errors import ConfigError
 from protolab.push import resolve_push
 from protolab.qpack import DEFAULT_TABLE, check_table
 from protolab.tcpsock import CC_ALGORITHMS, DEFAULT_CC
-from protolab.workload import DEFAULT_LIMITS, Limits, WorkloadRequest, WorkloadResponse, plan
+from protolab.workload import (
+    DEFAULT_LIMITS,
+    Limits,
+    WorkloadRequest,
+    WorkloadResponse,
+    plan,
+    select_range,
+)
 from servers.jsonconfig import from_document, to_document
 
 log = logging.getLogger("protolab.server")
@@ -233,13 +240,15 @@ async def respond(request: WorkloadRequest, limits: Limits,
                   compression: CompressionSettings = DEFAULT_COMPRESSION) -> WorkloadResponse:
     """The one handler: plan the response, spend the server think time, resolve push
     endpoints (which depend on when they are asked), and code the body as the request's
-    Accept-Encoding asks — once, here, whatever protocol carries it."""
+    Accept-Encoding asks, then cut the part a Range asks for (206/416, from the coded
+    body: the representation sent) — once, here, whatever protocol carries it."""
     response = plan(request, limits)
     if response.delay_ms:
         await asyncio.sleep(response.delay_ms / 1000)
     if response.push is not None:
         response = await resolve_push(response.push)
-    return encode_response(response, request.accept_encoding, compression)
+    return select_range(encode_response(response, request.accept_encoding, compression),
+                        request.range)
 
 
 def peer_name(peer: object) -> str:

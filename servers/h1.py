@@ -72,7 +72,8 @@ async def serve_h1(
         target = request.target.decode("ascii", "replace")
         response = await respond(
             WorkloadRequest(request.method.decode("ascii", "replace"), target, body,
-                            accept_encoding=header_value(request.headers, b"accept-encoding")),
+                            accept_encoding=header_value(request.headers, b"accept-encoding"),
+                            range=header_value(request.headers, b"range")),
             config.limits, config.compression,
         )
         if not await _send(writer, conn, response, alt_svc, close=False, peer=peer,

@@ -34,7 +34,7 @@ from aioquic.buffer import Buffer  # type: ignore[attr-defined]
 from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import NetworkAddress
+from aioquic.quic.connection import NetworkAddress, QuicConnectionState
 from aioquic.quic.events import (
     ConnectionTerminated,
     HandshakeCompleted,
@@ -175,6 +175,7 @@ class H3ServerProtocol(QuicConnectionProtocol):
 
     def _on_terminated(self, event: ConnectionTerminated) -> None:
         self._tasks.cancel()
+        self._streams.clear()  # nothing more is fed to a connection that has ended
         peer = peer_name(self._peer())
         if event.reason_phrase == "Idle timeout":  # aioquic's timer; no frame was sent
             self._stats.idle_closed += 1
@@ -242,8 +243,27 @@ class H3ServerProtocol(QuicConnectionProtocol):
             self.transmit()
 
     def transmit(self) -> None:
+        if self._transport is None or self._transport.is_closing():
+            # The listener's socket is closed: asyncio's unconnected UDP transport would
+            # raise from inside its error path ("'NoneType' object has no attribute
+            # 'call_exception_handler'") for a timer or an answer that comes after it.
+            return
         self._feed_streams()
         super().transmit()
+
+    def shutdown(self) -> None:
+        """The server stops: CONNECTION_CLOSE (H3_NO_ERROR) goes out now, while the socket
+        is still open, and the connection ends at once instead of after its draining
+        period (RFC 9000 §10.2: 3 PTO), as aioquic's timer would end it: no timer, task or
+        datagram is left to outlive the socket or the event loop."""
+        quic = self._quic
+        if quic._state is QuicConnectionState.TERMINATED:
+            return
+        self.close(error_code=H3_NO_ERROR, reason_phrase="server stopping")
+        if quic._close_event is not None:
+            quic._close_end()  # what aioquic's timer does when draining ends (private API)
+        self._process_events()  # ConnectionTerminated: tasks cancelled, waiters released
+        super().transmit()  # nothing to send; disarms the timer (no deadline remains)
 
     def _feed_streams(self) -> None:
         """Top up the unsent backlog of responding streams, in the configured order."""
@@ -279,6 +299,17 @@ class _LabQuicServer(QuicServer):
     def __init__(self, *, stats: H3ServerStats, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._stats = stats
+
+    def close(self) -> None:
+        """End every connection (each says CONNECTION_CLOSE first), then the socket."""
+        for protocol in set(self._protocols.values()):
+            if isinstance(protocol, H3ServerProtocol):
+                protocol.shutdown()
+            else:
+                protocol.close()
+        self._protocols.clear()
+        if self._transport is not None:
+            self._transport.close()
 
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
         try:
@@ -322,8 +353,11 @@ def _secrets_file(path: Path) -> TextIO:
 class QuicListener:
     transport: asyncio.DatagramTransport
     secrets: TextIO | None  # the QUIC secrets log, closed with the listener
+    server: _LabQuicServer | None = None  # its connections end with it
 
     def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
         self.transport.close()
         if self.secrets is not None:
             self.secrets.close()
@@ -342,7 +376,7 @@ async def start_h3_server(
         return H3ServerProtocol(*args, lab=lab, stats=stats, **kwargs)
 
     try:
-        transport, _ = await loop.create_datagram_endpoint(
+        transport, server = await loop.create_datagram_endpoint(
             lambda: _LabQuicServer(
                 stats=stats,
                 configuration=configuration,
@@ -356,5 +390,5 @@ async def start_h3_server(
         if configuration.secrets_log_file is not None:
             configuration.secrets_log_file.close()
         raise
-    return QuicListener(transport, configuration.secrets_log_file)
+    return QuicListener(transport, configuration.secrets_log_file, server)
 

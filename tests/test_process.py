@@ -194,3 +194,34 @@ def test_a_server_whose_parent_is_killed_stops_on_its_own() -> None:
             parent.stdout.close()
         if pid and process_state(pid) not in (None, "Z"):
             os.kill(pid, signal.SIGKILL)  # the failure is reported above; leave nothing behind
+
+
+def test_the_collector_never_runs_while_a_cells_client_is_timed(cert_spec: CertSpec) -> None:
+    """A full collection stops every stream of the measured client (30-60 ms seen in a large
+    process): the runner keeps the collector off while the client runs, as timeit does,
+    and gives it back as it found it."""
+    import gc
+
+    from protolab.bench.runner import ClientJob, run_client
+    from protolab.bench.suite import Variant, Workload
+
+    config = ServerConfig(port=0, protocols=("h1", "h2", "h3"), certs=cert_spec)
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)  # left on, the collector would run on every allocation or two
+    try:
+        with start_local(config) as server:
+            target = Target(host="127.0.0.1", port=server.port("h3"), ca_file=server.ca_file)
+            job = ClientJob(Variant(label="h3", protocol="h3"),
+                            Workload(paths=("/bytes/100000",), count=5), 30.0)
+            before = sum(s["collections"] for s in gc.get_stats())
+            result = run_client(job, target)
+            after = sum(s["collections"] for s in gc.get_stats())
+        assert result.failure is None
+        assert len(result.records) == 5
+        assert all(r.ok for r in result.records)
+        # At most the one or two allocations on each side of the window, where a client run
+        # left to the collector at this threshold makes thousands of collections.
+        assert after - before <= 4
+        assert gc.isenabled()
+    finally:
+        gc.set_threshold(*threshold)

@@ -97,5 +97,6 @@ def test_same_headers_for_every_protocol() -> None:
     headers = dict(plan(WorkloadRequest("GET", "/bytes/5")).headers('h3=":1"'))
     assert headers == {
         "content-type": "application/octet-stream", "content-length": "5",
-        "cache-control": "no-store", "server": "protolab", "alt-svc": 'h3=":1"',
+        "cache-control": "no-store", "server": "protolab", "accept-ranges": "bytes",
+        "alt-svc": 'h3=":1"',
     }

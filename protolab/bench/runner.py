@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -72,17 +73,22 @@ class ClientJob:
     workload: Workload
     timeout_s: float
     qlog_dir: Path | None = None  # QUIC clients write their qlog here (captures)
+    # The client namespace's second address (EmulatedLink.client_addr_alt): where a
+    # variant with migrate_to = "address" moves to.
+    client_addr_alt: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"variant": self.variant.to_json(), "workload": self.workload.to_json(),
                 "timeout_s": self.timeout_s,
-                "qlog_dir": None if self.qlog_dir is None else str(self.qlog_dir)}
+                "qlog_dir": None if self.qlog_dir is None else str(self.qlog_dir),
+                "client_addr_alt": self.client_addr_alt}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClientJob:
         qlog = data.get("qlog_dir")
         return cls(Variant.from_json(data["variant"]), Workload.from_json(data["workload"]),
-                   float(data["timeout_s"]), None if qlog is None else Path(qlog))
+                   float(data["timeout_s"]), None if qlog is None else Path(qlog),
+                   str(data.get("client_addr_alt", "")))
 
 
 @dataclass(frozen=True)
@@ -246,6 +252,9 @@ class RepResult:
     # A retry of this repetition follows (its worker was lost and `--retries` allows
     # one): the attempt is recorded, its outcome is not the cell's.
     superseded: bool = False
+    # What it could not keep, recorded with it (a worker's capture above the size
+    # limit that workers ship: protolab/distributed/captures.py).
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -402,7 +411,8 @@ def run_on(
     wall_start = time.time()
     started = time.monotonic()
     job = ClientJob(variant, task.workload, task.timeout_s,
-                    qlog_dir=capture.qlog_dir if capture else None)
+                    qlog_dir=capture.qlog_dir if capture else None,
+                    client_addr_alt=link.client_addr_alt)
     result: ClientResult = link.call("client", run_client, job, target)
     wall = time.monotonic() - started
     after = link.counters()
@@ -457,6 +467,13 @@ def run_client(job: ClientJob, target: Target) -> ClientResult:
     """One repetition of the workload against `target`; runs on a thread inside the client
     namespace. Never raises: a failure is typed in the result."""
     cpu0 = time.thread_time()
+    # No collection while the client is timed, as timeit does: a full one stopped every
+    # stream of a measured HTTP/3 client for 30-60 ms in a large process (docs/hol.md).
+    # What the cell makes is collected after it; the runner's long-lived objects are
+    # frozen out of the collector's sight meanwhile (docs/netem.md#timing).
+    collecting = gc.isenabled()
+    gc.freeze()
+    gc.disable()
     try:
         records = asyncio.run(
             asyncio.wait_for(_workload(job, target), job.timeout_s)
@@ -467,6 +484,10 @@ def run_client(job: ClientJob, target: Target) -> ClientResult:
         failure = CellFailure("failed", f"{type(exc).__name__}: {exc}")
     else:
         return ClientResult(tuple(records), time.thread_time() - cpu0)
+    finally:
+        if collecting:
+            gc.enable()
+        gc.unfreeze()
     return ClientResult((), time.thread_time() - cpu0, failure)
 
 
@@ -476,7 +497,9 @@ async def _workload(job: ClientJob, target: Target) -> list[RequestRecord]:
     requests = [Request(method="POST" if body else "GET", path=work.paths[i % len(work.paths)],
                         body=body, headers=work.headers, record_arrivals=work.record_arrivals)
                 for i in range(work.count)]
-    extra = {"qlog_dir": job.qlog_dir} if job.qlog_dir is not None else {}
+    extra: dict[str, Any] = {"qlog_dir": job.qlog_dir} if job.qlog_dir is not None else {}
+    if variant.migrate_to == "address":  # the registry allows it only where a client moves
+        extra["migrate_address"] = job.client_addr_alt
     client = make_client(variant.protocol, target, **variant.client_options(), **extra)
     try:
         if variant.primes:

@@ -164,18 +164,20 @@ def judge(suite: Suite, cells: list[Cell], measured: dict[int, list[RequestRecor
 
 
 def task_run(result: RepResult) -> TaskRun:
-    """Where and when one repetition ran and how it ended, as the store keeps it."""
+    """Where and when one repetition ran and how it ended, as the store keeps it (an ok
+    one's note, e.g. why its capture stayed on its worker, as its error)."""
     failure = result.client.failure
     status = "lost" if result.lost else "ok" if failure is None else failure.kind
     return TaskRun(result.task.rep, result.task.attempt, result.ran.worker,
                    result.ran.host or None, result.ran.started, result.ran.ended, status,
-                   None if failure is None else failure.message)
+                   result.note if failure is None else failure.message)
 
 
 def _finish_cell(store: ResultsStore, cell_id: int, outcome: CellOutcome) -> None:
     store.finish_cell(cell_id, outcome.status, outcome.error, CpuTimes(
         client=outcome.cpu["client"], server=outcome.cpu["server"],
-        forwarder=outcome.cpu["forwarder"], saturated=bool(outcome.saturated)))
+        forwarder=outcome.cpu["forwarder"], saturated=bool(outcome.saturated),
+        saturated_parts=tuple(outcome.saturated)))
 
 
 def _store_metrics(

@@ -90,6 +90,8 @@ class Variant:
     brotli_quality: int = 5  # server: brotli quality of coded responses
     grpc_compression: str = "identity"  # gRPC both sides: "gzip" message compression
     migrate_after_bytes: int = 0  # h1/h2/h3: the client moves once a body passes this
+    migrate_resume: bool = True  # h1/h2: the retry after a move asks only for the rest
+    migrate_to: str = "port"  # h3: the move goes to a new local "port" or "address"
     qpack_table: int = 4096  # h3, both sides: QPACK dynamic table capacity (0: none)
 
     @property
@@ -381,6 +383,7 @@ _KNOB_RANGES: dict[str, tuple[type, float | None, float | None]] = {
     "accept_encoding": (str, None, None), "gzip_level": (int, 1, 9),
     "brotli_quality": (int, 0, 11), "grpc_compression": (str, None, None),
     "migrate_after_bytes": (int, 0, registry.MAX_MIGRATE_AFTER),
+    "migrate_resume": (bool, None, None), "migrate_to": (str, None, None),
     "qpack_table": (int, 0, MAX_TABLE),
 }
 

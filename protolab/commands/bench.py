@@ -68,8 +68,7 @@ def bench(
     if scheduler is not None:  # Dask is imported on this path only
         from protolab.distributed.executor import DaskExecutor
 
-        remote = DaskExecutor.connect(scheduler, retries=retries,
-                                      capture=capture or loaded.capture)
+        remote = DaskExecutor.connect(scheduler, retries=retries)  # captures come back
     elif retries:
         raise ConfigError("--retries needs --scheduler (a local run has no workers to lose)")
     with remote as executor, ResultsStore(db) as store:

@@ -17,7 +17,7 @@ from pathlib import Path
 from protolab.core.record import RequestRecord
 from protolab.hol.h2 import DroppedPacket, analyse_tcp
 from protolab.hol.h3 import analyse_quic
-from protolab.hol.model import Cause, Drop, HolResult, Piece, StreamHol
+from protolab.hol.model import Cause, Drop, HolResult, Piece, ReceiverStall, StreamHol
 from protolab.hol.transfer import RawPiece, Transfer
 from protolab.netem.pcap import CLOCK_COMMENT
 from protolab.trace.keylog import KeyLog, load_keylog
@@ -131,6 +131,15 @@ def attribute(transfer: Transfer, records: Sequence[RequestRecord],
         cause, held_by = _cause(raw, app, drops, refills, stall_threshold_ns)
         result.pieces.append(Piece(raw.stream_id, raw.offset, raw.length, raw.link_ns,
                                    raw.readable_ns, app, cause, held_by))
+    result.stalls = receiver_stalls(result.pieces, stall_threshold_ns)
+    origin = min((p.link_ns for p in result.pieces), default=0)
+    for stall in result.stalls:
+        result.problems.append(
+            f"the client took nothing from any stream for {stall.ns / 1e6:.1f} ms "
+            f"({(stall.start_ns - origin) / 1e6:.1f}-{(stall.end_ns - origin) / 1e6:.1f} ms "
+            f"after the first range crossed) while {stall.pieces} ranges of streams "
+            f"{', '.join(map(str, stall.streams))} were readable: the receiving process "
+            "stalled (a garbage collection, the CPU); their delay is 'unattributed'")
     floor = [p.hol_ns for p in result.pieces if p.cause == "none" and p.hol_ns is not None]
     result.floor_ns = int(statistics.median(floor)) if floor else 0
     result.streams = summarise(result.pieces, result.drops)
@@ -147,12 +156,39 @@ def _cause(raw: RawPiece, app: int | None, drops: dict[int, Drop],
     if app is None or app - raw.link_ns < threshold:
         return "none", ()
     # Nothing in its own order held it, yet it waited: did a retransmission that crossed
-    # meanwhile release it (the last one before the application had it)?
+    # meanwhile release it? Only if the application had it at once after that crossing
+    # (within the receive path's cost): a client that stalls for itself (a 30-60 ms
+    # garbage collection measured here) releases everything when it resumes, whatever
+    # crossed during the pause, and that is not another stream's loss.
     i = bisect.bisect_right(refills, (app, 1 << 62)) - 1
-    if i >= 0 and refills[i][0] >= raw.link_ns:
+    if i >= 0 and refills[i][0] >= raw.link_ns and app - refills[i][0] < threshold:
         drop = drops[refills[i][1]]
         return ("own" if raw.stream_id in drop.streams else "others"), (drop.id,)
     return "unattributed", ()
+
+
+def receiver_stalls(pieces: Sequence[Piece], threshold: int = STALL_THRESHOLD_NS,
+                    ) -> list[ReceiverStall]:
+    """Spans in which the application took nothing from any stream although ranges of
+    at least two streams were readable in them: the receiving process itself stood
+    still (its event loop blocked: a garbage collection, the CPU), not a protocol. A
+    range the transport held (TCP's order, a stream's own hole) does not count: it was
+    not readable during the wait."""
+    times = sorted({p.app_ns for p in pieces if p.app_ns is not None})
+    waited = [(max(p.link_ns, p.readable_ns), p.app_ns, p) for p in pieces
+              if p.app_ns is not None and p.app_ns - max(p.link_ns, p.readable_ns) >= threshold]
+    out = []
+    for before, after in zip(times, times[1:], strict=False):
+        if after - before < threshold:
+            continue
+        waiting = [p for ready, app, p in waited
+                   if app >= after and before <= ready <= after - threshold]
+        if len({p.stream_id for p in waiting}) < 2:
+            continue
+        start = min(max(p.link_ns, p.readable_ns) for p in waiting)
+        out.append(ReceiverStall(start, after, len(waiting),
+                                 tuple(sorted({p.stream_id for p in waiting}))))
+    return out
 
 
 def _union(intervals: list[tuple[int, int]]) -> int:

@@ -18,7 +18,8 @@ CAUSES: tuple[Cause, ...] = ("none", "own", "others", "late", "unattributed")
 # none: not held; own / others: held by a drop that carried this stream's data / only other
 # streams' data; late: held by data that was not dropped but crossed the link late
 # (reordering); unattributed: the application got it late with no hole to blame
-# (processing, flow control) - measured, not explained by the capture.
+# (processing, flow control, a stalled client: `HolResult.stalls`) - measured, not
+# explained by the capture.
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,22 @@ class StreamHol:
         return bool(self.own_ns or self.others_ns)
 
 
+@dataclass(frozen=True)
+class ReceiverStall:
+    """A span in which the application took nothing from any stream although ranges of
+    several streams were readable: the receiving process stood still (a garbage
+    collection, the CPU), whatever the protocol did."""
+
+    start_ns: int  # the first of those ranges was readable
+    end_ns: int  # the application took data again
+    pieces: int  # ranges that waited through it
+    streams: tuple[int, ...]  # their streams
+
+    @property
+    def ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
 @dataclass
 class HolResult:
     """The analysis of one cell repetition's capture."""
@@ -93,6 +110,7 @@ class HolResult:
     streams: list[StreamHol] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     floor_ns: int = 0  # median delay of pieces nothing held: the receive path's own cost
+    stalls: list[ReceiverStall] = field(default_factory=list)  # the client stood still
 
 
 def others_ms(streams: Sequence[StreamHol]) -> list[float]:

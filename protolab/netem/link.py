@@ -5,7 +5,8 @@
         link.run("client", ["curl", f"http://{link.server_addr}:8080/"])
         print(link.counters().down.dropped_loss)
 
-The client namespace holds `client_addr`, the server namespace `server_addr`; the
+The client namespace holds `client_addr` (and a second address, `client_addr_alt`, for
+a client that moves: connection migration), the server namespace `server_addr`; the
 only route between them is the TUN pair through the forwarder. Everything is torn
 down in `close()` (called by `__exit__`, at interpreter exit, and on SIGTERM when the
 link was started from the main thread); leftovers of a process that died harder are
@@ -23,6 +24,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -43,12 +45,14 @@ from protolab.netem import namespaces as ns
 from protolab.netem import privileges, state
 from protolab.netem.config import LinkProfile
 from protolab.netem.deathsig import Spawner, wrap
+from protolab.netem.forwarder import DEFAULT_TIMING, TimingSettings
 from protolab.paths import check_output_file
 from protolab.tcpsock import CC_ALGORITHMS
 
 T = TypeVar("T")
 Side = Literal["client", "server"]
 TUN_NAME = "plab0"
+log = logging.getLogger(__name__)
 _NAME_RE = re.compile(r"^[a-z0-9]{1,24}$")
 
 
@@ -87,6 +91,20 @@ class LinkCounters:
     late_max_ns: int  # ... and at worst
     at_ns: int  # monotonic time of the snapshot
     epoch_ns: int = 0  # monotonic time the link came up: a delivery trace's time 0
+    # Deliveries per lateness slot: slot i is 2^(i-1)..2^i us late (slot 0: under 1 us).
+    late_hist: tuple[int, ...] = ()
+
+    def late_percentile_us(self, q: float) -> float:
+        """The upper edge (us) of the slot holding the q-th percentile of lateness."""
+        total = sum(self.late_hist)
+        if not total:
+            return 0.0
+        seen = 0
+        for slot, count in enumerate(self.late_hist):
+            seen += count
+            if seen >= total * q / 100:
+                return float(1 << slot) if slot else 1.0
+        return float(1 << (len(self.late_hist) - 1))
 
 
 def _direction(raw: dict[str, int], tx_dropped: int, rx_dropped: int) -> DirectionCounters:
@@ -106,6 +124,7 @@ class EmulatedLink:
         pcap: str | Path | None = None,
         ready_timeout_s: float = 10.0,
         tcp_cc: str = "cubic",
+        timing: TimingSettings | None = None,
     ) -> None:
         if not (isinstance(ready_timeout_s, int | float) and 0 < ready_timeout_s <= 600):
             raise ConfigError(f"ready_timeout_s {ready_timeout_s!r} is out of range: "
@@ -122,6 +141,9 @@ class EmulatedLink:
             raise ConfigError(f"TCP congestion control {tcp_cc!r} is not one of "
                               f"{', '.join(CC_ALGORITHMS)}")
         self.tcp_cc = tcp_cc  # what the namespaces' TCP sockets default to (asked)
+        self.timing_asked = timing if timing is not None else DEFAULT_TIMING
+        # What the forwarder was granted of `timing_asked` (its ready message), once up.
+        self.timing: dict[str, Any] = {}
         # What the namespaces say their default is, once built (None: not built yet).
         self.namespace_cc: dict[str, str] = {}
         if self.pcap_path is not None:  # the forwarder writes it: say so now, not after
@@ -132,6 +154,10 @@ class EmulatedLink:
         self.server_addr = ""
         self.client_addr4 = self.server_addr4 = ""  # both families are always configured
         self.client_addr6 = self.server_addr6 = ""
+        # A second client address of the same family, routed from the server side too:
+        # where a client moves to (docs/migration.md). Its source only for sockets bound to it.
+        self.client_addr_alt = ""
+        self.client_addr_alt4 = self.client_addr_alt6 = ""
         self.tun_name = TUN_NAME
         self._ready_timeout_s = ready_timeout_s
         self._record: state.LinkRecord | None = None
@@ -200,6 +226,9 @@ class EmulatedLink:
         self.server_addr6 = f"fd00:77:0:{free[0]:x}::2"
         six = self.profile.ip == 6
         self.client_addr = self.client_addr6 if six else self.client_addr4
+        self.client_addr_alt4 = f"10.77.{free[0]}.3"
+        self.client_addr_alt6 = f"fd00:77:0:{free[0]:x}:1::1"  # a short common prefix with ::2
+        self.client_addr_alt = self.client_addr_alt6 if six else self.client_addr_alt4
         self.server_addr = self.server_addr6 if six else self.server_addr4
 
     def _build(self) -> None:
@@ -221,12 +250,14 @@ class EmulatedLink:
                 if self.profile.ip == 6:
                     raise LabError("IPv6 is disabled in the link's namespaces by this kernel",
                                    hint="use ip = 4, or enable IPv6 (net.ipv6.conf.*)")
-                self.client_addr6 = self.server_addr6 = ""
+                self.client_addr6 = self.server_addr6 = self.client_addr_alt6 = ""
             c6, s6 = (self.client_addr6, self.server_addr6) if six else (None, None)
             ns.configure_p2p(self.client_ns, TUN_NAME, self.client_addr4, self.server_addr4, mtu,
                              c6, s6)
             ns.configure_p2p(self.server_ns, TUN_NAME, self.server_addr4, self.client_addr4, mtu,
                              s6, c6)
+            ns.add_second_address(self.client_ns, self.server_ns, TUN_NAME,
+                                  self.client_addr_alt4, self.client_addr_alt6 or None)
             self._start_forwarder(client_fd, server_fd)
         finally:
             # The forwarder holds its own copies; the devices die with its fds.
@@ -241,6 +272,7 @@ class EmulatedLink:
             sys.executable, "-m", "protolab.netem.forwarder",
             "--client-fd", str(client_fd), "--server-fd", str(server_fd),
             "--control-fd", str(theirs.fileno()),
+            "--timing", json.dumps(self.timing_asked.to_json()),
         ]
         if self.pcap_path is not None:
             argv += ["--pcap", str(self.pcap_path)]
@@ -272,6 +304,11 @@ class EmulatedLink:
                 "the link's forwarder did not start",
                 hint=f"exit status {self._forwarder.poll()}; see its error output above",
             )
+        self.timing = dict(ready.get("timing", {}))
+        refused = self.timing.get("refused") or []
+        if refused:
+            # Not fatal: the link works, its timing is looser (docs/netem.md#timing).
+            log.warning("link %s: forwarder timing: %s", self.name, "; ".join(refused))
 
     def close(self) -> None:
         """Tear everything down; idempotent, and safe on a half-built link."""
@@ -354,6 +391,7 @@ class EmulatedLink:
             forwarder_cpu_s=raw["cpu_s"],
             late_mean_ns=raw["late_mean_ns"],
             late_max_ns=raw["late_max_ns"],
+            late_hist=tuple(raw.get("late_hist", ())),
             at_ns=raw["at_ns"],
             epoch_ns=raw.get("epoch_ns", 0),
         )

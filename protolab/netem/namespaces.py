@@ -217,6 +217,22 @@ def configure_p2p(netns: str, ifname: str, local: str, peer: str, mtu: int,
         ip("-n", netns, "-6", "route", "replace", f"{peer6}/128", "dev", ifname)
 
 
+def add_second_address(client_ns: str, server_ns: str, ifname: str, addr4: str,
+                       addr6: str | None = None) -> None:
+    """A second address of the client side on the link, and the server side's route back
+    to it: what a host that changes networks gets (connection migration, RFC 9000 §9).
+    The route to the server keeps the first address as its source: the IPv4 peer route
+    names it, and the IPv6 one is deprecated (preferred_lft 0: RFC 6724 rule 3), so only
+    a socket bound to the second address sends from it. The forwarder reads packets off
+    the TUN devices whatever their addresses, so it carries these as any others."""
+    ip("-n", client_ns, "addr", "add", f"{addr4}/32", "dev", ifname)
+    ip("-n", server_ns, "route", "replace", f"{addr4}/32", "dev", ifname)
+    if addr6 is not None:
+        ip("-n", client_ns, "-6", "addr", "add", f"{addr6}/128", "dev", ifname, "nodad",
+           "preferred_lft", "0")
+        ip("-n", server_ns, "-6", "route", "replace", f"{addr6}/128", "dev", ifname)
+
+
 def ipv6_enabled(netns: str, ifname: str) -> bool:
     """Whether the device took IPv6 (the kernel may have it disabled)."""
     path = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"

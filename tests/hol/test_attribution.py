@@ -105,3 +105,46 @@ def test_without_arrivals_the_transport_times_stand_in_and_it_says_so() -> None:
     assert result.streams[0].late_ns == 40 * MS
     assert any("record_arrivals" in p for p in result.problems)
     assert isinstance(result.streams[0], StreamHol)
+
+
+def test_a_client_that_stalls_for_itself_is_not_blamed_on_a_retransmission() -> None:
+    # Seen on the link: the HTTP/3 client's event loop stood still for ~50 ms (a Python
+    # full garbage collection) while every stream's data kept crossing, and stream 0's
+    # retransmission crossed in the middle of it. Everything was released when the client
+    # resumed, 30 ms after that crossing: not another stream's loss, but the client.
+    drop = Drop(0, 10 * MS, "down", "loss", 12, 1200, streams=(0,), refilled_ns=120 * MS)
+    transfer = Transfer("quic", drops=[drop], pieces=[
+        RawPiece(4, 0, 500, 95 * MS, 95 * MS, ()),
+        RawPiece(8, 0, 500, 100 * MS, 100 * MS, ()),
+        RawPiece(4, 500, 500, 110 * MS, 110 * MS, ()),
+        RawPiece(8, 500, 500, 115 * MS, 115 * MS, ()),
+    ])
+    records = [record(4, [(95 * MS, 500), (150 * MS, 500)]),
+               record(8, [(int(150.1 * MS), 500), (int(150.2 * MS), 500)])]
+    result = attribute(transfer, records)
+    assert [p.cause for p in result.pieces] == ["none", "unattributed", "unattributed",
+                                                "unattributed"]
+    assert all(s.others_ns == 0 for s in result.streams)
+    by_stream = {s.stream_id: s for s in result.streams}
+    assert by_stream[8].unattributed_ns == int(50.2 * MS)
+    # The analysis says what it saw: nothing taken from any stream while both had data.
+    [stall] = result.stalls
+    assert (stall.start_ns, stall.end_ns, stall.streams) == (100 * MS, 150 * MS, (4, 8))
+    assert stall.pieces == 3
+    assert any("took nothing from any stream for 50.0 ms" in p for p in result.problems)
+
+
+def test_one_stream_waiting_alone_is_not_a_client_stall() -> None:
+    # Another stream kept getting data while stream 4's range waited: whatever held it,
+    # the client was running.
+    transfer = Transfer("quic", pieces=[
+        RawPiece(4, 0, 500, 10 * MS, 10 * MS, ()),
+        RawPiece(8, 0, 500, 20 * MS, 20 * MS, ()),
+        RawPiece(8, 500, 500, 30 * MS, 30 * MS, ()),
+    ])
+    records = [record(4, [(60 * MS, 500)]),
+               record(8, [(int(20.2 * MS), 500), (int(30.2 * MS), 500)])]
+    result = attribute(transfer, records)
+    assert [p.cause for p in result.pieces] == ["unattributed", "none", "none"]
+    assert result.stalls == []
+    assert not any("took nothing" in p for p in result.problems)

@@ -87,4 +87,8 @@ def test_h2_and_h3_cross_the_link_over_ipv6_with_its_delay(
     for label, transport in (("h2", 6), ("h3", 17)):  # TCP, UDP
         packets = [data for _, data in read_records(captures[label])]
         assert {p[0] >> 4 for p in packets} == {6}  # every packet on the wire is IPv6
-        assert {p[6] for p in packets} == {transport}  # IPv6's next header
+        # IPv6's next header: the transport's, and at most ICMPv6 "port unreachable" for
+        # what the server still sent after the client closed its socket (a QUIC client
+        # need not wait out the draining period, RFC 9000 §10.2).
+        assert transport in {p[6] for p in packets}
+        assert {p[6] for p in packets} <= {transport, 58}
