@@ -103,13 +103,14 @@ def _verdict_columns(table: Table) -> None:
                          no_wrap=column in ("measured", "CI", "verdict"))
 
 
-def _verdict_rows(table: Table, suite: Suite, verdicts: list[Verdict]) -> None:
+def _verdict_rows(table: Table, suite: Suite, verdicts: list[Verdict],
+                  *, where: bool = True) -> None:
     claims = {c.id: c for c in suite.claims}
     for v in verdicts:
         claim = claims.get(v.claim)
         ci = ("-" if v.ci_low is None or v.ci_high is None
               else f"{_number(v.ci_low, v.unit)}–{_number(v.ci_high, v.unit)}")
-        table.add_row(v.claim, where_words(v.conditions),
+        table.add_row(v.claim, where_words(v.conditions) if where else "",
                       _short_prediction(claim) if claim else "-",
                       f"{_number(v.value, v.unit)} {v.unit}", ci,
                       Text(v.verdict, style=_VERDICT_COLOUR[v.verdict]))
@@ -171,7 +172,11 @@ def claims_table(runs: list[tuple[Suite, list[Verdict], float]]) -> Table:
                                "suite (protolab/bench/suites/), --json, the report; CI: 95%"))
     _verdict_columns(table)
     for suite, verdicts, seconds in runs:
-        table.add_row(Text(f"{suite.name} ({seconds:.0f} s)", style="bold"), end_section=False)
-        _verdict_rows(table, suite, verdicts)
+        # A suite whose claims were all judged on one link names it once, in its heading.
+        links = {tuple(v.conditions.items()) for v in verdicts}
+        one = where_words(verdicts[0].conditions) if len(links) == 1 else None
+        heading = f"{suite.name} ({seconds:.0f} s)" + (f", {one}" if one else "")
+        table.add_row(Text(heading, style="bold"), end_section=False)
+        _verdict_rows(table, suite, verdicts, where=one is None)
         table.add_section()
     return table
