@@ -646,14 +646,18 @@ def _send_all_then_read(port: int, ca_file: Path | None, head: bytes, size: int)
         sock = client_tls_context(ca_file, ["http/1.1"]).wrap_socket(
             sock, server_hostname="localhost")
     with sock:
-        sock.sendall(head)
-        chunk = bytes(65_536)
-        for _ in range(size // len(chunk)):
-            sock.sendall(chunk)
-        received = b""
-        while part := sock.recv(65_536):
-            received += part
-        return received
+        return _send_then_read(sock, head, size)
+
+
+def _send_then_read(sock: socket.socket, head: bytes, size: int) -> bytes:
+    sock.sendall(head)
+    chunk = bytes(65_536)
+    for _ in range(size // len(chunk)):
+        sock.sendall(chunk)
+    received = b""
+    while part := sock.recv(65_536):
+        received += part
+    return received
 
 
 def _ws_upgrade(port: int, ca_file: Path | None) -> socket.socket:
@@ -674,14 +678,7 @@ def _ws_upgrade(port: int, ca_file: Path | None) -> socket.socket:
 def _ws_send_big_then_read(port: int, ca_file: Path | None, size: int) -> bytes:
     with _ws_upgrade(port, ca_file) as sock:
         # One binary frame, masked with the key 0 (RFC 6455 §5.2): payload as is.
-        sock.sendall(b"\x82\xff" + struct.pack("!Q", size) + bytes(4))
-        chunk = bytes(65_536)
-        for _ in range(size // len(chunk)):
-            sock.sendall(chunk)
-        received = b""
-        while part := sock.recv(65_536):
-            received += part
-        return received
+        return _send_then_read(sock, b"\x82\xff" + struct.pack("!Q", size) + bytes(4), size)
 
 
 @pytest.mark.asyncio
