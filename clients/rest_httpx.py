@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -234,9 +233,9 @@ class HttpxClient:
                 if len(decoded) != tl.body_bytes:
                     tl.transport["decoded_bytes"] = len(decoded)
                 if response.headers.get("content-type", "").startswith("application/json"):
-                    started = time.perf_counter_ns()
+                    started = now_ns()
                     json.loads(decoded)  # what response.json() does with the decoded body
-                    tl.transport["json_decode_us"] = (time.perf_counter_ns() - started) // 1000
+                    tl.transport["json_decode_us"] = (now_ns() - started) // 1000
                 tl.done_ns = now_ns()
         except httpx.TimeoutException as exc:
             raise ProtocolFailure("timeout", f"httpx: {exc!r}") from exc

@@ -16,7 +16,8 @@ Server side (pure except for the clock read around the encoder):
   text) of at least `min_size` bytes, not already coded. It sets `content-encoding`,
   `vary: accept-encoding` (on every response the header could have changed, identity
   included) and `server-timing: enc;dur=MS;desc="br q5"` — the W3C Server Timing
-  header, in milliseconds, measured with `perf_counter_ns` around the encoder alone.
+  header, in milliseconds, measured with the lab's one clock (protolab/timing.py)
+  around the encoder alone.
 - Levels (`CompressionSettings`): gzip 6 (zlib's default, Apache's mod_deflate default,
   and the level of the older `/records?gzip=1`); brotli quality 5 — what on-the-fly
   servers use for dynamic responses (nginx's ngx_brotli defaults to 6, Cloudflare used 4),
@@ -37,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import re
-import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,6 +46,7 @@ from typing import Literal, Protocol
 import brotli
 
 from protolab.errors import ConfigError
+from protolab.timing import now_ns
 from protolab.workload import Body, WorkloadResponse
 
 Coding = Literal["br", "gzip", "identity"]
@@ -167,9 +168,9 @@ def encode_response(response: WorkloadResponse, accept_encoding: str | None,
     vary = ("vary", "accept-encoding")
     if coding == "identity":
         return dataclasses.replace(response, extra_headers=(*response.extra_headers, vary))
-    started = time.perf_counter_ns()
+    started = now_ns()
     encoded = encode(literal, coding, settings)
-    took_ms = (time.perf_counter_ns() - started) / 1e6
+    took_ms = (now_ns() - started) / 1e6
     level = (f"q{settings.brotli_quality}" if coding == "br" else f"level {settings.gzip_level}")
     timing = ("server-timing", f'enc;dur={took_ms:.3f};desc="{coding} {level}"')
     return dataclasses.replace(
@@ -243,7 +244,7 @@ class BodyDecoder:
     def feed(self, data: bytes | memoryview) -> None:
         if self._failed is not None or not data:
             return
-        started = time.perf_counter_ns()
+        started = now_ns()
         try:
             if self._gzip is not None:
                 if self._gzip.eof:
@@ -257,7 +258,7 @@ class BodyDecoder:
             self._failed = f"{self.coding} body does not decode: {exc}"
             return
         finally:
-            self.decode_ns += time.perf_counter_ns() - started
+            self.decode_ns += now_ns() - started
         self.decoded_bytes += len(out)
         if self._keep and out:
             self._parts.append(out)

@@ -42,3 +42,24 @@ def test_the_core_imports_neither_clients_nor_servers() -> None:
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             for name in names:
                 assert not name.startswith(("clients", "servers")), f"{path.name}: {name}"
+
+
+def test_a_records_document_gives_the_same_record_back_and_refuses_a_strangers() -> None:
+    import json
+
+    import pytest
+
+    from protolab.core.record import MessageTiming
+    from tests.bench.test_store import record
+
+    original = dataclasses.replace(
+        record(3), content=bytes(range(256)), arrivals=((5, 100), (9, 200)),
+        messages=(MessageTiming(seq=1, size=4, sent_ns=2, received_ns=3, born_ns=1),),
+        transport={"decoded_bytes": 7})
+    sent = json.loads(json.dumps(original.to_document()))  # as it crosses a process
+    assert RequestRecord.from_document(sent) == original
+    assert original.to_json()["content"] == 256  # for people: the size only
+    with pytest.raises(ValueError, match="other fields"):
+        RequestRecord.from_document({**sent, "extra": 1})
+    with pytest.raises(ValueError, match="message timings"):
+        RequestRecord.from_document({**sent, "messages": [{"seq": 1}]})

@@ -11,6 +11,7 @@ recorder's `freeze()` are derived from it.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import re
 from dataclasses import asdict, dataclass, field
@@ -106,14 +107,44 @@ class RequestRecord:
         return self.error is None and self.status is not None and self.body_verified is not False
 
     def to_json(self) -> dict[str, Any]:
+        """For people and scripts (`--json`): a kept body as its size only."""
         data = asdict(self)
         data["arrivals"] = [list(a) for a in self.arrivals]
         data["content"] = None if self.content is None else len(self.content)  # size only
         return data
 
+    def to_document(self) -> dict[str, Any]:
+        """Lossless, for another process (a Dask worker's records): a kept body as base64,
+        arrivals and messages as lists; `from_document` gives the record back."""
+        data = asdict(self)
+        data["arrivals"] = [list(a) for a in self.arrivals]
+        data["content"] = None if self.content is None else base64.b64encode(
+            self.content).decode("ascii")
+        return data
+
+    @classmethod
+    def from_document(cls, data: Any) -> RequestRecord:
+        """The record `to_document` wrote; ValueError for a document with other fields
+        (another revision's records) or values of the wrong kind."""
+        if not isinstance(data, dict) or set(data) != set(RECORD_FIELDS):
+            raise ValueError("a record with other fields than this protolab's")
+        messages = data["messages"]
+        if not isinstance(messages, list | tuple) or not all(
+                isinstance(m, dict) and set(m) == _MESSAGE_FIELDS for m in messages):
+            raise ValueError("message timings this protolab does not know")
+        content = data["content"]
+        return cls(**{
+            **data,
+            "arrivals": tuple((int(t), int(n)) for t, n in data["arrivals"]),
+            "messages": tuple(MessageTiming(**m) for m in messages),
+            "content": None if content is None else base64.b64decode(content),
+            "transport": dict(data["transport"]),
+        })
+
 
 # The one list of a record's fields, in declaration order.
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RequestRecord))
+_MESSAGE_FIELDS = frozenset(f.name for f in dataclasses.fields(MessageTiming))
 
 _BYTES_PATH = re.compile(r"^/(?:delay/\d+/)?bytes/\d+(?:\?.*)?$")
 

@@ -5,43 +5,20 @@ other fields, is a clear error rather than a wrong row."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 from typing import Any
 
 from protolab.bench.runner import CellFailure, ClientResult, RanOn, RepResult, RepTask
-from protolab.core.record import RECORD_FIELDS, MessageTiming, RequestRecord
+from protolab.core.record import RequestRecord
 from protolab.errors import LabError
-
-_MESSAGE_FIELDS = frozenset(f.name for f in dataclasses.fields(MessageTiming))
-
-
-def record_to_json(record: RequestRecord) -> dict[str, Any]:
-    data = dataclasses.asdict(record)
-    data["arrivals"] = [list(a) for a in record.arrivals]
-    data["messages"] = [dataclasses.asdict(m) for m in record.messages]
-    data["content"] = None if record.content is None else base64.b64encode(
-        record.content).decode("ascii")
-    return data
 
 
 def record_from_json(data: Any) -> RequestRecord:
-    if not isinstance(data, dict) or set(data) != set(RECORD_FIELDS):
-        raise LabError("a worker sent a record with other fields than this protolab's",
-                       hint="run the same protolab revision on every machine")
-    messages = data["messages"]
-    if not isinstance(messages, list | tuple) or not all(
-            isinstance(m, dict) and set(m) == _MESSAGE_FIELDS for m in messages):
-        raise LabError("a worker sent message timings this protolab does not know",
-                       hint="run the same protolab revision on every machine")
-    content = data["content"]
-    return RequestRecord(**{
-        **data,
-        "arrivals": tuple((int(t), int(n)) for t, n in data["arrivals"]),
-        "messages": tuple(MessageTiming(**m) for m in messages),
-        "content": None if content is None else base64.b64decode(content),
-        "transport": dict(data["transport"]),
-    })
+    try:
+        return RequestRecord.from_document(data)
+    except ValueError as exc:
+        raise LabError(f"a worker sent {exc}",
+                       hint="run the same protolab revision on every machine") from None
 
 
 def result_to_json(result: RepResult) -> dict[str, Any]:
@@ -49,7 +26,7 @@ def result_to_json(result: RepResult) -> dict[str, Any]:
     return {
         "cell": result.task.cell.index, "rep": result.task.rep,
         "attempt": result.task.attempt,
-        "records": [record_to_json(r) for r in result.client.records],
+        "records": [r.to_document() for r in result.client.records],
         "cpu_s": result.client.cpu_s,
         "failure": None if failure is None else {"kind": failure.kind,
                                                  "message": failure.message},
