@@ -26,7 +26,7 @@ from clients import migration
 from clients.h1 import H1Options
 from clients.h2 import H2Options
 from clients.h3 import H3Options
-from protolab.bench import claims
+from protolab.bench import claim_metrics, claims
 from protolab.bench.runner import CellCapture, run_cells
 from protolab.bench.suite import load_suite, parse_suite
 from protolab.errors import ConfigError
@@ -97,7 +97,7 @@ def test_the_bundled_suite_and_its_claim_metrics_agree_with_the_clients() -> Non
     assert all(c.metric in claims.METRICS for c in suite.claims)
     # The claims read the keys the clients write.
     assert claims.MIGRATION_MOVED == migration.MOVED
-    source = Path(claims.__file__).read_text()
+    source = Path(claim_metrics.__file__).read_text()
     for key in (migration.RECOVERED, migration.PATH, migration.RECONNECTED,
                 migration.REFETCHED):
         assert f'"{key}"' in source
