@@ -1,7 +1,7 @@
 """Helpers for the interop tests: finding third-party peers and checking what they got.
 
 A peer binary that is missing skips its tests with the apt-get line that installs it;
-CI installs them all (curl, nghttp2-client, ngtcp2-client, caddy), so there they run.
+CI installs them all (`./run test` asks apt for each missing one), so there they run.
 """
 
 from __future__ import annotations
