@@ -6,25 +6,42 @@ profile that exists is one the model and the forwarder can apply exactly; errors
 name the option a user typed (`--delay`, `--loss`, ...) with the value and the allowed
 range, so they can fix it. CLI options, suite files (both through
 `profiles.build_profile`) and JSON documents (`LinkProfile.from_json`) all end here.
-
-Every number is bounded (`BOUNDS`): the forwarder waits in select(), whose timeout
-overflows past ~9.2e9 s, and schedules on a nanosecond clock, so a delay of 1e20 ms or a
-rate of 1 bit/s would kill or freeze it; NaN compares false with everything and would
-slip through a plain `<` check (a NaN burst length gave a link that never dropped).
+The checks themselves, and every number's range (`BOUNDS`), are in `validation`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 from protolab.errors import ConfigError
 from protolab.netem.trace import DeliveryTrace
+from protolab.netem.validation import (
+    BOUNDS,
+    MAX_BURST,
+    MAX_DELAY_NS,
+    MAX_DROP_INDEX,
+    MAX_DROP_PACKETS,
+    MAX_QUEUE_BYTES,
+    MAX_QUEUE_PACKETS,
+    MAX_RATE_BPS,
+    MAX_SEED,
+    MIN_RATE_BPS,
+    Bound,
+    check_document,
+    check_type,
+    prefixed,
+)
 
-T = TypeVar("T")
+# The bounds and checks moved to `validation`; re-exported for callers that import them
+# from here.
+__all__ = [
+    "BOUNDS", "MAX_BURST", "MAX_DELAY_NS", "MAX_DROP_INDEX", "MAX_DROP_PACKETS",
+    "MAX_QUEUE_BYTES", "MAX_QUEUE_PACKETS", "MAX_RATE_BPS", "MAX_SEED", "MIN_RATE_BPS",
+    "PORTED_PROTOCOLS", "PROTOCOL_NUMBERS", "Bound", "Direction", "DirectionConfig",
+    "Distribution", "DropRule", "LinkProfile",
+]
 
 
 class Direction(StrEnum):
@@ -38,21 +55,6 @@ class Direction(StrEnum):
 PROTOCOL_NUMBERS: dict[str, int] = {"tcp": 6, "udp": 17, "icmp": 1}
 PORTED_PROTOCOLS = frozenset({"tcp", "udp"})
 
-_MS = 1_000_000
-# One way. A geostationary hop is 0.3 s; 60 s leaves room for odd experiments and keeps
-# every select() timeout and deadline of the forwarder small.
-MAX_DELAY_NS = 60_000 * _MS
-# 1 kbit/s serialises a 1500-byte packet in 12 s; 100 Gbit/s is far above what the
-# forwarder moves (~1.5 Gbit/s), so any faster "limit" is a typo.
-MIN_RATE_BPS = 1_000
-MAX_RATE_BPS = 100_000_000_000
-MAX_BURST = 1_000_000.0  # mean loss-burst length, packets
-MAX_QUEUE_PACKETS = 1_000_000
-MAX_QUEUE_BYTES = 1 << 30
-MAX_DROP_INDEX = 1_000_000_000  # the Nth packet of a rule
-MAX_DROP_PACKETS = 1_000_000  # packet numbers in one rule (use --loss for more)
-MAX_SEED = 2**63 - 1
-
 
 class Distribution(StrEnum):
     """Shapes of the delay's variation, as Linux netem names them (`distribution ...`)."""
@@ -61,69 +63,6 @@ class Distribution(StrEnum):
     NORMAL = "normal"  # jitter is the standard deviation
     PARETO = "pareto"  # netem's table: a heavy right tail, jitter scales it
     PARETONORMAL = "paretonormal"  # netem's table: 1/4 normal + 3/4 pareto, same quantile
-
-
-@dataclass(frozen=True)
-class Bound:
-    """The allowed range of one number, and how to show it as the user typed it."""
-
-    option: str  # what a user typed to set it, e.g. "--delay"
-    low: int | float
-    high: int | float
-    integer: bool = False
-    unit: str = ""  # after shown values, e.g. " ms"
-    scale: int | float = 1  # shown value = stored value / scale
-
-    def range(self, *, stored: bool = False) -> str:
-        scale, unit = (1, "") if stored else (self.scale, self.unit)
-        return f"{_shown(self.low, scale)}..{_shown(self.high, scale)}{unit}"
-
-    def check(self, value: Any, name: str | None = None) -> None:
-        """Raise ConfigError (one line: option, value, allowed range) unless `value` fits.
-
-        With `name` (a JSON key) values are shown as stored, not in the option's unit."""
-        label = name or self.option
-        scale, unit = (1, "") if name else (self.scale, self.unit)
-        allowed = self.range(stored=name is not None)
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not number or (self.integer and not isinstance(value, int)):
-            kind = "an integer" if self.integer else "a number"
-            raise ConfigError(f"{label} must be {kind} within {allowed}, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{label} {value}{unit} is not a finite number: allowed {allowed}")
-        if not self.low <= value <= self.high:
-            raise ConfigError(
-                f"{label} {_shown(value, scale)}{unit} is out of range: allowed {allowed}")
-
-
-def _shown(value: int | float, scale: int | float) -> str:
-    if isinstance(value, int) and value.bit_length() > 1000:
-        return f"(a {value.bit_length()}-bit number)"  # beyond float, and str() may refuse
-    if scale == 1 and isinstance(value, int) and value.bit_length() <= 64:
-        return str(value)
-    shown = value / scale
-    return str(int(shown)) if shown.is_integer() and abs(shown) < 1e15 else f"{shown:g}"
-
-
-BOUNDS: dict[str, Bound] = {
-    "delay_ns": Bound("--delay", 0, MAX_DELAY_NS, integer=True, unit=" ms", scale=_MS),
-    "jitter_ns": Bound("--jitter", 0, MAX_DELAY_NS, integer=True, unit=" ms", scale=_MS),
-    "loss": Bound("--loss", 0.0, 1.0, unit="%", scale=0.01),
-    "burst": Bound("--burst", 1.0, MAX_BURST, unit=" packets"),
-    "rate_bps": Bound("--rate", MIN_RATE_BPS, MAX_RATE_BPS, integer=True, unit=" bit/s"),
-    "queue_packets": Bound("--queue", 1, MAX_QUEUE_PACKETS, integer=True, unit=" packets"),
-    "queue_bytes": Bound("--queue", 1, MAX_QUEUE_BYTES, integer=True, unit=" bytes"),
-    "drop_index": Bound("--drop packet number", 1, MAX_DROP_INDEX, integer=True),
-    "port": Bound("--drop port", 1, 65535, integer=True),
-    "seed": Bound("--seed", 0, MAX_SEED, integer=True),
-    "correlation": Bound("--correlation", 0.0, 1.0, unit="%", scale=0.01),
-    "mtu": Bound("--mtu", 576, 65535, integer=True, unit=" bytes"),
-}
-
-
-def _check_type(name: str, value: Any, kind: type | tuple[type, ...], what: str) -> None:
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise ConfigError(f"{name} must be {what}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -142,7 +81,7 @@ class DropRule:
     def __post_init__(self) -> None:
         if not isinstance(self.direction, Direction):
             raise ConfigError(f"--drop direction must be up or down, got {self.direction!r}")
-        _check_type("--drop packet numbers", self.indices, frozenset, "a frozenset of integers")
+        check_type("--drop packet numbers", self.indices, frozenset, "a frozenset of integers")
         if not self.indices:
             raise ConfigError("--drop lists no packet numbers", hint="e.g. --drop down:12,13")
         if len(self.indices) > MAX_DROP_PACKETS:
@@ -170,7 +109,7 @@ class DropRule:
                     f"but {self.protocol} packets have no ports: the rule can never match",
                     hint="drop the port or use tcp/udp",
                 )
-            _check_type("--drop port", self.port, int, "an integer within 1..65535")
+            check_type("--drop port", self.port, int, "an integer within 1..65535")
             # Port 0 never appears on the wire (it means "any" to bind()).
             if not 1 <= self.port <= 65535:
                 raise ConfigError(
@@ -203,12 +142,12 @@ class DropRule:
     @classmethod
     def from_json(cls, data: Any, where: str = "drop") -> DropRule:
         """The inverse of `to_json`; a bad document is a ConfigError naming the key."""
-        doc = _document(data, where, {"direction", "indices", "protocol", "port"})
+        doc = check_document(data, where, {"direction", "indices", "protocol", "port"})
         direction = doc["direction"]
         if direction not in (d.value for d in Direction):
             raise ConfigError(f"{where}.direction must be 'up' or 'down', got {direction!r}")
         runs = doc["indices"]
-        _check_type(f"{where}.indices", runs, list, "a list of [first, last] packet numbers")
+        check_type(f"{where}.indices", runs, list, "a list of [first, last] packet numbers")
         indices: set[int] = set()
         bound = BOUNDS["drop_index"]
         for i, run in enumerate(runs):
@@ -224,11 +163,11 @@ class DropRule:
             indices.update(range(first, last + 1))
         protocol, port = doc["protocol"], doc["port"]
         if protocol is not None:
-            _check_type(f"{where}.protocol", protocol, str, "null or one of icmp, tcp, udp")
+            check_type(f"{where}.protocol", protocol, str, "null or one of icmp, tcp, udp")
         if port is not None:
             BOUNDS["port"].check(port, f"{where}.port")
-        return _prefixed(where, lambda: cls(Direction(direction), frozenset(indices),
-                                            protocol, port))
+        return prefixed(where, lambda: cls(Direction(direction), frozenset(indices),
+                                           protocol, port))
 
 
 @dataclass(frozen=True)
@@ -255,7 +194,7 @@ class DirectionConfig:
         for name in ("burst", "rate_bps", "queue_packets", "queue_bytes"):
             if getattr(self, name) is not None:
                 BOUNDS[name].check(getattr(self, name))
-        _check_type("--reorder", self.reorder, bool, "true or false")
+        check_type("--reorder", self.reorder, bool, "true or false")
         if self.jitter_ns > self.delay_ns:
             raise ConfigError(
                 f"--jitter {self.jitter_ns / 1e6:g} ms exceeds --delay {self.delay_ns / 1e6:g} ms",
@@ -285,7 +224,7 @@ class DirectionConfig:
                 "--queue needs --rate or a trace: without a bottleneck no queue ever forms",
                 hint="add e.g. --rate 10mbit",
             )
-        _check_type("drop rules", self.drops, tuple, "a tuple of DropRule")
+        check_type("drop rules", self.drops, tuple, "a tuple of DropRule")
         for rule in self.drops:
             if not isinstance(rule, DropRule):
                 raise ConfigError(f"drop rules must be DropRule, got {type(rule).__name__}")
@@ -323,7 +262,7 @@ class DirectionConfig:
     @classmethod
     def from_json(cls, data: Any, where: str = "direction") -> DirectionConfig:
         """The inverse of `to_json`; a bad document is a ConfigError naming the key."""
-        doc = _document(data, where, set(_DIRECTION_KEYS), set(_LATER_KEYS))
+        doc = check_document(data, where, set(_DIRECTION_KEYS), set(_LATER_KEYS))
         values: dict[str, Any] = {}
         for key, optional in _DIRECTION_KEYS.items():
             value: Any = doc.get(key, _LATER_KEYS.get(key))
@@ -337,15 +276,15 @@ class DirectionConfig:
                                       f"got {value!r}")
                 value = Distribution(value)
             elif key == "reorder":
-                _check_type(f"{where}.reorder", value, bool, "true or false")
+                check_type(f"{where}.reorder", value, bool, "true or false")
             elif key == "drops":
-                _check_type(f"{where}.drops", value, list, "a list of drop rules")
+                check_type(f"{where}.drops", value, list, "a list of drop rules")
                 value = tuple(DropRule.from_json(rule, f"{where}.drops[{i}]")
                               for i, rule in enumerate(value))
             elif not (optional and value is None):
                 BOUNDS[key].check(value, f"{where}.{key}")
             values[key] = value
-        return _prefixed(where, lambda: cls(**values))
+        return prefixed(where, lambda: cls(**values))
 
 
 # Keys of a direction's document; True: may be null.
@@ -373,14 +312,14 @@ class LinkProfile:
     ip: int = 4
 
     def __post_init__(self) -> None:
-        _check_type("profile name", self.name, str, "a string")
+        check_type("profile name", self.name, str, "a string")
         if self.ip not in (4, 6) or isinstance(self.ip, bool):
             raise ConfigError(f"--ip must be 4 or 6, got {self.ip!r}")
-        _check_type("profile description", self.description, str, "a string")
+        check_type("profile description", self.description, str, "a string")
         BOUNDS["seed"].check(self.seed)
         BOUNDS["mtu"].check(self.mtu)
         for cfg in (self.up, self.down):
-            _check_type("a direction", cfg, DirectionConfig, "a DirectionConfig")
+            check_type("a direction", cfg, DirectionConfig, "a DirectionConfig")
             if cfg.queue_bytes is not None and cfg.queue_bytes < self.mtu:
                 raise ConfigError(
                     f"--queue {cfg.queue_bytes} bytes cannot hold one {self.mtu}-byte packet",
@@ -417,39 +356,17 @@ class LinkProfile:
         """A profile from `to_json`'s document, validated as the CLI validates options:
         a missing, unknown or bad key is a ConfigError that names it."""
         where = "link profile"
-        doc = _document(data, where, {"name", "description", "seed", "mtu", "up", "down", "ip"},
-                        {"ip"})
+        doc = check_document(data, where,
+                             {"name", "description", "seed", "mtu", "up", "down", "ip"}, {"ip"})
         ip = doc.get("ip", 4)
         if ip not in (4, 6) or isinstance(ip, bool):
             raise ConfigError(f"{where}.ip must be 4 or 6, got {ip!r}")
-        _check_type(f"{where}.name", doc["name"], str, "a string")
-        _check_type(f"{where}.description", doc["description"], str, "a string")
+        check_type(f"{where}.name", doc["name"], str, "a string")
+        check_type(f"{where}.description", doc["description"], str, "a string")
         BOUNDS["seed"].check(doc["seed"], f"{where}.seed")
         BOUNDS["mtu"].check(doc["mtu"], f"{where}.mtu")
         up = DirectionConfig.from_json(doc["up"], f"{where}.up")
         down = DirectionConfig.from_json(doc["down"], f"{where}.down")
-        return _prefixed(where, lambda: cls(name=doc["name"], up=up, down=down, seed=doc["seed"],
-                                            mtu=doc["mtu"], description=doc["description"],
-                                            ip=ip))
-
-
-def _document(data: Any, where: str, keys: set[str],
-              optional: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a JSON object, got {type(data).__name__}")
-    missing = sorted(keys - set(data) - optional)
-    unknown = sorted(str(k) for k in set(data) - keys)
-    if missing:
-        raise ConfigError(f"{where} lacks the key(s) {', '.join(missing)}")
-    if unknown:
-        raise ConfigError(f"{where} has unknown key(s) {', '.join(unknown)}",
-                          hint=f"known: {', '.join(sorted(keys))}")
-    return data
-
-
-def _prefixed(where: str, build: Callable[[], T]) -> T:
-    """Run `build()`; a cross-field ConfigError (e.g. jitter > delay) says where it was."""
-    try:
-        return build()
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc.args[0]}", hint=exc.hint) from None
+        return prefixed(where, lambda: cls(name=doc["name"], up=up, down=down, seed=doc["seed"],
+                                           mtu=doc["mtu"], description=doc["description"],
+                                           ip=ip))

@@ -31,21 +31,20 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Literal, TypeVar
 
 from protolab.core.procfs import process_start
 from protolab.errors import ConfigError, LabError
+from protolab.netem import forwarder, privileges, state
 from protolab.netem import namespaces as ns
-from protolab.netem import privileges, state
 from protolab.netem.config import LinkProfile
+from protolab.netem.counters import DirectionCounters, LinkCounters
 from protolab.netem.deathsig import Spawner, wrap
-from protolab.netem.forwarder import DEFAULT_TIMING, TimingSettings
+from protolab.netem.timing import DEFAULT_TIMING, TimingSettings
 from protolab.paths import check_output_file
 from protolab.tcpsock import CC_ALGORITHMS
 
@@ -55,62 +54,9 @@ TUN_NAME = "plab0"
 log = logging.getLogger(__name__)
 _NAME_RE = re.compile(r"^[a-z0-9]{1,24}$")
 
-
-@dataclass(frozen=True)
-class DirectionCounters:
-    """What happened to the packets of one direction since the link came up."""
-
-    packets_in: int = 0  # read from the sending side's TUN
-    bytes_in: int = 0
-    delivered_packets: int = 0  # written to the receiving side's TUN
-    delivered_bytes: int = 0
-    dropped_loss: int = 0  # random or bursty loss
-    dropped_queue: int = 0  # drop-tail at the rate limit
-    dropped_droplist: int = 0  # deterministic drop rules
-    write_errors: int = 0  # the receiving TUN refused the packet
-    tun_tx_dropped: int = 0  # dropped by the sending TUN before the forwarder read them
-    tun_rx_dropped: int = 0  # dropped by the receiving kernel after the forwarder wrote them
-
-    @property
-    def dropped(self) -> int:
-        return self.dropped_loss + self.dropped_queue + self.dropped_droplist
-
-    @property
-    def unseen_drops(self) -> int:
-        """Drops outside the model: a sign the forwarder could not keep up."""
-        return self.tun_tx_dropped + self.tun_rx_dropped + self.write_errors
-
-
-@dataclass(frozen=True)
-class LinkCounters:
-    up: DirectionCounters  # client → server
-    down: DirectionCounters  # server → client
-    in_flight: int  # packets the forwarder holds for later delivery
-    forwarder_cpu_s: float  # user+system CPU time of the forwarder process
-    late_mean_ns: int  # how late delayed packets left, on average, against the model's time
-    late_max_ns: int  # ... and at worst
-    at_ns: int  # monotonic time of the snapshot
-    epoch_ns: int = 0  # monotonic time the link came up: a delivery trace's time 0
-    # Deliveries per lateness slot: slot i is 2^(i-1)..2^i us late (slot 0: under 1 us).
-    late_hist: tuple[int, ...] = ()
-
-    def late_percentile_us(self, q: float) -> float:
-        """The upper edge (us) of the slot holding the q-th percentile of lateness."""
-        total = sum(self.late_hist)
-        if not total:
-            return 0.0
-        seen = 0
-        for slot, count in enumerate(self.late_hist):
-            seen += count
-            if seen >= total * q / 100:
-                return float(1 << slot) if slot else 1.0
-        return float(1 << (len(self.late_hist) - 1))
-
-
-def _direction(raw: dict[str, int], tx_dropped: int, rx_dropped: int) -> DirectionCounters:
-    known = {f.name for f in fields(DirectionCounters)}
-    values = {k: v for k, v in raw.items() if k in known}
-    return DirectionCounters(**values, tun_tx_dropped=tx_dropped, tun_rx_dropped=rx_dropped)
+# The counters moved to `counters`; re-exported for callers that import them from here.
+__all__ = ["TUN_NAME", "DirectionCounters", "EmulatedLink", "LinkCounters", "Side",
+           "remove_link"]
 
 
 class EmulatedLink:
@@ -268,14 +214,8 @@ class EmulatedLink:
         assert self._record is not None
         mine, theirs = socket.socketpair()
         self._control = mine
-        argv = [
-            sys.executable, "-m", "protolab.netem.forwarder",
-            "--client-fd", str(client_fd), "--server-fd", str(server_fd),
-            "--control-fd", str(theirs.fileno()),
-            "--timing", json.dumps(self.timing_asked.to_json()),
-        ]
-        if self.pcap_path is not None:
-            argv += ["--pcap", str(self.pcap_path)]
+        argv = forwarder.command_line(client_fd, server_fd, theirs.fileno(), self.timing_asked,
+                                      self.pcap_path)
         try:
             # A session of its own: a terminal's Ctrl-C reaches us, and we stop it in order.
             self._forwarder = subprocess.Popen(
@@ -295,16 +235,7 @@ class EmulatedLink:
         state.write(self._record, self._state_dir)
         mine.settimeout(self._ready_timeout_s)
         self._control_file = mine.makefile("rb")
-        try:
-            ready = json.loads(self._control_file.readline() or b"{}")
-        except (TimeoutError, ValueError):
-            ready = {}
-        if not ready.get("ready"):
-            raise LabError(
-                "the link's forwarder did not start",
-                hint=f"exit status {self._forwarder.poll()}; see its error output above",
-            )
-        self.timing = dict(ready.get("timing", {}))
+        self.timing = forwarder.read_ready(self._control_file, self._forwarder)
         refused = self.timing.get("refused") or []
         if refused:
             # Not fatal: the link works, its timing is looser (docs/netem.md#timing).
@@ -374,27 +305,11 @@ class EmulatedLink:
         if self._control is None or self._control_file is None:
             raise LabError("the link's forwarder is not connected")
         with self._control_lock:
-            try:
-                self._control.sendall(b"stop\n" if stop else b"counters\n")
-                line = self._control_file.readline()
-            except OSError as exc:
-                raise LabError(f"the link's forwarder is unreachable: {exc}") from exc
-        if not line:
-            raise LabError("the link's forwarder has exited", hint="the link is cut")
-        raw = json.loads(line)
-        c_tx, c_rx = ns.device_drops(self.client_ns, TUN_NAME)
-        s_tx, s_rx = ns.device_drops(self.server_ns, TUN_NAME)
-        return LinkCounters(
-            up=_direction(raw["up"], c_tx, s_rx),
-            down=_direction(raw["down"], s_tx, c_rx),
-            in_flight=raw["in_flight"],
-            forwarder_cpu_s=raw["cpu_s"],
-            late_mean_ns=raw["late_mean_ns"],
-            late_max_ns=raw["late_max_ns"],
-            late_hist=tuple(raw.get("late_hist", ())),
-            at_ns=raw["at_ns"],
-            epoch_ns=raw.get("epoch_ns", 0),
-        )
+            raw = forwarder.request(self._control, self._control_file,
+                                    "stop" if stop else "counters")
+        return LinkCounters.from_snapshot(raw,
+                                          ns.device_drops(self.client_ns, TUN_NAME),
+                                          ns.device_drops(self.server_ns, TUN_NAME))
 
     # -- running things inside ---------------------------------------------------------
 

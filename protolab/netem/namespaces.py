@@ -142,6 +142,9 @@ def _write_sysctl(path: str, value: str) -> None:
 
 
 _TCP_CC = "/proc/sys/net/ipv4/tcp_congestion_control"
+_TCP_CC_ALLOWED = "/proc/sys/net/ipv4/tcp_allowed_congestion_control"
+# Serialises the brief widening of the machine's allowed list between labs (root only).
+_TCP_CC_LOCK = "/run/protolab-tcp-cc.lock"
 
 
 def set_default_tcp_cc(netns: str, algorithm: str) -> str:
@@ -151,9 +154,14 @@ def set_default_tcp_cc(netns: str, algorithm: str) -> str:
     A namespace starts with the initial namespace's default (BBR on these machines).
     Sockets the lab opens set TCP_CONGESTION themselves; this is for those it cannot
     reach (grpcio opens its own in C). /proc/sys/net answers for the network namespace
-    of the thread that opens it, so the write happens on a thread inside `netns`. Where
-    the kernel refuses (EPERM inside an unprivileged user namespace), the namespace keeps
-    its default and the caller records which one it is.
+    of the thread that opens it, so the write happens on a thread inside `netns`.
+
+    The kernel lets a namespace other than the initial one default only to an algorithm
+    of `tcp_allowed_congestion_control` (else EPERM; "reno bbr" on some machines, where
+    cubic is built in but restricted). Then, as root, the algorithm joins the allowed
+    list for the one write and the list is put back at once: the namespace keeps its
+    default, the machine its policy. Where even that is refused (an unprivileged user
+    namespace), the namespace keeps its default and the caller records which one it is.
     """
     def write_then_read() -> str:
         with contextlib.suppress(OSError):
@@ -161,7 +169,30 @@ def set_default_tcp_cc(netns: str, algorithm: str) -> str:
         with open(_TCP_CC) as f:
             return f.read().strip()
 
-    return call_in(netns, write_then_read)
+    got = call_in(netns, write_then_read)
+    if got == algorithm:
+        return got
+    with contextlib.suppress(OSError), _allowed_for_a_moment(algorithm):
+        got = call_in(netns, write_then_read)
+    return got
+
+
+@contextlib.contextmanager
+def _allowed_for_a_moment(algorithm: str) -> Iterator[None]:
+    """`algorithm` in the machine's allowed list while the block runs, then the list as
+    it was (raises OSError where the list cannot be written: not root)."""
+    with open(_TCP_CC_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with open(_TCP_CC_ALLOWED) as f:
+            before = f.read().strip()
+        if algorithm in before.split():
+            yield
+            return
+        _write_sysctl(_TCP_CC_ALLOWED, f"{before} {algorithm}")
+        try:
+            yield
+        finally:
+            _write_sysctl(_TCP_CC_ALLOWED, before)
 
 
 # IPv6 on, but silent: nothing may cross the link that the lab's traffic did not send,

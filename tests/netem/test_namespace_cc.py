@@ -32,11 +32,32 @@ def _kernel_default() -> str:
 @pytest.mark.netem
 def test_a_links_namespaces_default_to_the_asked_congestion_control(
         netem_available: None) -> None:
+    before = _kernel_default()
     for asked in ("cubic", "reno"):
         with EmulatedLink(build_profile("loopback"), tcp_cc=asked) as link:
             CREATED.update((link.client_ns, link.server_ns))
             assert link.namespace_cc == {"client": asked, "server": asked}
-    assert _kernel_default() == _kernel_default()  # the initial namespace is not touched
+    assert _kernel_default() == before  # the initial namespace is not touched
+
+
+def _sysctl(name: str) -> list[str]:
+    return Path(f"/proc/sys/net/ipv4/{name}").read_text().split()
+
+
+@pytest.mark.netem
+def test_an_algorithm_the_machine_restricts_is_still_the_links_default(
+        netem_available: None) -> None:
+    # Only the allowed list's algorithms can be a namespace's default (else EPERM); the
+    # lab widens the list for the one write and puts it back.
+    allowed = _sysctl("tcp_allowed_congestion_control")
+    restricted = [a for a in _sysctl("tcp_available_congestion_control") if a not in allowed]
+    if not restricted:
+        pytest.skip("every available congestion control is allowed here: "
+                    f"{' '.join(allowed)}; nothing is restricted to test with")
+    with EmulatedLink(build_profile("loopback"), tcp_cc=restricted[0]) as link:
+        CREATED.update((link.client_ns, link.server_ns))
+        assert link.namespace_cc == {"client": restricted[0], "server": restricted[0]}
+        assert _sysctl("tcp_allowed_congestion_control") == allowed
 
 
 @pytest.mark.netem
