@@ -5,7 +5,8 @@ this registry and never compare protocol names themselves. An entry says how a p
 travels (transport, URL schemes, which server listener serves it), what it can do
 (capabilities), which of a suite variant's knobs its client takes, what it refuses
 (validation), and how a client is made. Knobs have one name on every side: a variant's
-`window` is the client's `window` option and the server's `window` setting.
+`window` is the client's `window` option and the server's `window` setting; the knobs
+themselves (defaults, allowed values, which side takes them) are protolab/knobs.py's.
 
 Adding a protocol is a client module, a server module and one entry in `PROTOCOLS`.
 """
@@ -18,56 +19,23 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from protolab.compression import check_accept_encoding
 from protolab.core.client import ProtocolClient
 from protolab.core.record import Target
 from protolab.errors import ConfigError
-from protolab.qpack import check_table
+
+# The knob catalogue is protolab/knobs.py's; these names stay importable from here.
+from protolab.knobs import GRPC_COMPRESSION as GRPC_COMPRESSION
+from protolab.knobs import KNOB_DEFAULTS as KNOB_DEFAULTS
+from protolab.knobs import KNOBS, untaken
+from protolab.knobs import MAX_MIGRATE_AFTER as MAX_MIGRATE_AFTER
+from protolab.knobs import MIGRATE_TO as MIGRATE_TO
+from protolab.knobs import SERVER_KNOBS as SERVER_KNOBS
+from protolab.knobs import TCP_CC as TCP_CC
 
 if TYPE_CHECKING:
     from servers.common import ServerConfig
 
-# Every knob a suite variant can set, with its default; each protocol takes a subset.
-KNOB_DEFAULTS: Mapping[str, Any] = {
-    "tls": True,
-    "tls_version": "1.3",
-    "cc": "cubic",  # TCP congestion control, or aioquic's for QUIC
-    "scheduling": "round-robin",  # server DATA scheduling (multiplexed protocols)
-    "connections": 6,  # HTTP/1.1 pool size
-    "pipeline": 1,  # HTTP/1.1 pipelining depth
-    "keepalive": True,
-    "resume": False,  # resume the TLS session of a priming connection
-    "zero_rtt": False,  # resume with a ticket and send the request as 0-RTT early data
-    "window": 4 << 20,  # stream flow-control window (both sides)
-    "connection_window": 16 << 20,
-    "data_frame": 16_384,  # largest HTTP/2 DATA frame the server sends
-    "accept_encoding": "",  # HTTP clients: the Accept-Encoding sent ("": the request's own)
-    "gzip_level": 6,  # server: gzip level of coded responses (protolab/compression.py)
-    "brotli_quality": 5,  # server: brotli quality of coded responses
-    "grpc_compression": "identity",  # gRPC, both sides: "gzip" message compression
-    # h1/h2/h3 clients: leave the local address once a response's body passes this many
-    # bytes (0: never); QUIC migrates, TCP reconnects and retries (clients/migration.py).
-    "migrate_after_bytes": 0,
-    # h1/h2 clients: after a move, ask only for the rest of the body (Range: bytes=K-);
-    # False: fetch it again whole.
-    "migrate_resume": True,
-    # h3 client: where the move goes, a new local UDP "port" or a new local "address"
-    # too (the link's second client address; RFC 9000 §9).
-    "migrate_to": "port",
-    # h3, both sides: the QPACK dynamic table each decoder offers its peer, in bytes
-    # (0: static table only; protolab/qpack.py). aioquic's default is 4096.
-    "qpack_table": 4096,
-}
-# Knobs that configure the server process; variants equal in these (and in the server
-# group) share one server.
-SERVER_KNOBS = ("tls", "tls_version", "cc", "scheduling", "window", "connection_window",
-                "data_frame", "gzip_level", "brotli_quality", "grpc_compression",
-                "qpack_table")
-GRPC_COMPRESSION = ("identity", "gzip")
-TCP_CC = ("cubic", "reno", "bbr")
-QUIC_CC = ("cubic", "reno")
-MAX_MIGRATE_AFTER = 1 << 30  # migrate_after_bytes: the workload's largest body
-MIGRATE_TO = ("port", "address")
+QUIC_CC = ("cubic", "reno")  # aioquic's; a TCP protocol takes any of knobs.TCP_CC
 
 
 @dataclass(frozen=True)
@@ -111,62 +79,27 @@ class ProtocolSpec:
         return scheme
 
     def validate(self, knobs: Mapping[str, Any]) -> list[str]:
-        """What is wrong with these knob values for this protocol (empty: nothing)."""
+        """What is wrong with these knob values for this protocol (empty: nothing), one
+        problem per knob. Each value is one the catalogue allows (`knobs.knob_values`
+        checks a suite's); what is checked here is what this protocol makes of it."""
         caps = self.capabilities
-        problems = []
+        refused: dict[str, str] = {}
         if not knobs["tls"] and not caps.cleartext:
-            problems.append(f"{self.name} needs tls = true")
+            refused["tls"] = f"{self.name} needs tls = true"
         if knobs["cc"] not in self.cc_choices:
-            problems.append(f"{self.name}: cc must be one of {', '.join(self.cc_choices)}")
-        if not caps.sets_cc and knobs["cc"] != KNOB_DEFAULTS["cc"]:
-            problems.append(f"{self.name}: the lab cannot set this client's congestion "
-                            "control (it opens its sockets itself); leave cc unset")
+            refused["cc"] = f"{self.name}: cc must be one of {', '.join(self.cc_choices)}"
         if knobs["zero_rtt"] and not caps.early_data:
-            problems.append(f"{self.name}: zero_rtt needs a protocol with early data (h3; "
-                            "Python's ssl cannot send TLS 1.3 early data)")
+            refused["zero_rtt"] = (f"{self.name}: zero_rtt needs a protocol with early data "
+                                   "(h3; Python's ssl cannot send TLS 1.3 early data)")
         if knobs["resume"] and not (caps.tls_resumption and knobs["tls"]):
-            problems.append(f"{self.name}: resume is for TCP+TLS session resumption "
-                            "(h1, h2 over TLS; h3 uses zero_rtt)")
-        accept = knobs.get("accept_encoding", "")
-        if accept and "accept_encoding" not in self.knobs:
-            problems.append(f"{self.name}: its client does not take accept_encoding (set "
-                            "an accept-encoding in [workload.headers] instead)")
-        if (why := check_accept_encoding(accept)) is not None:
-            problems.append(f"{self.name}: {why}")
-        grpc_coding = knobs.get("grpc_compression", "identity")
-        if grpc_coding not in GRPC_COMPRESSION:
-            problems.append(f"{self.name}: grpc_compression must be one of "
-                            f"{', '.join(GRPC_COMPRESSION)}")
-        elif grpc_coding != "identity" and "grpc_compression" not in self.knobs:
-            problems.append(f"{self.name}: grpc_compression is for the gRPC protocols")
-        move = knobs.get("migrate_after_bytes", 0)
-        if isinstance(move, bool) or not isinstance(move, int) or not (
-                0 <= move <= MAX_MIGRATE_AFTER):
-            problems.append(f"{self.name}: migrate_after_bytes must be an integer in "
-                            f"0..{MAX_MIGRATE_AFTER} (0: never move), got {move!r}")
-        elif move and "migrate_after_bytes" not in self.knobs:
-            problems.append(f"{self.name}: its client cannot move mid-transfer "
-                            "(migrate_after_bytes is for h1, h2 and h3)")
-        resume = knobs.get("migrate_resume", True)
-        if not isinstance(resume, bool):
-            problems.append(f"{self.name}: migrate_resume must be true or false")
-        elif not resume and "migrate_resume" not in self.knobs:
-            problems.append(f"{self.name}: migrate_resume is for the TCP clients (h1, h2), "
-                            "which send the request again after a move")
-        where = knobs.get("migrate_to", "port")
-        if where not in MIGRATE_TO:
-            problems.append(f"{self.name}: migrate_to must be one of {', '.join(MIGRATE_TO)}, "
-                            f"got {where!r}")
-        elif where != "port" and "migrate_to" not in self.knobs:
-            problems.append(f"{self.name}: migrate_to is for h3 (a QUIC connection moves; "
-                            "a TCP one is opened again wherever it comes from)")
-        table = knobs.get("qpack_table", KNOB_DEFAULTS["qpack_table"])
-        if (why := check_table(table)) is not None:
-            problems.append(f"{self.name}: {why}")
-        elif table != KNOB_DEFAULTS["qpack_table"] and "qpack_table" not in self.knobs:
-            problems.append(f"{self.name}: qpack_table is HTTP/3's (QPACK); HTTP/2's HPACK "
-                            "table is not a knob here")
-        return problems
+            refused["resume"] = (f"{self.name}: resume is for TCP+TLS session resumption "
+                                 "(h1, h2 over TLS; h3 uses zero_rtt)")
+        # Any other knob set for a client that does not take it would be dropped unseen.
+        for name in untaken(knobs, self.knobs):
+            takers = ", ".join(s.name for s in PROTOCOLS.values() if name in s.knobs)
+            why = KNOBS[name].refusal or f"the clients of {takers} do"
+            refused.setdefault(name, f"{self.name}: its client does not take {name} ({why})")
+        return list(refused.values())
 
     def client_options(self, knobs: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
         """The client's options from knob values: the knobs it takes, by the same name."""

@@ -31,6 +31,17 @@ def test_variant_defaults_are_the_registry_knob_defaults() -> None:
     assert Variant(label="x", protocol="h2").knobs() == dict(registry.KNOB_DEFAULTS)
 
 
+@pytest.mark.parametrize("name", registry.NAMES)
+def test_a_protocols_capabilities_and_its_knobs_say_the_same(name: str) -> None:
+    # The runner reads sets_cc (a namespace's default cc) and primes reads early_data and
+    # tls_resumption; validation refuses by `knobs`: the two must agree.
+    spec = registry.get(name)
+    caps = spec.capabilities
+    assert caps.sets_cc == ("cc" in spec.knobs)
+    assert caps.early_data == ("zero_rtt" in spec.knobs)
+    assert caps.tls_resumption == ("resume" in spec.knobs)
+
+
 def test_an_unknown_protocol_or_option_is_one_clear_error() -> None:
     with pytest.raises(ConfigError, match="unknown protocol 'h9'"):
         registry.get("h9")
