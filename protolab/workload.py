@@ -23,27 +23,41 @@ Paths:
 
 The GETs of fixed bodies (/bytes, /delay/../bytes, /page, /records, /health) say
 `accept-ranges: bytes` and answer one `Range: bytes=...` with a 206 (`select_range`).
+
+Here are the requests and their routing (`plan`); the response, its headers and body
+content are `workload_response`, Range selection is `workload_range`, and both are
+importable from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from protolab.events import MAX_WAIT_MS, StreamSpec, parse_spec
+from protolab.events import MAX_WAIT_MS, parse_spec
 from protolab.records import DEFAULT_SEED, make_records, records_json
+from protolab.workload_range import RangeChoice, choose_range, select_range
+from protolab.workload_response import (
+    CHUNK,
+    Body,
+    ChunkStream,
+    PushKind,
+    PushPlan,
+    WorkloadResponse,
+    content_at,
+    verify_content,
+)
 
-# Content of /bytes/N: byte i is i mod 251. A prime period means a chunk delivered at
-# the wrong offset (a reordering or duplication bug) fails verification.
-_PERIOD = 251
-_PATTERN = bytes(i % _PERIOD for i in range(_PERIOD * 264))
-_MAX_SLICE = len(_PATTERN) - _PERIOD  # longest slice available at any phase
-CHUNK = 16_384
+# The response, its body and Range selection are re-exported: servers, clients and tests
+# import the whole vocabulary from here.
+__all__ = [
+    "CHUNK", "DEFAULT_LIMITS", "Body", "ChunkStream", "Limits", "PushKind", "PushPlan",
+    "RangeChoice", "WorkloadRequest", "WorkloadResponse", "body_too_large", "check_head",
+    "choose_range", "content_at", "declared_length", "error", "head_size", "page_objects",
+    "plan", "select_range", "verify_content",
+]
 
 
 @dataclass(frozen=True)
@@ -70,93 +84,6 @@ class WorkloadRequest:
     body: bytes = b""
     accept_encoding: str | None = None  # the request's Accept-Encoding (protolab.compression)
     range: str | None = None  # the request's Range (select_range; None: absent)
-
-
-@dataclass(frozen=True)
-class Body:
-    """A response body: either literal bytes or `length` bytes of the pattern."""
-
-    length: int
-    literal: bytes | None = None
-    offset: int = 0  # pattern bodies: where in /bytes/N content they start (a 206's part)
-
-    def chunks(self, size: int = CHUNK) -> Iterator[bytes | memoryview]:
-        if self.literal is not None:
-            view = memoryview(self.literal)
-            for start in range(0, len(view), size):
-                yield view[start : start + size]
-            return
-        offset = 0
-        while offset < self.length:
-            n = min(size, self.length - offset, _MAX_SLICE)
-            yield content_at(self.offset + offset, n)
-            offset += n
-
-
-PushKind = Literal["poll", "long-poll", "sse"]
-
-
-@dataclass(frozen=True)
-class PushPlan:
-    """A push endpoint's answer depends on time and on the stream's origin: the server's
-    `respond()` turns this into the response (protolab.push)."""
-
-    kind: PushKind
-    spec: StreamSpec
-    after: int  # the client has every event up to this sequence number
-    wait_ms: int = 30_000  # long-poll: answer with no events after this long
-
-
-# A streamed body: each call gives a fresh async iterator of chunks, produced over time.
-ChunkStream = Callable[[], AsyncIterator[bytes]]
-
-
-@dataclass(frozen=True)
-class WorkloadResponse:
-    status: int
-    content_type: str
-    body: Body
-    delay_ms: int = 0
-    extra_headers: tuple[tuple[str, str], ...] = field(default=())
-    push: PushPlan | None = None  # resolved by the server's respond(), never sent as is
-    stream: ChunkStream | None = None  # body sent as produced (no length known: SSE)
-    # A fixed body a Range can select from (GET of /bytes, /page, /records, /health):
-    # says `accept-ranges: bytes`, and select_range() may answer a part of it.
-    accept_ranges: bool = False
-
-    def headers(self, alt_svc: str | None = None) -> list[tuple[str, str]]:
-        """The same header set on every protocol (names lower-case, as HTTP/2 and 3 require)."""
-        out = [("content-type", self.content_type)]
-        if self.stream is None:  # a streamed body is delimited by chunked coding or END_STREAM
-            out.append(("content-length", str(self.body.length)))
-        out += [
-            ("cache-control", "no-store"),
-            ("server", "protolab"),
-        ]
-        if self.accept_ranges:
-            out.append(("accept-ranges", "bytes"))
-        out.extend(self.extra_headers)
-        if alt_svc:
-            out.append(("alt-svc", alt_svc))
-        return out
-
-
-def content_at(offset: int, length: int) -> memoryview:
-    """`length` bytes of /bytes/N content starting at `offset` (length <= _MAX_SLICE)."""
-    start = offset % _PERIOD
-    return memoryview(_PATTERN)[start : start + length]
-
-
-def verify_content(offset: int, data: bytes | memoryview) -> bool:
-    """True when `data` is exactly the /bytes/N content at `offset`."""
-    view = memoryview(data)
-    pos = 0
-    while pos < len(view):
-        n = min(len(view) - pos, _MAX_SLICE)
-        if view[pos : pos + n] != content_at(offset + pos, n):
-            return False
-        pos += n
-    return True
 
 
 def error(status: int, reason: str) -> WorkloadResponse:
@@ -307,94 +234,6 @@ def _push(kind: PushKind, query: str) -> WorkloadResponse:
         return wait
     return WorkloadResponse(200, "application/json", Body(0),
                             push=PushPlan(kind, spec, after, wait))
-
-
-# --- Range requests (RFC 9110 §14) -----------------------------------------------------
-
-# A position of more digits is past any body here (N <= 1 GiB): read as "huge", never
-# parsed (Python refuses int() of more than 4300 digits).
-_DIGITS = 18
-_HUGE = 10**_DIGITS
-_RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
-
-RangeChoice = tuple[int, int] | Literal["whole", "unsatisfiable"]
-
-
-def _position(raw: str) -> int:
-    return int(raw) if len(raw) <= _DIGITS else _HUGE
-
-
-def choose_range(header: str, length: int) -> RangeChoice:
-    """What a Range header asks of a representation of `length` bytes (RFC 9110 §14.1):
-    `(first, last)`, inclusive, when it asks for one satisfiable range; "unsatisfiable"
-    when none of its ranges overlaps the body (first-pos >= length, or a suffix of 0
-    bytes); "whole" when the answer is the whole body, a 200: the header does not parse
-    or has an invalid int-range (last < first: §14.2 lets a server ignore it), names a
-    unit other than bytes (§14.2: ignored), asks for several ranges of which some are
-    satisfiable (§14.2 lets a server answer those with the whole representation; no
-    multipart/byteranges here), or asks for a suffix of an empty body (a 206 could not
-    say which bytes: Content-Range has no form for an empty part)."""
-    unit, equals, spec = header.strip(" \t").partition("=")
-    if not equals or unit.lower() != "bytes":
-        return "whole"
-    wanted: list[tuple[int | None, int | None]] = []  # (first, last); first None: suffix
-    for element in spec.split(","):  # 1#range-spec: empty elements are allowed (§5.6.1)
-        element = element.strip(" \t")
-        if not element:
-            continue
-        found = _RANGE_SPEC.fullmatch(element)
-        if found is None or not (found.group(1) or found.group(2)):
-            return "whole"
-        first = _position(found.group(1)) if found.group(1) else None
-        last = _position(found.group(2)) if found.group(2) else None
-        if first is not None and last is not None and last < first:
-            return "whole"
-        wanted.append((first, last))
-    if not wanted:
-        return "whole"
-    parts = []
-    for first, last in wanted:
-        if first is None:  # suffix-range: the last `last` bytes
-            assert last is not None  # the pattern above needs one of the two
-            if last > 0 and length > 0:
-                parts.append((max(0, length - last), length - 1))
-            elif last > 0:
-                return "whole"
-        elif first < length:
-            parts.append((first, length - 1 if last is None else min(last, length - 1)))
-    if not parts:
-        return "unsatisfiable"
-    return parts[0] if len(wanted) == 1 else "whole"
-
-
-def select_range(response: WorkloadResponse, header: str | None) -> WorkloadResponse:
-    """`response`, or the part of it that the request's Range header (None: absent)
-    selects: a 206 (Partial Content) with `content-range: bytes FIRST-LAST/LENGTH` and
-    that part of the body, or a 416 with `content-range: bytes */LENGTH`. Only a fixed
-    body answers ranges (`accept_ranges`, set by `plan` on a GET's 200); the part is cut
-    from the body as it is, so when the body was content-coded the range counts bytes of
-    the coded body (the representation sent, RFC 9110 §14.1.1), and a client that joins
-    parts of equal requests joins parts of one byte string."""
-    if header is None or not response.accept_ranges or response.status != 200:
-        return response
-    length = response.body.length
-    choice = choose_range(header, length)
-    if choice == "whole":
-        return response
-    if choice == "unsatisfiable":
-        text = f"no requested range overlaps this body of {length} bytes\n".encode()
-        return WorkloadResponse(416, "text/plain; charset=utf-8", Body(len(text), text),
-                                extra_headers=(("content-range", f"bytes */{length}"),),
-                                accept_ranges=True)
-    first, last = choice
-    body = response.body
-    size = last - first + 1
-    part = (Body(size, body.literal[first:last + 1]) if body.literal is not None
-            else Body(size, offset=body.offset + first))
-    return dataclasses.replace(
-        response, status=206, body=part,
-        extra_headers=(*response.extra_headers,
-                       ("content-range", f"bytes {first}-{last}/{length}")))
 
 
 def page_objects(manifest: bytes) -> list[str]:

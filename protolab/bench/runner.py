@@ -23,14 +23,16 @@ Who runs the repetitions is an `Executor`: `LocalExecutor` is the order above in
 process; another (protolab/distributed: Dask workers on other machines) gets the same
 plan, runs each `RepTask` from its serialised description with a link and servers of its
 own (`run_alone`), and hands back `RepResult`s as they finish, in whatever order.
+
+What crosses those process boundaries — the task, the client's job and result, where a
+repetition ran — is in `rep_values`; the client side itself (`run_client`, the open and
+closed load loops) in `rep_client`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
-import gc
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,102 +41,31 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from protolab import registry
-from protolab.bench.suite import Cell, Suite, Variant, Workload, expand
-from protolab.core.client import ProtocolClient
-from protolab.core.record import Request, RequestRecord, Target
-from protolab.errors import ConfigError
+from protolab.bench.rep_client import run_client
+from protolab.bench.rep_values import (
+    CellCapture,
+    CellFailure,
+    ClientJob,
+    ClientResult,
+    RanOn,
+    RepResult,
+    RepTask,
+)
+from protolab.bench.suite import Cell, Suite, expand
+from protolab.core.record import RequestRecord, Target
 from protolab.labserver import LabServer, start_in_namespace
 from protolab.netem.link import EmulatedLink, LinkCounters
-from protolab.registry import make_client
 from protolab.store.manifest import host_description
-from protolab.timing import now_ns
-from protolab.workload import Body
+
+# The repetition's values and its client side are re-exported: the distributed executor,
+# reports, tests and benchmarks import them from the runner.
+__all__ = [
+    "SATURATED", "CellCapture", "CellFailure", "CellOutcome", "ClientJob", "ClientResult",
+    "Executor", "LinkGroup", "LocalExecutor", "RanOn", "RepResult", "RepTask", "Reporter",
+    "host_now", "namespace_cc", "plan", "run_alone", "run_cells", "run_client", "run_on",
+]
 
 SATURATED = 0.9  # CPU seconds per wall second above which a part counts as saturated
-
-
-@dataclass(frozen=True)
-class CellFailure:
-    """Why a repetition of a cell did not complete, typed until it is stored."""
-
-    kind: Literal["timeout", "failed"]  # the cell outlived its timeout / raised
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
-
-
-@dataclass(frozen=True)
-class ClientJob:
-    """One repetition's client side: all it needs, nothing else of the suite (serialisable:
-    `to_json`, so it can run in another process or on another machine)."""
-
-    variant: Variant
-    workload: Workload
-    timeout_s: float
-    qlog_dir: Path | None = None  # QUIC clients write their qlog here (captures)
-    # The client namespace's second address (EmulatedLink.client_addr_alt): where a
-    # variant with migrate_to = "address" moves to.
-    client_addr_alt: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"variant": self.variant.to_json(), "workload": self.workload.to_json(),
-                "timeout_s": self.timeout_s,
-                "qlog_dir": None if self.qlog_dir is None else str(self.qlog_dir),
-                "client_addr_alt": self.client_addr_alt}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ClientJob:
-        qlog = data.get("qlog_dir")
-        return cls(Variant.from_json(data["variant"]), Workload.from_json(data["workload"]),
-                   float(data["timeout_s"]), None if qlog is None else Path(qlog),
-                   str(data.get("client_addr_alt", "")))
-
-
-@dataclass(frozen=True)
-class CellCapture:
-    """Where one cell repetition's capture goes: the link's pcap, the TLS key log (all
-    the secrets Wireshark needs, QUIC's included) and the QUIC client's qlog."""
-
-    directory: Path
-    tls: bool
-    over_quic: bool
-
-    @classmethod
-    def of(cls, root: Path, cell: Cell, rep: int) -> CellCapture:
-        """Where `cell`'s repetition `rep` keeps (or kept) its capture; creates nothing."""
-        directory = root / f"cell-{cell.index}-{cell.variant.label}-rep-{rep}"
-        return cls(directory, cell.variant.tls, cell.variant.spec.capabilities.over_quic)
-
-    @classmethod
-    def under(cls, root: Path, cell: Cell, rep: int) -> CellCapture:
-        """`of`, with its folders made, for a repetition about to run."""
-        capture = cls.of(root, cell, rep)
-        capture.directory.mkdir(parents=True, exist_ok=True)
-        if capture.qlog_dir is not None:
-            capture.qlog_dir.mkdir(exist_ok=True)
-        return capture
-
-    @property
-    def pcap(self) -> Path:
-        return self.directory / "link.pcap"
-
-    @property
-    def keylog(self) -> Path | None:
-        return self.directory / "keylog.txt" if self.tls else None
-
-    @property
-    def qlog_dir(self) -> Path | None:
-        return self.directory / "qlog" if self.over_quic else None
-
-
-@dataclass(frozen=True)
-class ClientResult:
-    """What the client side of one repetition hands back across the namespace thread."""
-
-    records: tuple[RequestRecord, ...] = ()
-    cpu_s: float = 0.0
-    failure: CellFailure | None = None
 
 
 @dataclass
@@ -186,75 +117,6 @@ class CellOutcome:
         self.records.append((task.rep, task.warm, list(result.client.records)))
         if result.client.failure is not None:
             self.failure = result.client.failure
-
-
-@dataclass(frozen=True)
-class RepTask:
-    """One repetition of one cell: the unit an executor runs. Self-contained (the cell
-    carries its built link) and serialisable, so it can run on another machine."""
-
-    cell: Cell
-    rep: int
-    warm: bool
-    workload: Workload
-    timeout_s: float
-    attempt: int = 0  # 0: the first; each retry after a lost worker counts one up
-
-    def to_json(self) -> dict[str, Any]:
-        return {"cell": self.cell.to_json(), "rep": self.rep, "warm": self.warm,
-                "workload": self.workload.to_json(), "timeout_s": self.timeout_s,
-                "attempt": self.attempt}
-
-    @classmethod
-    def from_json(cls, data: Any) -> RepTask:
-        """A task another process serialised; validated like a suite file."""
-        keys = {"cell", "rep", "warm", "workload", "timeout_s", "attempt"}
-        if not isinstance(data, dict) or set(data) != keys:
-            raise ConfigError(f"a cell repetition is {{{', '.join(sorted(keys))}}}")
-        rep, attempt, timeout = data["rep"], data["attempt"], data["timeout_s"]
-        if not all(type(v) is int and v >= 0 for v in (rep, attempt)):
-            raise ConfigError("rep and attempt must be non-negative integers")
-        if type(data["warm"]) is not bool:
-            raise ConfigError("warm must be true or false")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
-                0 < timeout <= 3600):
-            raise ConfigError(f"timeout_s must be in (0, 3600], got {timeout!r}")
-        return cls(Cell.from_json(data["cell"]), rep, data["warm"],
-                   Workload.from_json(data["workload"]), float(timeout), attempt)
-
-
-@dataclass(frozen=True)
-class RanOn:
-    """Where and when one repetition ran."""
-
-    worker: str  # "local", or the address of the Dask worker that ran it
-    host: dict[str, Any]  # the machine: `store.manifest.host_description()`
-    started: float  # wall clock, epoch seconds: the client's run on a shared link, else
-    # from building its own link to tearing it down (the time it held the machine)
-    ended: float
-
-
-@dataclass(frozen=True)
-class RepResult:
-    """What running one `RepTask` gave: the client's records (or its typed failure), CPU
-    of each part, what crossed the link, and where and when it ran."""
-
-    task: RepTask
-    client: ClientResult
-    ran: RanOn
-    wall_s: float = 0.0
-    server_cpu_s: float = 0.0
-    forwarder_cpu_s: float = 0.0
-    link: dict[str, int] = field(default_factory=dict)  # packet counts (`_link_delta`)
-    namespace_cc: dict[str, str] = field(default_factory=dict)
-    namespace_cc_asked: str = ""
-    lost: bool = False  # its worker was lost while running it (`client.failure` says so)
-    # A retry of this repetition follows (its worker was lost and `--retries` allows
-    # one): the attempt is recorded, its outcome is not the cell's.
-    superseded: bool = False
-    # What it could not keep, recorded with it (a worker's capture above the size
-    # limit that workers ship: protolab/distributed/captures.py).
-    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -430,25 +292,6 @@ def host_now() -> dict[str, Any]:
     return host_description()
 
 
-async def _open_load(
-    client: ProtocolClient, requests: list[Request], rate: float
-) -> list[RequestRecord]:
-    """Constant arrival rate: request i is due at start + i / rate, sent then (or as soon
-    as the client can), and its record keeps when it was due (`intended_ns`)."""
-    start = now_ns()
-    interval_ns = 1e9 / rate
-
-    async def due(i: int, request: Request) -> RequestRecord:
-        intended = start + round(i * interval_ns)
-        wait = (intended - now_ns()) / 1e9
-        if wait > 0:
-            await asyncio.sleep(wait)
-        record = await client.request(request)
-        return dataclasses.replace(record, intended_ns=intended)
-
-    return list(await asyncio.gather(*(due(i, r) for i, r in enumerate(requests))))
-
-
 def _link_delta(before: LinkCounters, after: LinkCounters) -> dict[str, int]:
     """What crossed the link during one repetition, per direction."""
     out: dict[str, int] = {}
@@ -461,67 +304,4 @@ def _link_delta(before: LinkCounters, after: LinkCounters) -> dict[str, int]:
         out[f"{name}_dropped_droplist"] = a.dropped_droplist - b.dropped_droplist
         out[f"{name}_unseen_drops"] = a.unseen_drops - b.unseen_drops
     return out
-
-
-def run_client(job: ClientJob, target: Target) -> ClientResult:
-    """One repetition of the workload against `target`; runs on a thread inside the client
-    namespace. Never raises: a failure is typed in the result."""
-    cpu0 = time.thread_time()
-    # No collection while the client is timed, as timeit does: a full one stopped every
-    # stream of a measured HTTP/3 client for 30-60 ms in a large process (docs/hol.md).
-    # What the cell makes is collected after it; the runner's long-lived objects are
-    # frozen out of the collector's sight meanwhile (docs/netem.md#timing).
-    collecting = gc.isenabled()
-    gc.freeze()
-    gc.disable()
-    try:
-        records = asyncio.run(
-            asyncio.wait_for(_workload(job, target), job.timeout_s)
-        )
-    except TimeoutError:
-        failure = CellFailure("timeout", f"timeout: the cell took over {job.timeout_s} s")
-    except Exception as exc:  # noqa: BLE001 - a failing cell is recorded, the run goes on
-        failure = CellFailure("failed", f"{type(exc).__name__}: {exc}")
-    else:
-        return ClientResult(tuple(records), time.thread_time() - cpu0)
-    finally:
-        if collecting:
-            gc.enable()
-        gc.unfreeze()
-    return ClientResult((), time.thread_time() - cpu0, failure)
-
-
-async def _workload(job: ClientJob, target: Target) -> list[RequestRecord]:
-    work, variant = job.workload, job.variant
-    body = b"".join(bytes(chunk) for chunk in Body(work.body_bytes).chunks())
-    requests = [Request(method="POST" if body else "GET", path=work.paths[i % len(work.paths)],
-                        body=body, headers=work.headers, record_arrivals=work.record_arrivals)
-                for i in range(work.count)]
-    extra: dict[str, Any] = {"qlog_dir": job.qlog_dir} if job.qlog_dir is not None else {}
-    if variant.migrate_to == "address":  # the registry allows it only where a client moves
-        extra["migrate_address"] = job.client_addr_alt
-    client = make_client(variant.protocol, target, **variant.client_options(), **extra)
-    try:
-        if variant.primes:
-            # Earn a session ticket; the measured requests then resume it.
-            await client.request(Request(path="/bytes/1"))
-            await client.close()
-        if work.load == "open":
-            return await _open_load(client, requests, work.rate)
-        if work.fresh_connection:
-            records = []
-            for request in requests:
-                records.append(await client.request(request))
-                await client.close()
-            return records
-        slots = asyncio.Semaphore(work.concurrency)
-
-        async def one(request: Request) -> RequestRecord:
-            async with slots:
-                return await client.request(request)
-
-        tasks = [asyncio.create_task(one(r)) for r in requests]
-        return list(await asyncio.gather(*tasks))
-    finally:
-        await client.close()
 
