@@ -30,9 +30,15 @@ def command(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]
     return register
 
 
+# The bundled suites' names, read from their folder (cheap: the CLI starts without
+# importing the bench layer); protolab.bench.suite.BUNDLED orders the same set.
+_SUITE_NAMES = ", ".join(sorted(
+    p.stem for p in (Path(__file__).parents[1] / "bench" / "suites").glob("*.toml")))
+
+
 @command(help="Run a benchmark suite over the emulated link: raw samples into the "
-             "results database, a summary table, charts. SUITE is a bundled name "
-             "(handshake, app-hol, transport-hol, one-vs-many, bulk, demo) or a TOML file.")
+             "results database, a summary table, charts, the report. SUITE is a bundled "
+             f"name ({_SUITE_NAMES}) or a TOML file.")
 def bench(
     suite: Annotated[str, typer.Argument(help="Bundled suite name or path to a TOML file.")],
     db: Annotated[Path, typer.Option(help="Results database.")] = Path("results/protolab.db"),

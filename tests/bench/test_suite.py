@@ -188,3 +188,17 @@ def test_a_suite_files_relative_trace_names_the_file_beside_it(
     assert down is not None
     assert len(down.ms) == 100
     assert up is not None  # a bundled trace's name stays a name
+
+
+def test_every_bundled_suite_file_is_named_once_and_bench_help_lists_it() -> None:
+    from typer.testing import CliRunner
+
+    from protolab import cli
+    from protolab.bench import suite as suite_module
+
+    folder = Path(suite_module.__file__).parent / "suites"
+    files = sorted(p.stem for p in folder.glob("*.toml"))
+    assert sorted(suite_module.BUNDLED) == files
+    assert len(set(suite_module.BUNDLED)) == len(suite_module.BUNDLED)
+    shown = CliRunner().invoke(cli.app, ["bench", "--help"], env={"COLUMNS": "400"}).output
+    assert all(name in shown for name in files), shown
