@@ -80,6 +80,9 @@ class CellOutcome:
         default_factory=lambda: {"client": 0.0, "server": 0.0, "forwarder": 0.0}
     )
     link: list[dict[str, int]] = field(default_factory=list)  # per repetition: packet counts
+    # Per repetition number: when its link came up (monotonic ns), a delivery trace's
+    # time 0, so what the trace offered during the repetition can be read off it.
+    link_epochs: dict[int, int] = field(default_factory=dict)
     # The default TCP congestion control the link's namespaces reported (side -> name), and
     # the one asked for: what sockets the lab cannot configure (grpcio's) used.
     namespace_cc: dict[str, str] = field(default_factory=dict)
@@ -109,6 +112,8 @@ class CellOutcome:
             self.namespace_cc = dict(result.namespace_cc)
             self.namespace_cc_asked = result.namespace_cc_asked
         self.link.append(dict(result.link))
+        if result.link.get("epoch_ns"):
+            self.link_epochs[task.rep] = result.link["epoch_ns"]
         if not task.warm:
             self.wall_s += result.wall_s
             self.cpu["client"] += result.client.cpu_s
@@ -293,8 +298,9 @@ def host_now() -> dict[str, Any]:
 
 
 def _link_delta(before: LinkCounters, after: LinkCounters) -> dict[str, int]:
-    """What crossed the link during one repetition, per direction."""
-    out: dict[str, int] = {}
+    """What crossed the link during one repetition, per direction, and when the link came
+    up (`epoch_ns`: where a delivery trace's time 0 lies)."""
+    out: dict[str, int] = {"epoch_ns": after.epoch_ns}
     for name in ("up", "down"):
         b, a = getattr(before, name), getattr(after, name)
         out[f"{name}_packets"] = a.packets_in - b.packets_in

@@ -137,9 +137,9 @@ def run_bench(
         for sample in store.stored_samples(cell_id):
             by_rep.setdefault(sample.repetition, []).append(sample.record)
         result.measured[outcome.cell.index] = [r for rep in by_rep.values() for r in rep]
-        summary = summarize_cell(suite, outcome.cell, list(by_rep.values()),
+        summary = summarize_cell(suite, outcome.cell, by_rep,
                                  saturated=tuple(outcome.saturated), status=outcome.status,
-                                 error=outcome.error)
+                                 error=outcome.error, link_epochs=outcome.link_epochs)
         result.summaries.append(summary)
         _store_metrics(store, suite, cell_id, summary, outcome)
         if capture:  # per-stream HOL delay from the captures (protolab/hol)
@@ -195,6 +195,9 @@ def _store_metrics(
         store.add_metric(cell_id, "late_sends", summary.late_sends, "requests")
     if summary.goodput_mbps is not None:
         store.add_metric(cell_id, "goodput", summary.goodput_mbps, "Mbit/s")
+    for direction, capacity in summary.link_capacity.items():
+        if "offered" in capacity:  # what a delivery trace offered during the cell
+            store.add_metric(cell_id, f"offered_{direction}", capacity["offered"], "Mbit/s")
     for key in ("down_dropped_loss", "down_dropped_queue", "down_dropped_droplist",
                 "up_dropped_loss", "down_unseen_drops", "up_unseen_drops"):
         total = sum(rep.get(key, 0) for rep in outcome.link)

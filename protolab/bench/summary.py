@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,9 @@ class CellSummary:
     late_sends: int  # open load: requests sent more than 1 ms after they were due
     status: str
     error: str | None
-    # Per traced direction ("up"/"down"): the trace's capacity statistics, in Mbit/s.
+    # Per traced direction ("up"/"down"): the trace's capacity statistics, in Mbit/s, and
+    # "offered": what it offered during the cell's own repetitions (median over them, each
+    # over the span goodput is measured on), the number to read goodput against.
     link_capacity: dict[str, dict[str, float | int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -50,13 +53,16 @@ class CellSummary:
 def summarize_cell(
     suite: Suite,
     cell: Cell,
-    repetitions: list[list[RequestRecord]],
+    repetitions: Mapping[int, list[RequestRecord]],
     *,
     saturated: tuple[str, ...] = (),
     status: str = "ok",
     error: str | None = None,
+    link_epochs: Mapping[int, int] | None = None,
 ) -> CellSummary:
-    records = [r for rep in repetitions for r in rep]
+    """`repetitions` by repetition number; `link_epochs`: when each one's link came up
+    (`CellOutcome.link_epochs`), to read a delivery trace over the repetition's span."""
+    records = [r for rep in repetitions.values() for r in rep]
     ok = [r for r in records if r.ok]
     rtt = cell.rtt_ms
     ttfbs = [v for v in (ttfb_ms(r) for r in ok) if v is not None]
@@ -64,10 +70,12 @@ def summarize_cell(
     ttfb = summarize(ttfbs, rng_seed=suite.seed) if ttfbs else None
     total = summarize(totals, rng_seed=suite.seed) if totals else None
     capacity = link_capacity(cell)
+    offered = offered_capacity(cell, repetitions, link_epochs or {})
     return CellSummary(
         label=cell.variant.label,
-        link={**cell.link_point, **{f"{d} capacity": _capacity_words(s)
-                                    for d, s in capacity.items()}},
+        link={**cell.link_point,
+              **{f"{d} capacity": _capacity_words(s) for d, s in capacity.items()},
+              **{f"{d} offered": f"{mbps:.3g}" for d, mbps in offered.items()}},
         rtt_ms=rtt,
         samples=len(records),
         failed=len(records) - len(ok),
@@ -75,13 +83,14 @@ def summarize_cell(
         total=total,
         ttfb_rtts=ttfb.p50 / rtt if ttfb and rtt > 0 else None,
         goodput_mbps=_median_or_none(
-            [g for rep in repetitions if (g := _goodput(rep)) is not None]
+            [g for rep in repetitions.values() if (g := _goodput(rep)) is not None]
         ),
         saturated=saturated,
         late_sends=late_sends(records),
         status=status,
         error=error,
-        link_capacity={d: s.to_json() for d, s in capacity.items()},
+        link_capacity={d: {**s.to_json(), **({"offered": offered[d]} if d in offered else {})}
+                       for d, s in capacity.items()},
     )
 
 
@@ -91,6 +100,53 @@ def link_capacity(cell: Cell) -> dict[str, CapacityStats]:
             if (c := cell.link.direction(d)).trace is not None}
 
 
+def offered_capacity(cell: Cell, repetitions: Mapping[int, list[RequestRecord]],
+                     link_epochs: Mapping[int, int]) -> dict[str, float]:
+    """Per traced direction, the Mbit/s its trace offered during the cell's repetitions:
+    the median over repetitions, each over its span from first start to last completion
+    (the span `goodput` divides by), read off the trace from the link's epoch. Empty
+    where nothing is traced or no repetition's epoch is known."""
+    offered: dict[str, float] = {}
+    for d in Direction:
+        trace = cell.link.direction(d).trace
+        if trace is None:
+            continue
+        values = []
+        for rep, records in repetitions.items():
+            span = _span(records)
+            epoch = link_epochs.get(rep)
+            if span is None or epoch is None:
+                continue
+            start, end = ((t - epoch) / 1e6 for t in span)
+            if start >= 0:
+                values.append(trace.capacity_bps_between(start, end) / 1e6)
+        if values:
+            offered[d.value] = statistics.median(values)
+    return offered
+
+
+def offered_note(metrics: Mapping[str, float]) -> str | None:
+    """A cell's stored `offered_*` (and goodput) metrics in words, for results and report:
+    `trace offered down 9.1 Mbit/s (goodput 8.7)`; None without a trace."""
+    offered = [f"{d} {metrics[f'offered_{d}']:.3g}" for d in ("down", "up")
+               if f"offered_{d}" in metrics]
+    if not offered:
+        return None
+    goodput = metrics.get("goodput")
+    return ("trace offered " + ", ".join(offered) + " Mbit/s"
+            + (f" (goodput {goodput:.3g})" if goodput is not None else ""))
+
+
+def _span(records: list[RequestRecord]) -> tuple[int, int] | None:
+    """First start to last completion of a repetition's completed requests."""
+    done = [r for r in records if r.ok]
+    if not done:
+        return None
+    start = min(r.start_ns for r in done)
+    end = max(r.done_ns or r.start_ns for r in done)
+    return (start, end) if end > start else None
+
+
 def _capacity_words(stats: CapacityStats) -> str:
     """Mean Mbit/s and its p10-p90 over 100 ms windows, short enough for a column."""
     return f"{stats.mean:.3g} ({stats.p10:.2g}-{stats.p90:.3g})"
@@ -98,15 +154,11 @@ def _capacity_words(stats: CapacityStats) -> str:
 
 def _goodput(repetition: list[RequestRecord]) -> float | None:
     """Body bits of one repetition over the span from its first start to its last completion."""
-    records = [r for r in repetition if r.ok]
-    if not records:
+    span = _span(repetition)
+    body = sum(r.body_bytes for r in repetition if r.ok)
+    if span is None or body == 0:
         return None
-    start = min(r.start_ns for r in records)
-    end = max(r.done_ns or r.start_ns for r in records)
-    body = sum(r.body_bytes for r in records)
-    if end <= start or body == 0:
-        return None
-    return body * 8 / ((end - start) / 1e9) / 1e6
+    return body * 8 / ((span[1] - span[0]) / 1e9) / 1e6
 
 
 def _median_or_none(values: list[float]) -> float | None:

@@ -13,6 +13,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from protolab.bench.summary import offered_note
 from protolab.core.latency import phases
 from protolab.core.record import RequestRecord
 from protolab.core.stats import summarize
@@ -194,6 +195,9 @@ def _notes(cell: CellInfo, records: list[RequestRecord], metrics: list[Any]) -> 
         notes.append(f"{unseen:g} drops in the TUN queue")
     if values.get("namespace_cc_mismatch"):
         notes.append("namespace TCP default not as asked")
+    offered = offered_note(values)
+    if offered:
+        notes.append(offered)
     return "; ".join(notes)
 
 

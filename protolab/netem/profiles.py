@@ -179,6 +179,12 @@ def get_profile(name: str) -> LinkProfile:
         ) from None
 
 
+def _bottleneck(fields: dict[str, Any], base: DirectionConfig) -> bool:
+    """Whether a direction, with these overrides over `base`, has a rate or a trace."""
+    return (fields.get("rate_bps", base.rate_bps) is not None
+            or fields.get("trace", base.trace) is not None)
+
+
 def build_profile(name: str, overrides: Overrides | None = None) -> LinkProfile:
     """A named profile with overrides applied; raises ConfigError before anything exists."""
     base = get_profile(name)
@@ -213,8 +219,12 @@ def build_profile(name: str, overrides: Overrides | None = None) -> LinkProfile:
             fields[d]["rate_bps"] = None  # the trace replaces the profile's constant rate
     if o.queue is not None:
         up, down = split_updown("--queue", o.queue)
+        both = up == down and "/" not in o.queue
         for d, raw in ((Direction.UP, up), (Direction.DOWN, down)):
             packets, nbytes = parse_queue(raw)
+            if both and not _bottleneck(fields[d], dirs[d]) and any(
+                    _bottleneck(fields[other], dirs[other]) for other in Direction):
+                continue  # one size for both: the queue of the direction that has one
             fields[d]["queue_packets"] = packets
             fields[d]["queue_bytes"] = nbytes
     if o.reorder is not None:
@@ -230,9 +240,7 @@ def build_profile(name: str, overrides: Overrides | None = None) -> LinkProfile:
         if f.get("rate_bps") is not None and "trace" not in f:
             f["trace"] = None  # a constant rate replaces the profile's trace
         if ("rate_bps" in f or "trace" in f) and "queue_packets" not in f:
-            bottleneck = f.get("rate_bps", dirs[d].rate_bps) is not None or f.get(
-                "trace", dirs[d].trace) is not None
-            if not bottleneck:
+            if not _bottleneck(f, dirs[d]):
                 # No bottleneck left, so no queue either.
                 f["queue_packets"] = f["queue_bytes"] = None
             elif dirs[d].queue_packets is None and dirs[d].queue_bytes is None:

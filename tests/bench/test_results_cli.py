@@ -245,7 +245,7 @@ def test_open_load_latency_is_the_same_everywhere(tmp_path: Path) -> None:
         store.finish_cell(cell_id, "ok")
         store.finish_run(run, "complete")
         stored = store.samples(cell_id)
-    summary = summarize_cell(suite, cell, [stored])
+    summary = summarize_cell(suite, cell, {0: stored})
     assert summary.ttfb is not None
     assert summary.ttfb.p50 == pytest.approx(1.6)
 

@@ -42,7 +42,7 @@ def test_handshake_round_trips_match_the_protocol_designs(tmp_path: Path) -> Non
     suite = parse_suite({"warmup": 0, "repetitions": 1, **data})
     measured = {}
     for outcome in run_cells(suite, tmp_path):
-        summary = summarize_cell(suite, outcome.cell, [outcome.measured()])
+        summary = summarize_cell(suite, outcome.cell, {0: outcome.measured()})
         assert summary.failed == 0, outcome.error
         measured[outcome.cell.variant.label] = summary.ttfb_rtts
     for label, expected in HANDSHAKE_RTTS.items():

@@ -290,3 +290,16 @@ def test_cli_refuses_a_bad_trace_in_one_line_before_creating_anything(tmp_path: 
     assert "Traceback" not in result.stderr
     assert f"{path} line 2: 2 ms is before line 1's 3 ms" in " ".join(result.stderr.split())
     assert not links.exists() or not any(links.iterdir())
+
+
+def test_one_queue_size_goes_to_the_directions_that_have_a_bottleneck() -> None:
+    # A trace down and nothing up: "--queue 200" is the trace's queue, not an error about
+    # the direction that has none; a rate both ways takes it both ways.
+    traced = build_profile("loopback", Overrides(trace_down="cellular.down", queue="200"))
+    assert (traced.up.queue_packets, traced.down.queue_packets) == (None, 200)
+    rated = build_profile("loopback", Overrides(rate="10mbit/s", queue="50"))
+    assert (rated.up.queue_packets, rated.down.queue_packets) == (50, 50)
+    for refused in (Overrides(queue="200"),  # no bottleneck anywhere
+                    Overrides(trace_down="cellular.down", queue="200/300")):  # asked for up
+        with pytest.raises(ConfigError, match="--queue needs --rate or a trace"):
+            build_profile("loopback", refused)
