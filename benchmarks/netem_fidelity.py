@@ -3,9 +3,12 @@
     .venv/bin/python benchmarks/netem_fidelity.py [--quick]
 
 - configured RTT 0/20/100/300 ms → measured median, p99 and p99.9 error of a UDP echo
-  probe (64 B every 5 ms), idle and while a bulk TCP transfer paced at 50 Mbit/s crosses
-  the link beside it (sender and receiver in processes of their own, so the probe shares
-  no interpreter lock with them), with the forwarder's own lateness,
+  probe (64 B every 5 ms) — the link's part (kernel receive timestamps at both ends, the
+  reflector's turnaround taken out, as TWAMP does) and, beside it, what the probing
+  thread saw (its own and the reflector's wake-ups included) — idle and while a bulk TCP
+  transfer paced at 50 Mbit/s crosses the link beside it (sender and receiver in
+  processes of their own, so the probe shares no interpreter lock with them), with the
+  forwarder's own lateness,
 - configured loss 1%/5% (one direction) → realised end-to-end loss with a 95% CI,
 - configured rate 1/10/50/100 Mbit/s → TCP goodput (CUBIC) against rate less headers,
 - the forwarder's ceiling at zero delay: TCP Mbit/s and small-UDP packets/s, with its
@@ -103,9 +106,11 @@ def bulk_transfer(lk: EmulatedLink, seconds: float, bps: int = LOAD_BPS,
 def rtt_table(probes: int, *, loaded: bool) -> Table:
     what = (f"beside bulk TCP paced at {LOAD_BPS / 1e6:.0f} Mbit/s" if loaded else "idle link")
     table = Table(title=f"RTT fidelity, {what}\n(UDP echo, {probes} probes of 64 B every 5 ms; "
-                        "error = measured - configured)")
-    for col in ("RTT", "median", "error p50", "p99", "p99.9", "lost", "fwd late p99",
-                "load Mbit/s"):
+                        "error = measured - configured; link: kernel receive timestamps, "
+                        "reflector turnaround taken out (TWAMP-style); app: as the probing "
+                        "thread saw it)")
+    for col in ("RTT", "median", "link error p50", "p99", "p99.9", "app p50", "app p99",
+                "lost", "fwd late p99", "load Mbit/s"):
         table.add_column(col, justify="right")
     for rtt_ms in (0, 20, 100, 300):
         half = f"{rtt_ms / 2}ms"
@@ -118,14 +123,17 @@ def rtt_table(probes: int, *, loaded: bool) -> Table:
                 before = lk.counters()
                 echo = measure.udp_echo(lk, count=probes, interval_s=0.005, wait_s=1.0)
                 after = lk.counters()
-        median = echo.percentile_ns(50) / 1e6
-        p99, p999 = echo.percentile_ns(99) / 1e6, echo.percentile_ns(99.9) / 1e6
+        median = echo.percentile_ns(50, link_only=True) / 1e6
+        p99 = echo.percentile_ns(99, link_only=True) / 1e6
+        p999 = echo.percentile_ns(99.9, link_only=True) / 1e6
+        app50, app99 = echo.percentile_ns(50) / 1e6, echo.percentile_ns(99) / 1e6
         wall = (after.at_ns - before.at_ns) / 1e9
         mbit = (after.down.delivered_bytes - before.down.delivered_bytes) * 8 / wall / 1e6
         late = [a - b for a, b in zip(after.late_hist, before.late_hist, strict=True)]
         late_p99 = dataclasses.replace(after, late_hist=tuple(late)).late_percentile_us(99)
         table.add_row(f"{rtt_ms} ms", f"{median:.3f} ms", f"{median - rtt_ms:+.3f} ms",
                       f"{p99 - rtt_ms:+.3f} ms", f"{p999 - rtt_ms:+.3f} ms",
+                      f"{app50 - rtt_ms:+.3f} ms", f"{app99 - rtt_ms:+.3f} ms",
                       str(echo.sent - echo.received),
                       f"< {late_p99:.0f} us" if sum(late) else "none due", f"{mbit:.1f}")
     return table

@@ -21,23 +21,40 @@ from dataclasses import dataclass
 from protolab.netem.link import EmulatedLink
 from protolab.timing import now_ns
 
-_PROBE = struct.Struct("!IQ")  # sequence number, send time (ns)
+# Sequence number, send time (monotonic ns), send time (wall-clock ns: the clock of the
+# kernel's receive timestamps), and the reflector's turnaround (ns), which it fills in.
+_PROBE = struct.Struct("!IQQQ")
+_TURNAROUND_AT = struct.calcsize("!IQQ")
+_TURNAROUND = struct.Struct("!Q")
+_TIMESPEC = struct.Struct("@qq")
+# Linux's SO_TIMESTAMPNS (asm-generic/socket.h; also SCM_TIMESTAMPNS); typeshed omits it.
+SO_TIMESTAMPNS: int = getattr(socket, "SO_TIMESTAMPNS", 35)
 TCP_INFO_TOTAL_RETRANS = 100  # byte offset of tcpi_total_retrans in struct tcp_info
 
 
 @dataclass(frozen=True)
 class EchoResult:
+    """Round trips of a UDP echo probe, two ways.
+
+    `rtts_ns`: send to the reply's return to the probing thread, as an application
+    sees it (its own wake-ups and the reflector's included). `link_rtts_ns`: the link's
+    own round trip, TWAMP-style: from the send to the kernel's receive timestamp of the
+    reply (SO_TIMESTAMPNS), less the reflector's turnaround (its kernel receive timestamp
+    to its send), so neither end's scheduling is counted as the link's.
+    """
+
     sent: int
     received: int
     rtts_ns: tuple[int, ...]  # in arrival order, duplicates ignored
+    link_rtts_ns: tuple[int, ...] = ()  # the same probes, the link's part only
 
     @property
     def loss(self) -> float:
         return 1.0 - self.received / self.sent if self.sent else 0.0
 
-    def percentile_ns(self, q: float) -> float:
+    def percentile_ns(self, q: float, *, link_only: bool = False) -> float:
         """Percentile by linear interpolation between closest ranks (q in 0..100)."""
-        values = sorted(self.rtts_ns)
+        values = sorted(self.link_rtts_ns if link_only else self.rtts_ns)
         if not values:
             return math.nan
         k = (len(values) - 1) * q / 100.0
@@ -95,11 +112,14 @@ def udp_echo(
     client = link.call("client", socket.socket, family(link), socket.SOCK_DGRAM)
     stop = threading.Event()
     try:
+        for sock in (server, client):
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         server.bind((link.server_addr, 0))
         target = (link.server_addr, server.getsockname()[1])
-        echo = threading.Thread(target=echo_loop, args=(server, stop), daemon=True)
+        echo = threading.Thread(target=reflect_loop, args=(server, stop), daemon=True)
         echo.start()
         rtts: dict[int, int] = {}
+        link_rtts: dict[int, int] = {}
         padding = bytes(max(0, size - _PROBE.size))
         client.setblocking(False)
         start = now_ns()
@@ -109,30 +129,72 @@ def udp_echo(
         while now_ns() < deadline and len(rtts) < count:
             now = now_ns()
             if sent < count and now >= start + sent * interval_ns:
-                client.sendto(_PROBE.pack(sent, now) + padding, target)
+                client.sendto(_PROBE.pack(sent, now, time.time_ns(), 0) + padding, target)
                 sent += 1
                 continue
             next_send = start + sent * interval_ns if sent < count else deadline
             timeout = max(0.0, (min(next_send, deadline) - now) / 1e9)
             readable, _, _ = select.select([client], [], [], timeout)
             if readable:
-                _drain_replies(client, rtts)
-        return EchoResult(sent=sent, received=len(rtts), rtts_ns=tuple(rtts.values()))
+                _drain_replies(client, rtts, link_rtts)
+        return EchoResult(sent=sent, received=len(rtts), rtts_ns=tuple(rtts.values()),
+                          link_rtts_ns=tuple(link_rtts[seq] for seq in rtts if seq in link_rtts))
     finally:
         stop.set()
         client.close()
         server.close()
 
 
-def _drain_replies(sock: socket.socket, rtts: dict[int, int]) -> None:
+def _drain_replies(sock: socket.socket, rtts: dict[int, int],
+                   link_rtts: dict[int, int]) -> None:
     while True:
         try:
-            data = sock.recv(65535)
+            data, ancillary, _, _ = sock.recvmsg(65535, _ANCILLARY)
         except BlockingIOError:
             return
         arrived = now_ns()
-        seq, sent_at = _PROBE.unpack_from(data)
-        rtts.setdefault(seq, arrived - sent_at)
+        if len(data) < _PROBE.size:
+            continue  # not one of ours
+        seq, sent_at, sent_wall, turnaround = _PROBE.unpack_from(data)
+        if seq in rtts:
+            continue
+        rtts[seq] = arrived - sent_at
+        received_wall = _kernel_timestamp(ancillary)
+        if received_wall is not None and turnaround:
+            link_rtts[seq] = received_wall - sent_wall - turnaround
+
+
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+def _kernel_timestamp(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The SO_TIMESTAMPNS receive time (wall-clock ns) among a datagram's control data."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            seconds, nanos = _TIMESPEC.unpack_from(data)
+            return int(seconds) * 1_000_000_000 + int(nanos)
+    return None
+
+
+def reflect_loop(sock: socket.socket, stop: threading.Event) -> None:
+    """Echo probes back with the reflector's turnaround written in (a TWAMP reflector's
+    job): from the kernel's receive timestamp (SO_TIMESTAMPNS on `sock`) to just before
+    the send, so the probing side can take this end's scheduling out of its round trip."""
+    sock.settimeout(0.05)
+    while not stop.is_set():
+        try:
+            data, ancillary, _, peer = sock.recvmsg(65535, _ANCILLARY)
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+        received_wall = _kernel_timestamp(ancillary)
+        reply = bytearray(data)
+        if received_wall is not None and len(reply) >= _PROBE.size:
+            turnaround = max(1, time.time_ns() - received_wall)
+            _TURNAROUND.pack_into(reply, _TURNAROUND_AT, turnaround)
+        with contextlib.suppress(OSError):
+            sock.sendto(reply, peer)
 
 
 def echo_loop(sock: socket.socket, stop: threading.Event) -> None:

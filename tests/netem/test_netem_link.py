@@ -55,6 +55,21 @@ def test_udp_echo_sees_rtt_and_loss(make_link: LinkFactory) -> None:
     assert echo.received == counters.down.delivered_packets
 
 
+def test_the_probes_link_part_leaves_out_both_ends_scheduling(make_link: LinkFactory) -> None:
+    # Kernel receive timestamps at both ends and the reflector's turnaround taken out: the
+    # link's part of each round trip is never shorter than the configured delay, never
+    # longer than what the probing thread saw, and is there for every probe received.
+    link = make_link(delay="50ms")
+    echo = measure.udp_echo(link, count=50, interval_s=0.005, wait_s=0.5)
+    assert echo.received == 50
+    assert len(echo.link_rtts_ns) == 50
+    assert min(echo.link_rtts_ns) >= 100 * MS
+    slack = MS // 20  # wall clock against the monotonic one over one round trip
+    assert all(part <= whole + slack for part, whole in zip(echo.link_rtts_ns, echo.rtts_ns,
+                                                            strict=True))
+    assert echo.percentile_ns(50, link_only=True) < 101.5 * MS
+
+
 def _serve_bytes(listener: socket.socket, payload: bytes, retrans: list[int]) -> None:
     conn, _ = listener.accept()
     with conn:
