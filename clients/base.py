@@ -78,8 +78,8 @@ async def timed_exchange(
 
     The one place every client maps failures into the record: a request no protocol can
     carry becomes "bad_request", a timeout "timeout" (and `on_timeout` may retire what
-    the exchange left half-done), a `ProtocolFailure` its own typed kind. Nothing
-    escapes: a failed request is a sample.
+    the exchange left half-done), a `ProtocolFailure` its own typed kind, an untyped
+    socket error "connection_lost". Nothing escapes: a failed request is a sample.
     """
     tl = Timeline(protocol, request)
     try:
@@ -91,6 +91,8 @@ async def timed_exchange(
             on_timeout(tl)
     except ProtocolFailure as exc:
         tl.fail(exc.kind, str(exc))
+    except OSError as exc:  # a transport's error a client did not type: still a sample
+        tl.fail("connection_lost", str(exc))
     if tl.error is None:
         tl.done_ns = tl.done_ns or now_ns()
     return tl.freeze()

@@ -88,6 +88,26 @@ def query_int(query: dict[str, list[str]], key: str, default: int) -> int:
 
 # How long a server that accepts TCP but failed gRPC's first attempt gets to become ready.
 _REACHABLE_GRACE_S = 3.0
+# The lab's own TCP (+TLS) probe, after grpcio's attempt failed (its connect deadline
+# is 20 s: a server that accepts and never speaks costs both).
+PROBE_LIMIT_S = 5.0
+_WAITED_KINDS = frozenset({"connect_timeout", "tls_timeout", "connect_failed"})
+
+
+def _as_waited(failure: ProtocolFailure, start_ns: int, *, grace: bool = False) -> ProtocolFailure:
+    """`failure` saying how long the channel was really waited for: the probe's own
+    "TLS handshake took over 5.0 s" came after grpcio's 20 s attempt, so the message and
+    the moment the request fails agree (a refusal or a rejected certificate is at once)."""
+    if failure.kind not in _WAITED_KINDS or (failure.kind == "connect_failed" and not grace):
+        return failure
+    waited = (now_ns() - start_ns) / 1e9
+    what = {"connect_timeout": "no TCP answer", "tls_timeout": "no TLS handshake"}.get(
+        failure.kind)
+    if what is None:
+        return ProtocolFailure(failure.kind, f"{failure} (gave up after {waited:.1f} s)")
+    return ProtocolFailure(failure.kind, f"{what} from the gRPC server within {waited:.1f} s "
+                           f"(grpcio's connection attempt, then the lab's own for "
+                           f"{PROBE_LIMIT_S:g} s)")
 
 
 class GrpcClient:
@@ -161,7 +181,7 @@ class GrpcClient:
         state = channel.get_state(try_to_connect=True)
         while state is not grpc.ChannelConnectivity.READY:
             if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE:
-                failure = await self._diagnose()
+                failure = _as_waited(await self._diagnose(), start)
                 # Refused, untrusted, unresolvable: final at once. A server that accepts TCP
                 # (and TLS) gets grpcio's next attempts for a few seconds (its backoff
                 # starts at 1 s): a first attempt can fail transiently without anything
@@ -171,7 +191,7 @@ class GrpcClient:
                 try:
                     await asyncio.wait_for(self._until_ready(channel), _REACHABLE_GRACE_S)
                 except TimeoutError:
-                    raise failure from None
+                    raise _as_waited(failure, start, grace=True) from None
                 return start, now_ns()
             if state is grpc.ChannelConnectivity.SHUTDOWN:
                 raise ProtocolFailure("closed", "gRPC channel closed while connecting")
@@ -190,7 +210,7 @@ class GrpcClient:
 
     async def _diagnose(self) -> ProtocolFailure:
         """Why the channel failed, from one TCP (+TLS) connection of the lab's own."""
-        limit = min(self.options.timeout, 5.0)
+        limit = min(self.options.timeout, PROBE_LIMIT_S)
         try:
             probe = await open_tcp(self.target, tls_context_for(self.target, ["h2"]),
                                    DEFAULT_CC, limit)

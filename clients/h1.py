@@ -22,7 +22,7 @@ from clients.migration import Move, check_migrate_after
 from clients.tcp import TcpConnection, open_tcp, tls_context_for
 from protolab.compression import BodyDecoder, check_accept_encoding, with_accept_encoding
 from protolab.core.record import Request, RequestRecord, Target, Timeline
-from protolab.errors import ConfigError, ProtocolFailure
+from protolab.errors import ConfigError
 from protolab.tcpsock import DEFAULT_CC
 from protolab.timing import now_ns
 
@@ -161,9 +161,10 @@ class H1Client:
         try:
             conn.tcp.writer.write(wire)
             await conn.tcp.writer.drain()
-        except (ConnectionError, OSError) as exc:
-            self._retire(conn, "connection_lost", f"writing request: {exc}")
-            raise ProtocolFailure("connection_lost", str(exc)) from exc
+        except OSError as exc:  # ConnectionError and ssl.SSLError are OSErrors
+            failure = conn.tcp.lost(exc, "writing request: ")
+            self._retire(conn, failure.kind, str(failure))
+            raise failure from exc
         tl.request_sent_ns = now_ns()
         try:
             await exchange.done
@@ -217,8 +218,9 @@ class H1Client:
                     conn.fail_all("connection_closed", "server closed the connection")
         except h11.RemoteProtocolError as exc:
             conn.fail_all("protocol_error", f"bad response: {exc}")
-        except (ConnectionError, OSError) as exc:
-            conn.fail_all("connection_lost", str(exc))
+        except OSError as exc:
+            failure = conn.tcp.lost(exc)
+            conn.fail_all(failure.kind, str(failure))
         finally:
             await self._forget(conn)
 

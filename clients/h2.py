@@ -206,7 +206,7 @@ class H2Client:
             await conn.flush_soon()
             if not stream.retry:
                 await conn.send_body(sid, request.body)
-                await conn.tcp.writer.drain()
+                await conn.drain()
                 tl.request_sent_ns = now_ns()
             await stream.done
         finally:

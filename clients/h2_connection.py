@@ -222,7 +222,14 @@ class H2ClientConnection:
             self.h2.send_data(sid, bytes(view[:n]), end_stream=n == len(view))
             view = view[n:]
             self.flush()
+            await self.drain()
+
+    async def drain(self) -> None:
+        """Wait for the socket's buffer to drain; a failed transport is a typed failure."""
+        try:
             await self.tcp.writer.drain()
+        except OSError as exc:
+            raise self.tcp.lost(exc) from exc
 
     async def _read_loop(self) -> None:
         try:
@@ -238,8 +245,9 @@ class H2ClientConnection:
                 self.flush()
         except h2.exceptions.ProtocolError as exc:
             self.fail_all("protocol_error", f"HTTP/2 protocol error: {exc}")
-        except (ConnectionError, OSError) as exc:
-            self.fail_all("connection_lost", str(exc))
+        except OSError as exc:
+            failure = self.tcp.lost(exc)
+            self.fail_all(failure.kind, str(failure))
         finally:
             if self.draining and not self.alive:
                 self.on_ended(self)

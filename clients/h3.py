@@ -38,7 +38,7 @@ from protolab.errors import ConfigError, ProtocolFailure
 from protolab.qpack import DEFAULT_TABLE, check_table
 from protolab.registry import MIGRATE_TO
 from protolab.timing import now_ns
-from protolab.tlsfiles import check_ca_file, open_keylog
+from protolab.tlsfiles import KeyLogFile, check_ca_file
 
 
 @dataclass(frozen=True)
@@ -107,11 +107,29 @@ class H3Client:
         self._transport: asyncio.DatagramTransport | None = None
         self._lock = asyncio.Lock()
         self._numbers = 0
-        self._keylog: TextIO | None = None
+        # Opened (and so checked: a device that refuses writes is a ConfigError) now.
+        self._keylog = KeyLogFile(target.keylog_file) if target.keylog_file else None
         self._moving: set[asyncio.Task[None]] = set()
 
     async def request(self, request: Request) -> RequestRecord:
-        return await timed_exchange(self.name, request, self._exchange, self.options.timeout)
+        return await timed_exchange(self.name, request, self._exchange, self.options.timeout,
+                                    on_timeout=self._timed_out)
+
+    def _timed_out(self, tl: Timeline) -> None:
+        """The request's time ran out: one that never saw the handshake complete is the
+        handshake's failure, as a TLS handshake that never ends is over TCP, and the
+        half-open connection is ended (its timers would outlive the request)."""
+        proto = self._proto
+        if proto is None or proto.handshake_complete:
+            return
+        tl.error = "handshake_timeout"
+        tl.error_detail = (f"no QUIC handshake with {self.target.authority} within "
+                           f"{self.options.timeout} s (nothing answers on that UDP port?)")
+        self._proto = None
+        proto.end()
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
 
     async def close(self) -> None:
         """Close the connection at once: CONNECTION_CLOSE goes out, and the draining period
@@ -180,6 +198,8 @@ class H3Client:
         tl.tls_version, tl.cipher = proto.tls_details()
         try:
             await stream.done
+            if self._keylog is not None and self._keylog.failure is not None:
+                raise self._keylog.failure  # the secrets of this connection are not saved
         finally:
             proto.streams.pop(sid, None)
             tl.bytes_out = proto.meter.sent.pop(sid, 0)
@@ -227,12 +247,13 @@ class H3Client:
             return proto, True
 
     def _secrets_log(self) -> TextIO | None:
-        """The NSS key log aioquic appends to (Wireshark decrypts QUIC with it)."""
+        """The NSS key log aioquic appends to (Wireshark decrypts QUIC with it); a write
+        that fails is kept as the requests' typed failure, not raised inside aioquic."""
         if self.target.keylog_file is None:
             return None
         if self._keylog is None:
-            self._keylog = open_keylog(self.target.keylog_file)  # mode 0600; closed in close()
-        return self._keylog
+            self._keylog = KeyLogFile(self.target.keylog_file)  # mode 0600; closed in close()
+        return cast(TextIO, self._keylog)
 
     async def _wait_handshake(self, proto: H3ClientProtocol) -> None:
         try:

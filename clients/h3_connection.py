@@ -226,6 +226,11 @@ class H3ClientProtocol(QuicConnectionProtocol):
         timer would end it, so no timer outlives the socket the client closes next and
         the qlog is written at once. Requests still under way fail as the close says."""
         quic = self._quic
+        # Nobody waits for the handshake any more: aioquic would fail the waiter with a
+        # ConnectionError no one reads ("Future exception was never retrieved").
+        waiter, self._connected_waiter = self._connected_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
         if quic._state is QuicConnectionState.TERMINATED:
             return
         self.close()
@@ -243,6 +248,7 @@ class H3ClientProtocol(QuicConnectionProtocol):
         waiter, self._connected_waiter = self._connected_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(failure)
+            waiter.exception()  # whoever awaits it still gets it; unawaited, it is no noise
         for stream in self.streams.values():
             stream.timeline.fail(failure.kind, str(failure))
             if not stream.done.done():

@@ -12,13 +12,14 @@ import contextlib
 import socket
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 
 from protolab.certs import ResumingContext, client_tls_context
 from protolab.core.record import Target, Timeline
 from protolab.errors import ConfigError, ProtocolFailure
 from protolab.tcpsock import set_congestion_control, tcp_info
 from protolab.timing import now_ns
-from protolab.tlsfiles import check_ca_file, prepare_keylog
+from protolab.tlsfiles import check_ca_file, keylog_failure, prepare_keylog
 
 
 @dataclass
@@ -33,6 +34,16 @@ class TcpConnection:
     tls_version: str | None
     cipher: str | None
     resumed: bool  # the server accepted the offered TLS session
+    keylog: Path | None = None  # the key log OpenSSL appends this connection's secrets to
+
+    def lost(self, exc: OSError, doing: str = "") -> ProtocolFailure:
+        """The typed failure of a read or write that raised `exc`. OpenSSL writes the key
+        log from inside the handshake and reports a failed write only at the next TLS
+        read or write, as a "[BIO]" error (no memory BIO of asyncio's raises one): that
+        is `keylog_write`, naming the file, not a lost connection."""
+        if self.keylog is not None and isinstance(exc, ssl.SSLError) and exc.library == "BIO":
+            return keylog_failure(self.keylog)
+        return ProtocolFailure("connection_lost", f"{doing}{exc}")
 
     def keep_session(self, ctx: ResumingContext | None) -> None:
         """Remember this connection's session for the next one (TLS 1.3 tickets arrive after
@@ -129,4 +140,5 @@ async def open_tcp(
         tls_version=ssl_object.version() if ssl_object else None,
         cipher=cipher[0] if cipher else None,
         resumed=bool(ssl_object and ssl_object.session_reused),
+        keylog=target.keylog_file if ctx is not None else None,
     )

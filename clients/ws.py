@@ -69,6 +69,7 @@ class _Connection:
     reader_task: asyncio.Task[None] | None = None
     upgrade_response: Response | None = None
     path: str = "/echo"  # the path it was upgraded at
+    failure: ProtocolFailure | None = None  # why the reader stopped, when a read failed
 
     def flush(self) -> None:
         for data in self.protocol.data_to_send():
@@ -212,6 +213,8 @@ class WsClient:
         response = conn.upgrade_response
         if first is None or protocol.state is not State.OPEN or response is None:
             conn.close()
+            if conn.failure is not None and response is None:
+                raise conn.failure  # the socket failed before any answer (a key log, ...)
             status = response.status_code if response is not None else None
             tl.status = status
             exc = protocol.handshake_exc
@@ -261,8 +264,8 @@ class WsClient:
                     break
                 if conn.protocol.handshake_exc is not None and not handshake_seen:
                     break
-        except (ConnectionError, OSError):
-            pass
+        except OSError as exc:
+            conn.failure = conn.tcp.lost(exc)
         finally:
             conn.messages.put_nowait(None)
 
@@ -272,6 +275,8 @@ class WsClient:
             conn.messages.put_nowait(None)  # later readers see the end too
             code, reason = conn.protocol.close_code, conn.protocol.close_reason
             exc = conn.protocol.close_exc
+            if conn.failure is not None and conn.failure.kind != "connection_lost":
+                raise conn.failure
             if isinstance(exc, ProtocolError | InvalidHandshake):
                 raise ProtocolFailure("protocol_error", f"ws: {exc}")
             kind = "message_too_big" if code == 1009 else "closed"

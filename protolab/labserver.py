@@ -19,6 +19,7 @@ import os
 import selectors
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +33,44 @@ from servers.common import ServerConfig
 
 READY_TIMEOUT_S = 60.0  # imports, certificates and binding; a loaded CI machine is slow
 STOP_TIMEOUT_S = 5.0
+TAIL_BYTES = 2048  # how much of a server's last stderr output is kept, to say why it died
+
+
+class StderrTail:
+    """The last `TAIL_BYTES` a server process wrote on stderr, read by a thread of its
+    own from a pipe, so a server that logs a lot never blocks on a full pipe and one
+    that dies says why (its traceback's last lines) in the error that reports it."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._kept = b""
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._drain, name="lab-server-stderr",
+                                        daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        fd = self._stream.fileno()
+        while chunk := os.read(fd, 65_536):
+            with self._lock:
+                self._kept = (self._kept + chunk)[-TAIL_BYTES:]
+
+    def text(self, wait_s: float = 1.0) -> str:
+        """What was kept, once the pipe has ended (or `wait_s` has passed)."""
+        self._thread.join(wait_s)
+        with self._lock:
+            kept = self._kept
+        return kept.decode("utf-8", "replace").strip()
+
+    def close(self) -> None:
+        """After the process exited: the thread reads to EOF, then the pipe is closed."""
+        self._thread.join(STOP_TIMEOUT_S)
+        if not self._thread.is_alive():
+            self._stream.close()
+
+
+# The default `stderr` of the starters: keep the tail (a pipe drained by `StderrTail`).
+KEEP_TAIL = -10
 
 
 @dataclass(frozen=True)
@@ -75,6 +114,7 @@ def _is_ready(ready: dict[str, Any]) -> bool:
 class LabServer:
     process: subprocess.Popen[bytes]
     ready: Ready
+    stderr_tail: StderrTail | None = None  # its stderr's last lines, unless sent elsewhere
 
     @property
     def ca_file(self) -> Path | None:
@@ -101,6 +141,8 @@ class LabServer:
     def stop(self) -> None:
         """EOF on its stdin first (a clean stop), then SIGTERM, then SIGKILL."""
         _stop(self.process, STOP_TIMEOUT_S)
+        if self.stderr_tail is not None:
+            self.stderr_tail.close()
 
     def __enter__(self) -> LabServer:
         return self
@@ -118,13 +160,14 @@ def server_argv() -> list[str]:
 def start_local(
     config: ServerConfig,
     *,
-    stderr: int | IO[Any] | None = subprocess.DEVNULL,
+    stderr: int | IO[Any] | None = KEEP_TAIL,
     env: dict[str, str] | None = None,
     timeout: float = READY_TIMEOUT_S,
 ) -> LabServer:
-    """The lab's server on this machine (benchmarks, tests), once it is ready."""
+    """The lab's server on this machine (benchmarks, tests), once it is ready. Its stderr
+    goes where `stderr` says; by default its tail is kept for the error if it dies."""
     process = subprocess.Popen(server_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=stderr, env=env)
+                               stderr=_stderr(stderr), env=env)
     return _started(process, config, "on this machine", timeout)
 
 
@@ -132,13 +175,18 @@ def start_in_namespace(
     link: Any,
     config: ServerConfig,
     *,
-    stderr: int | IO[Any] | None = subprocess.DEVNULL,
+    stderr: int | IO[Any] | None = KEEP_TAIL,
     timeout: float = READY_TIMEOUT_S,
 ) -> LabServer:
-    """The lab's server in the link's server namespace, once it is ready."""
+    """The lab's server in the link's server namespace, once it is ready (`stderr` as
+    for `start_local`)."""
     process = link.popen("server", server_argv(), stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=stderr)
+                         stdout=subprocess.PIPE, stderr=_stderr(stderr))
     return _started(process, config, f"in {link.server_ns}", timeout)
+
+
+def _stderr(stderr: int | IO[Any] | None) -> int | IO[Any] | None:
+    return subprocess.PIPE if stderr == KEEP_TAIL else stderr
 
 
 def _started(
@@ -146,6 +194,7 @@ def _started(
 ) -> LabServer:
     assert process.stdin is not None  # both are pipes (a typing fact, not a check)
     assert process.stdout is not None
+    tail = StderrTail(process.stderr) if process.stderr is not None else None
     try:
         try:
             process.stdin.write(json.dumps(config.to_json()).encode() + b"\n")
@@ -154,18 +203,34 @@ def _started(
             pass  # it died at once; its exit status says more than the pipe
         line = _read_line(process.stdout, timeout)
         if not line:
-            code = process.poll()
+            try:  # EOF comes as it exits, a moment before its status can be read
+                code: int | None = process.wait(1.0)
+            except subprocess.TimeoutExpired:
+                code = None
             why = f"said nothing for {timeout:g} s" if code is None else f"exited ({code})"
-            raise LabError(f"the lab server {where} {why} before it was ready",
-                           hint="its stderr says why (start it with stderr=None to see it)")
+            _stop(process, 0)
+            raise LabError(f"the lab server {where} {why} before it was ready"
+                           + _said(tail))
         try:
             ready = parse_ready(line)
         except LabError as exc:
             raise LabError(f"the lab server did not start {where}: {exc}") from None
     except BaseException:
         _stop(process, 0)
+        if tail is not None:
+            tail.close()
         raise
-    return LabServer(process, ready)
+    return LabServer(process, ready, tail)
+
+
+def _said(tail: StderrTail | None) -> str:
+    """The end of the server's stderr, for the error saying it died (once it has)."""
+    if tail is None:
+        return " (its stderr went elsewhere: look there)"
+    text = tail.text()
+    if not text:
+        return "; it wrote nothing on stderr"
+    return f"; the end of its stderr:\n{text}"
 
 
 def _read_line(stream: IO[bytes], timeout: float) -> bytes:

@@ -20,6 +20,7 @@ applied at start, and what was granted is reported in the ready message
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import heapq
 import json
@@ -32,11 +33,11 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from protolab.errors import LabError
+from protolab.errors import ConfigError, LabError
 from protolab.netem.config import Direction, DirectionConfig, LinkProfile
 from protolab.netem.counters import COUNTER_NAMES, LATE_SLOTS
 from protolab.netem.model import DirectionModel, LinkModel, Verdict
-from protolab.netem.pcap import PcapWriter
+from protolab.netem.pcap import CaptureWriteError, PcapWriter
 from protolab.netem.timing import (
     CPU_LATENCY_DEVICE,
     DEFAULT_TIMING,
@@ -93,6 +94,9 @@ class Forwarder:
         self.late_max_ns = 0
         # Lateness histogram: slot i counts deliveries 2^(i-1)..2^i us late (slot 0: < 1 us).
         self.late_hist = [0] * LATE_SLOTS
+        # Why the link stopped forwarding on its own (the capture refused a write): the
+        # counters then stay as they were, and the parent reads them with this reason.
+        self.failure: str | None = None
 
     def serve(self, granted: dict[str, Any] | None = None) -> None:
         self.send({"ready": True, "pid": os.getpid(), "timing": granted or {}})
@@ -133,6 +137,20 @@ class Forwarder:
             self.deliver_due()
             if self.control.fileno() in ready:
                 self.handle_control()
+
+    def run(self, granted: dict[str, Any] | None = None) -> None:
+        """`serve` until stopped; a capture that refuses a write ends the link there,
+        with one line on stderr and, for the parent, a last snapshot saying why."""
+        try:
+            self.serve(granted)
+        except CaptureWriteError as exc:
+            self.failure = str(exc)
+            if self.pcap is not None:
+                self.pcap.discard()
+                self.pcap = None
+            print(f"protolab netem forwarder: {exc}; the link is cut", file=sys.stderr,
+                  flush=True)
+            self.send(self.snapshot())  # unasked: the parent's next request reads it
 
     def read_batch(self, in_fd: int, out_fd: int, direction: Direction,
                    dmodel: DirectionModel) -> None:
@@ -235,6 +253,7 @@ class Forwarder:
         if self.pcap is not None:
             self.pcap.flush()
         return {
+            **({"error": self.failure} if self.failure is not None else {}),
             "at_ns": time.monotonic_ns(),
             "in_flight": len(self.heap),
             "cpu_s": sum(os.times()[:2]),
@@ -292,6 +311,8 @@ def read_ready(control_file: IO[bytes], process: subprocess.Popen[bytes]) -> dic
         ready = json.loads(control_file.readline() or b"{}")
     except (TimeoutError, ValueError):
         ready = {}
+    if isinstance(ready.get("error"), str):  # it said why (its capture file, ...)
+        raise ConfigError(ready["error"])
     if not ready.get("ready"):
         raise LabError(
             "the link's forwarder did not start",
@@ -305,6 +326,9 @@ def request(control: socket.socket, control_file: IO[bytes], command: str) -> di
     when it cannot be reached or has exited (the link is cut). One caller at a time."""
     try:
         control.sendall(command.encode() + b"\n")
+    except OSError:
+        pass  # it may have ended on its own and left its last snapshot to read
+    try:
         line = control_file.readline()
     except OSError as exc:
         raise LabError(f"the link's forwarder is unreachable: {exc}") from exc
@@ -339,18 +363,26 @@ def main(argv: list[str] | None = None) -> int:
     granted["refused"] = refused
     profile = LinkProfile.from_json(json.loads(sys.stdin.buffer.read()))
     control = socket.socket(fileno=args.control_fd)
-    pcap = PcapWriter(args.pcap) if args.pcap else None
+    try:
+        pcap = PcapWriter(args.pcap) if args.pcap else None
+    except CaptureWriteError as exc:  # before "ready": the parent tears the link down
+        with contextlib.suppress(OSError):
+            control.sendall(json.dumps({"error": str(exc)}).encode() + b"\n")
+        return 1
     # A delivery trace's time 0 is now, when the link comes up (mm-link starts its
     # trace when it starts, too).
     model = LinkModel(profile.up, profile.down, profile.seed, start_ns=time.monotonic_ns())
     forwarder = Forwarder(args.client_fd, args.server_fd, control, model, pcap, timing)
     settle_collector(timing.gc)
     try:
-        forwarder.serve(granted)
+        forwarder.run(granted)
     finally:
-        if pcap is not None:
-            pcap.close()
-    return 0
+        if forwarder.pcap is not None:
+            try:
+                forwarder.pcap.close()
+            except CaptureWriteError as exc:  # its last buffered packets: said, not raised
+                print(f"protolab netem forwarder: {exc}", file=sys.stderr, flush=True)
+    return 1 if forwarder.failure is not None else 0
 
 
 if __name__ == "__main__":

@@ -92,6 +92,9 @@ class EmulatedLink:
         self.timing: dict[str, Any] = {}
         # What the namespaces say their default is, once built (None: not built yet).
         self.namespace_cc: dict[str, str] = {}
+        # Why the forwarder ended the link on its own (its capture refused a write), one
+        # line; its counters as they were then stay readable (`counters`).
+        self.error: str | None = None
         if self.pcap_path is not None:  # the forwarder writes it: say so now, not after
             check_output_file(self.pcap_path, "pcap")
         self.client_ns = f"{state.PREFIX}{self.name}-c"
@@ -251,8 +254,9 @@ class EmulatedLink:
             self._spawner.close()
             self._spawner = None
         if self._forwarder is not None:
-            with contextlib.suppress(LabError, OSError, ValueError):
-                self._final = self._snapshot(stop=True)
+            if self.error is None:
+                with contextlib.suppress(LabError, OSError, ValueError):
+                    self._final = self._snapshot(stop=True)
             _stop_process(self._forwarder)
             self._forwarder = None
         if self._control_file is not None:
@@ -295,7 +299,7 @@ class EmulatedLink:
 
     def counters(self) -> LinkCounters:
         """Per-direction counters now (or, after close, as they were at teardown)."""
-        if self._forwarder is None:
+        if self._forwarder is None or self.error is not None:
             if self._final is None:
                 raise LabError("the link is not running and has no counters")
             return self._final
@@ -307,9 +311,12 @@ class EmulatedLink:
         with self._control_lock:
             raw = forwarder.request(self._control, self._control_file,
                                     "stop" if stop else "counters")
-        return LinkCounters.from_snapshot(raw,
-                                          ns.device_drops(self.client_ns, TUN_NAME),
-                                          ns.device_drops(self.server_ns, TUN_NAME))
+        counters = LinkCounters.from_snapshot(raw,
+                                              ns.device_drops(self.client_ns, TUN_NAME),
+                                              ns.device_drops(self.server_ns, TUN_NAME))
+        if isinstance(raw.get("error"), str):  # its last word: the link is cut
+            self.error, self._final = raw["error"], counters
+        return counters
 
     # -- running things inside ---------------------------------------------------------
 

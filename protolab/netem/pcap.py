@@ -21,10 +21,13 @@ reader recovers the exact monotonic time the lab's records share (`protolab.timi
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import time
 from pathlib import Path
 from typing import BinaryIO
+
+from protolab.errors import LabError
 
 LINKTYPE_RAW = 101
 SNAPLEN = 65535
@@ -56,9 +59,35 @@ def drop_comment(reason: str, direction: str, index: int) -> str:
     return f"dropped by the link (reason={reason}, direction={direction}, packet={index})"
 
 
+class CaptureWriteError(LabError):
+    """The capture file refused a write (a full disk, /dev/full, a /proc file): one line
+    naming the file and the system's reason."""
+
+    def __init__(self, path: str | Path, exc: OSError) -> None:
+        super().__init__(f"cannot write the capture {path}: {exc.strerror or exc}")
+
+
 class PcapWriter:
+    """Writes the link's capture; every write or flush that fails is a `CaptureWriteError`.
+
+    The header is written and flushed at once, so a file that refuses writes is known
+    before the link is reported up, not at the first packet.
+    """
+
     def __init__(self, path: str | Path, *, snaplen: int = SNAPLEN) -> None:
-        self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._path = path
+        try:
+            self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise CaptureWriteError(path, exc) from None
+        try:
+            self._header(snaplen)
+            self.flush()
+        except CaptureWriteError:
+            self.discard()
+            raise
+
+    def _header(self, snaplen: int) -> None:
         self._snaplen = snaplen
         # One offset, taken once: timestamps stay monotonic however the wall clock moves.
         self._offset_ns = time.time_ns() - time.monotonic_ns()
@@ -67,7 +96,7 @@ class PcapWriter:
         shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
         shb += _option(_OPT_COMMENT, comment.encode()) + _option(
             _SHB_USERAPPL, b"protolab netem forwarder") + _option(_OPT_END, b"")
-        self._file.write(_block(_SHB, shb))
+        self._write(_block(_SHB, shb))
         descriptions = ("packets the link delivered, stamped at delivery",
                         "packets the link dropped (loss, burst, queue, drop list), "
                         "stamped at arrival")
@@ -76,7 +105,7 @@ class PcapWriter:
             idb += (_option(_IF_NAME, name.encode())
                     + _option(_IF_DESCRIPTION, description.encode())
                     + _option(_IF_TSRESOL, b"\x09") + _option(_OPT_END, b""))
-            self._file.write(_block(_IDB, idb))
+            self._write(_block(_IDB, idb))
 
     @property
     def offset_ns(self) -> int:
@@ -108,14 +137,35 @@ class PcapWriter:
             options += _option(_OPT_COMMENT, comment.encode())
         if options:
             body += options + _option(_OPT_END, b"")
-        self._file.write(_block(_EPB, body))
+        self._write(_block(_EPB, body))
+
+    def _write(self, block: bytes) -> None:
+        try:
+            self._file.write(block)
+        except OSError as exc:
+            raise CaptureWriteError(self._path, exc) from None
 
     def flush(self) -> None:
-        self._file.flush()
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise CaptureWriteError(self._path, exc) from None
+
+    def discard(self) -> None:
+        """Close the file after a failed write, dropping what it still buffers (the
+        buffered writer closes its descriptor even when that last flush fails)."""
+        with contextlib.suppress(OSError):
+            self._file.close()
 
     def close(self) -> None:
-        if not self._file.closed:
+        """Close the file; what could not be written is lost (the error came already,
+        or comes here as a `CaptureWriteError`)."""
+        if self._file.closed:
+            return
+        try:
             self._file.close()
+        except OSError as exc:
+            raise CaptureWriteError(self._path, exc) from None
 
 
 def read_records(path: str | Path) -> list[tuple[int, bytes]]:
