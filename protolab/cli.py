@@ -26,7 +26,9 @@ from protolab.core.latency import phases
 from protolab.core.record import RequestRecord, Target
 from protolab.errors import ConfigError, LabError
 from protolab.fetch import SCHEMES, check_files, fetch, fetch_resumed, target_from_url
+from protolab.knobs import KNOB_DEFAULTS, MAX_WINDOW, value_problem
 from protolab.netem import cli as netem_cli
+from protolab.netem.validation import Bound
 from protolab.report.records_view import (
     aggregate_line,
     answer_lines,
@@ -54,6 +56,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help is text, as every message is (protolab/terminal.py): read as rich markup,
+    # "fd00:77:0:X::1" showed an emoji for ":X:" and "[...]" vanished.
+    rich_markup_mode=None,
 )
 console = make_console()
 err_console = make_console(stderr=True)
@@ -74,6 +79,37 @@ LIMITS_HELP = (
     f"{_L.max_header_bytes} bytes (else 431); request body up to {_L.max_body_bytes} "
     "bytes (else 413)."
 )
+
+
+def check_numbers(values: dict[str, int | float], bounds: dict[str, Bound]) -> None:
+    """Every number a command was given, in its range, before anything starts: a NaN or
+    an infinity, which every `<` lets through, is refused like any other bad value."""
+    for name, bound in bounds.items():
+        bound.check(values[name])
+
+
+# The numbers `serve` takes that its settings (servers/common.py) do not bound above:
+# a NaN idle timeout reached the TLS handshake timer and aioquic, a huge window the wire.
+SERVE_NUMBERS = {
+    "idle_timeout": Bound("--idle-timeout", 0.001, 86_400, unit=" s"),
+    "h2_max_streams": Bound("--h2-max-streams", 1, 2**31 - 1, integer=True),
+    "quic_max_data": Bound("--quic-max-data", 1024, MAX_WINDOW, integer=True, unit=" bytes"),
+    "quic_stream_data": Bound("--quic-stream-data", 1024, MAX_WINDOW, integer=True,
+                              unit=" bytes"),
+    "ws_max_message": Bound("--ws-max-message", 125, 1 << 30, integer=True, unit=" bytes"),
+    # grpcio's channel arguments are C ints
+    "grpc_max_receive": Bound("--grpc-max-receive", 1024, 2**31 - 1, integer=True,
+                              unit=" bytes"),
+    "grpc_max_send": Bound("--grpc-max-send", 1024, 2**31 - 1, integer=True, unit=" bytes"),
+}
+# `get -n N` keeps every record until it prints them all: a billion requests grew past
+# 600 MB before printing anything.
+MAX_REQUESTS = 100_000
+MAX_PARALLEL = 1000
+GET_NUMBERS = {
+    "n": Bound("-n", 1, MAX_REQUESTS, integer=True),
+    "parallel": Bound("--parallel", 1, MAX_PARALLEL, integer=True),
+}
 
 
 def _protocols(raw: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
@@ -101,7 +137,9 @@ def serve(
         int, typer.Option(help="TCP port for h1/h2 and UDP port for h3; 0 = free.")
     ] = 8443,
     no_tls: Annotated[bool, typer.Option("--no-tls", help="Cleartext h1 and h2c (no h3).")] = False,
-    tls_version: Annotated[str, typer.Option(help="TLS version for TCP: 1.2 or 1.3.")] = "1.3",
+    tls_version: Annotated[str | None, typer.Option(
+        help="TLS version for TCP: 1.2 or 1.3 (default 1.3; gRPC's grpcio negotiates its "
+        "own).", show_default=False)] = None,
     cc: Annotated[str, typer.Option(help="TCP congestion control: cubic, reno, bbr.")] = "cubic",
     quic_cc: Annotated[str, typer.Option(help="QUIC congestion control: cubic or reno.")] = "cubic",
     cert_dir: Annotated[Path | None, typer.Option(help="Certificate directory.")] = None,
@@ -123,7 +161,7 @@ def serve(
     quic_stream_data: Annotated[int, typer.Option(help="QUIC stream window.")] = 4 << 20,
     qlog_dir: Annotated[Path | None, typer.Option(help="Write server qlog files here.")] = None,
     idle_timeout: Annotated[
-        float, typer.Option(help="Seconds before closing idle clients.")
+        float, typer.Option(help="Seconds before closing idle clients (0.001..86400).")
     ] = 30.0,
     ws_compression: Annotated[
         bool, typer.Option("--ws-compression", help="WebSocket: permessage-deflate.")
@@ -136,19 +174,24 @@ def serve(
     ] = 4 << 20,
     grpc_max_send: Annotated[int, typer.Option(help="gRPC: largest reply message.")] = 64 << 20,
 ) -> None:
-    if tls_version not in ("1.2", "1.3"):
+    if tls_version not in (None, "1.2", "1.3"):
         raise ConfigError("--tls-version must be 1.2 or 1.3")
     if key_type not in KEY_TYPES:
         raise ConfigError(f"--key-type must be one of {', '.join(KEY_TYPES)}")
+    check_numbers(locals(), SERVE_NUMBERS)
+    protocols = _served_protocols(proto, tls=not no_tls)
+    _check_ports(port, protocols)
+    if tls_version is not None and not no_tls:
+        _tls_version_notice(tls_version, protocols)
     certs = None if no_tls else CertSpec(
         cert_dir, key_type=_key_type(key_type), intermediates=intermediates, extra_names=(host,)
     )
     config = ServerConfig(
         host=host,
         port=port,
-        protocols=_served_protocols(proto, tls=not no_tls),
+        protocols=protocols,
         certs=certs,
-        tls_version=_tls(tls_version),
+        tls_version=_tls(tls_version or KNOB_DEFAULTS["tls_version"]),
         cc=cc,
         idle_timeout=idle_timeout,
         scheduling=_scheduling(scheduling),
@@ -185,6 +228,35 @@ def _served_protocols(raw: str | None, *, tls: bool) -> tuple[str, ...]:
         err_console.print(f"--no-tls: not serving {', '.join(dropped)} (it needs TLS); "
                           f"serving {','.join(served)}", highlight=False, soft_wrap=True)
     return served
+
+
+def _check_ports(port: int, protocols: tuple[str, ...]) -> None:
+    """Protocols on a listener of their own take --port + its offset (servers/run.py
+    LISTENERS): that number must be a port too, or the listener would overflow or bind
+    a free port unannounced."""
+    if port == 0:
+        return
+    from servers.run import LISTENERS
+
+    offsets = {p: LISTENERS[registry.get(p).listener].offset for p in protocols}
+    over = {p: o for p, o in offsets.items() if port + o > 65_535}
+    if over:
+        needs = ", ".join(f"{p} needs --port <= {65_535 - o} (it listens on --port+{o})"
+                          for p, o in over.items())
+        raise ConfigError(f"--port {port} is too high: {needs}", hint="or --port 0")
+
+
+def _tls_version_notice(version: str, protocols: tuple[str, ...]) -> None:
+    """One line on stderr when --tls-version does not hold for some served protocol."""
+    specs = [registry.get(p) for p in protocols]
+    unpinned = [s for s in specs if version not in s.capabilities.tls_versions]
+    if not unpinned:
+        return
+    pinned = [s.name for s in specs if s not in unpinned]
+    notes = "; ".join(f"{s.title}: {s.tls_note}" for s in unpinned)
+    applies = f"--tls-version applies to {', '.join(pinned)}" if pinned else (
+        "--tls-version applies to none of them")
+    err_console.print(f"{notes}; {applies}", highlight=False, soft_wrap=True)
 
 
 async def _serve(config: ServerConfig) -> None:
@@ -236,8 +308,8 @@ def get(
         "trips) or /push?count=M&size=S&interval_ms=I; grpc(s)://HOST:PORT/METHOD?args "
         "(Unary?size=N, ServerStream?count=M&size=S, ClientStream, Bidi, Records?count=N).")],
     proto: Annotated[str, typer.Option(help="h1, h2 or h3 (ws/grpc follow the URL).")] = "h2",
-    n: Annotated[int, typer.Option("-n", help="Number of requests.")] = 1,
-    parallel: Annotated[int, typer.Option(help="Requests in flight at once.")] = 1,
+    n: Annotated[int, typer.Option("-n", help="Number of requests (1..100000).")] = 1,
+    parallel: Annotated[int, typer.Option(help="Requests in flight at once (1..1000).")] = 1,
     cacert: Annotated[
         Path | None, typer.Option(help="CA file to trust (default: the lab's CA).")
     ] = None,
@@ -262,6 +334,7 @@ def get(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per request.")] = False,
 ) -> None:
+    check_numbers(locals(), GET_NUMBERS)
     ca = cacert
     if ca is None and (default_cert_dir() / "ca.pem").exists():
         ca = default_cert_dir() / "ca.pem"
@@ -274,9 +347,14 @@ def get(
     implied = SCHEMES.get(url.split("://", 1)[0].lower())
     protocol = implied or _protocols(proto, registry.by_capability(messages=False))[0]
     spec = registry.get(protocol)
-    knobs = {**registry.KNOB_DEFAULTS, "connections": connections, "pipeline": pipeline,
+    for option, name, value in (("--connections", "connections", connections),
+                                ("--pipeline", "pipeline", pipeline)):
+        if (why := value_problem(name, value)) is not None:
+            raise ConfigError(f"{option}: {why}")
+    knobs = {**KNOB_DEFAULTS, "connections": connections, "pipeline": pipeline,
              "keepalive": not no_keepalive, "cc": cc, "resume": resume,
-             "zero_rtt": zero_rtt, "tls": target.tls}
+             "zero_rtt": zero_rtt, "tls": target.tls,
+             "tls_version": tls_version or KNOB_DEFAULTS["tls_version"]}
     problems = spec.validate(knobs)
     if problems:
         raise ConfigError(problems[0])

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from servers.common import ServerConfig
 
 QUIC_CC = ("cubic", "reno")  # aioquic's; a TCP protocol takes any of knobs.TCP_CC
+# grpcio's Python API (ssl_server_credentials, ssl_channel_credentials) has no TLS
+# version setting: its own TLS stack offers 1.2 and 1.3 and the peers pick.
+GRPCIO_TLS = "grpcio negotiates TLS 1.2-1.3 itself"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class Capabilities:
     sets_cc: bool  # the lab sets its socket's congestion control (grpcio opens its own)
     cleartext: bool  # can run without TLS
     messages: bool  # message-oriented (records carry per-message timings)
+    # The TLS versions the lab can make it use (`tls_version`; the server's --tls-version).
+    # None pinnable: its library negotiates the version itself (ProtocolSpec.tls_note).
+    tls_versions: tuple[str, ...] = ("1.2", "1.3")
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class ProtocolSpec:
     probe_path: str  # a tiny request, for traces and first looks
     probe_body: bytes = b""
     cc_choices: tuple[str, ...] = TCP_CC
+    tls_note: str = ""  # why only `capabilities.tls_versions` can be pinned, when not all
 
     def scheme(self, tls: bool) -> str:
         scheme = self.schemes[0] if tls else self.schemes[1]
@@ -86,6 +93,11 @@ class ProtocolSpec:
         refused: dict[str, str] = {}
         if not knobs["tls"] and not caps.cleartext:
             refused["tls"] = f"{self.name} needs tls = true"
+        version = knobs["tls_version"]
+        if (knobs["tls"] and version != KNOB_DEFAULTS["tls_version"]
+                and version not in caps.tls_versions):
+            refused["tls_version"] = (f"{self.name}: tls_version {version} cannot be pinned "
+                                      f"({self.tls_note}); leave it unset")
         if knobs["cc"] not in self.cc_choices:
             refused["cc"] = f"{self.name}: cc must be one of {', '.join(self.cc_choices)}"
         if knobs["zero_rtt"] and not caps.early_data:
@@ -163,11 +175,12 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
             probe_path="/bytes/100",
             capabilities=Capabilities(
                 multiplexed=True, over_quic=True, early_data=True, pipelining=False,
-                tls_resumption=False, sets_cc=True, cleartext=False, messages=False),
+                tls_resumption=False, sets_cc=True, cleartext=False, messages=False,
+                tls_versions=("1.3",)),
             client="clients.h3:H3Client", options="clients.h3:H3Options",
             knobs=("cc", "zero_rtt", "window", "connection_window", "accept_encoding",
                    "migrate_after_bytes", "migrate_to", "qpack_table"),
-            cc_choices=QUIC_CC,
+            cc_choices=QUIC_CC, tls_note="QUIC always uses TLS 1.3, RFC 9001",
         ),
         ProtocolSpec(
             name="ws", title="WebSocket", transport="tcp", schemes=("wss", "ws"),
@@ -185,9 +198,10 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
             probe_path="/Unary?size=100",
             capabilities=Capabilities(
                 multiplexed=True, over_quic=False, early_data=False, pipelining=False,
-                tls_resumption=False, sets_cc=False, cleartext=True, messages=True),
+                tls_resumption=False, sets_cc=False, cleartext=True, messages=True,
+                tls_versions=()),
             client="clients.grpc:GrpcClient", options="clients.grpc:GrpcOptions",
-            knobs=("grpc_compression",),
+            knobs=("grpc_compression",), tls_note=GRPCIO_TLS,
         ),
         # Clients of the servers above, each with a server of its own (server_group: its
         # name), so that `server_config` names it among the served protocols and a
@@ -220,9 +234,11 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
             listener="grpc", probe_path="/Unary?size=100",
             capabilities=Capabilities(
                 multiplexed=True, over_quic=False, early_data=False, pipelining=False,
-                tls_resumption=False, sets_cc=False, cleartext=True, messages=True),
+                tls_resumption=False, sets_cc=False, cleartext=True, messages=True,
+                tls_versions=()),
             client="clients.grpc_stub:GrpcStubClient",
             options="clients.grpc_stub:GrpcStubOptions", knobs=("grpc_compression",),
+            tls_note=GRPCIO_TLS,
         ),
         *(ProtocolSpec(
             name=name, title=title, transport="tcp", schemes=("https", "http"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,12 +14,17 @@ import typer
 
 from protolab.errors import ConfigError
 from protolab.netem import userns
+from protolab.netem.validation import Bound
 from protolab.paths import check_output_dir
 from protolab.terminal import make_console
 
 console = make_console()
 err_console = make_console(stderr=True)
 COMMANDS: list[tuple[Callable[..., Any], dict[str, Any]]] = []
+# A suite's own cap on `repetitions` (protolab/bench/suite.py holds a suite file to it).
+MAX_REPETITIONS = 1000
+REPEAT = Bound("--repeat", 1, MAX_REPETITIONS, integer=True)
+RETRIES = Bound("--retries", 0, 100, integer=True)
 
 
 def command(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -31,20 +37,24 @@ def command(**options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]
 
 
 # The bundled suites' names, read from their folder (cheap: the CLI starts without
-# importing the bench layer); protolab.bench.suite.BUNDLED orders the same set.
-_SUITE_NAMES = ", ".join(sorted(
-    p.stem for p in (Path(__file__).parents[1] / "bench" / "suites").glob("*.toml")))
+# importing the bench layer); protolab.bench.suite.BUNDLED orders the same set. Wrapped
+# here, never inside a name ("app-hol"), and kept as wrapped ("\b": click's verbatim
+# paragraph).
+_SUITE_NAMES = "\n".join(textwrap.wrap(", ".join(sorted(
+    p.stem for p in (Path(__file__).parents[1] / "bench" / "suites").glob("*.toml"))),
+    width=76, break_on_hyphens=False, break_long_words=False))
 
 
 @command(help="Run a benchmark suite over the emulated link: raw samples into the "
              "results database, a summary table, charts, the report. SUITE is a bundled "
-             f"name ({_SUITE_NAMES}) or a TOML file.")
+             f"name or a TOML file.\n\n\b\nBundled suites:\n{_SUITE_NAMES}")
 def bench(
     suite: Annotated[str, typer.Argument(help="Bundled suite name or path to a TOML file.")],
     db: Annotated[Path, typer.Option(help="Results database.")] = Path("results/protolab.db"),
     out: Annotated[Path, typer.Option(help="Where charts and run files go.")] = Path("results"),
     repeat: Annotated[
-        int | None, typer.Option("--repeat", help="Repetitions (overrides the suite).")
+        int | None, typer.Option("--repeat", help="Repetitions (overrides the suite; "
+                                 f"1..{MAX_REPETITIONS}, as in a suite file).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
     capture: Annotated[bool, typer.Option(
@@ -55,7 +65,7 @@ def bench(
         "(tcp://HOST:PORT, docs/distributed.md) instead of here.")] = None,
     retries: Annotated[int, typer.Option(
         help="With --scheduler: run a repetition again, up to N times, when its worker "
-        "is lost (each attempt is recorded).")] = 0,
+        "is lost (each attempt is recorded; 0..100).")] = 0,
 ) -> None:
     import contextlib
 
@@ -64,12 +74,13 @@ def bench(
     from protolab.report.progress import BenchProgress
     from protolab.store import ResultsStore
 
+    if repeat is not None:
+        REPEAT.check(repeat)
+    RETRIES.check(retries)
     loaded = load_suite(suite)
     check_output_dir(out, "--out")
     if scheduler is None and userns.should_reexec():  # not root, but the unprivileged
         userns.reexec(sys.argv[1:])  # path can build the link (workers build it on Dask)
-    if repeat is not None and repeat < 1:
-        raise ConfigError("--repeat must be at least 1")
     remote: Any = contextlib.nullcontext(None)
     if scheduler is not None:  # Dask is imported on this path only
         from protolab.distributed.executor import DaskExecutor

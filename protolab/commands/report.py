@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from protolab.commands.results import check_runs
 from protolab.errors import ConfigError, LabError
 from protolab.paths import check_output_file
 from protolab.store import DEFAULT_DB, ResultsStore
@@ -39,6 +40,7 @@ def report(
     if out.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"--out {out}: the report is HTML; give a name ending in .html")
     with ResultsStore(db, create=False) as store:
+        check_runs(store, *runs, baseline)
         folders = runs_dir if runs_dir is not None else db.parent
         run_dirs = {}
         for run in dict.fromkeys([*runs, *([baseline] if baseline is not None else [])]):

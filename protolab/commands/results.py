@@ -17,7 +17,7 @@ from protolab.bench.summary import offered_note
 from protolab.core.latency import phases
 from protolab.core.record import RequestRecord
 from protolab.core.stats import summarize
-from protolab.errors import ConfigError
+from protolab.errors import ConfigError, StoreError
 from protolab.store import (
     DEFAULT_DB,
     CellInfo,
@@ -33,6 +33,7 @@ from protolab.terminal import make_console, styled
 app = typer.Typer(
     help="Stored benchmark runs: list them, show one, export it, compare two.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # help is text, not rich markup (protolab/cli.py says why)
 )
 console = make_console()
 
@@ -40,8 +41,21 @@ DbOpt = Annotated[Path, typer.Option("--db", help="Results database.")]
 RunArg = Annotated[int, typer.Argument(help="Run id (see `protolab results list`).")]
 
 
+# Run ids are SQLite INTEGERs, 64-bit signed: a larger number names no run (and sqlite3
+# cannot even bind it: an OverflowError traceback before).
+MAX_RUN_ID = 2**63 - 1
+
+
 def _open(db: Path) -> ResultsStore:
     return ResultsStore(db, create=False)
+
+
+def check_runs(store: ResultsStore, *runs: int | None) -> None:
+    """A run id no store can hold is a missing run, in the store's own words."""
+    for run in runs:
+        if run is not None and not 1 <= run <= MAX_RUN_ID:
+            raise StoreError(f"no run {run} in {store.path}",
+                             hint="`protolab results list` shows the runs")
 
 
 @app.command("list", help="Every run in the database, oldest first.")
@@ -69,6 +83,7 @@ def show(run: RunArg, db: DbOpt = DEFAULT_DB,
          as_json: Annotated[bool, typer.Option("--json", help="Everything, as JSON.")] = False,
          ) -> None:
     with _open(db) as store:
+        check_runs(store, run)
         info = store.run(run)
         cells = store.cells(run)
         rows = [(cell, store.samples(cell.id), store.metrics(cell.id)) for cell in cells]
@@ -257,6 +272,7 @@ def export(
     if format not in ("csv", "json"):
         raise ConfigError(f"--format must be csv or json, not {format!r}")
     with _open(db) as store:
+        check_runs(store, run)
         store.run(run)
         if out is None:
             export_run(store, run, "csv" if format == "csv" else "json", sys.stdout)
@@ -268,6 +284,7 @@ def export(
 @app.command(help="Median TTFB and total time of the cells two runs share; ratio = B / A.")
 def compare(run_a: RunArg, run_b: RunArg, db: DbOpt = DEFAULT_DB) -> None:
     with _open(db) as store:
+        check_runs(store, run_a, run_b)
         suite_a, suite_b = store.run(run_a).suite, store.run(run_b).suite
         comparison = compare_runs(store, run_a, run_b)
         warning = host_warning(store, run_a, run_b)

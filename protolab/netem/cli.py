@@ -22,12 +22,14 @@ from protolab.netem.check import run_check
 from protolab.netem.config import LinkProfile
 from protolab.netem.link import EmulatedLink, LinkCounters, remove_link
 from protolab.netem.profiles import PROFILES, Overrides, build_profile, describe
+from protolab.netem.validation import Bound
 from protolab.terminal import make_console, styled
 
 app = typer.Typer(
     help="Emulated network link: two namespaces joined by a userspace forwarder "
     "(delay, jitter, loss, bursts, drop lists, rate, queue).",
     no_args_is_help=True,
+    rich_markup_mode=None,  # help is text: "fd00:77:0:X::1" is an address, not ":X:" emoji
 )
 console = make_console()
 err = make_console(stderr=True)
@@ -79,6 +81,11 @@ TraceDownOpt = Annotated[
     typer.Option("--trace-down", help="Down capacity from a mahimahi trace file (or "
                  "cellular.down)."),
 ]
+# The commands' own numbers, checked in their bodies so that a refusal is one line
+# (typer's min/max answer with a usage box) and NaN is refused too.
+SERVER_WAIT = Bound("--server-wait", 1, 65535, integer=True)
+PROBES = Bound("--probes", 10, 100_000, integer=True)
+SECONDS = Bound("--seconds", 0.5, 60, unit=" s")
 PcapOpt = Annotated[Path | None, typer.Option(help="Write what crossed the link to this pcap.")]
 
 
@@ -222,7 +229,7 @@ def run_command(
     ] = None,
     server_wait: Annotated[
         int | None,
-        typer.Option(help="Wait until the server accepts TCP on this port.", min=1, max=65535),
+        typer.Option(help="Wait until the server accepts TCP on this port (1..65535)."),
     ] = None,
     delay: DelayOpt = None, jitter: JitterOpt = None, loss: LossOpt = None,
     burst: BurstOpt = None, rate: RateOpt = None, queue: QueueOpt = None, drop: DropOpt = None,
@@ -231,6 +238,8 @@ def run_command(
     trace_up: TraceUpOpt = None, trace_down: TraceDownOpt = None, ip: IpOpt = None,
 ) -> None:
     """Run CMD in the client namespace of a fresh link (like a mahimahi shell)."""
+    if server_wait is not None:
+        SERVER_WAIT.check(server_wait)
     link_profile = profile_from_options(
         profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed,
         distribution, correlation, trace_up, trace_down, ip,
@@ -265,13 +274,15 @@ def check_command(
     reorder: ReorderOpt = None, seed: SeedOpt = None, pcap: PcapOpt = None,
     distribution: DistributionOpt = None, correlation: CorrelationOpt = None,
     trace_up: TraceUpOpt = None, trace_down: TraceDownOpt = None, ip: IpOpt = None,
-    probes: Annotated[int, typer.Option(help="UDP echo probes (bounded).", min=10, max=100_000)]
-    = 300,
-    seconds: Annotated[float, typer.Option(help="TCP goodput window.", min=0.5, max=60)] = 3.0,
+    probes: Annotated[int, typer.Option(help=f"UDP echo probes ({PROBES.range()}).")] = 300,
+    seconds: Annotated[float, typer.Option(help=f"TCP goodput window ({SECONDS.range()}).")]
+    = 3.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
     = False,
 ) -> None:
     """Build a link, measure RTT, loss and TCP goodput, and compare with the configuration."""
+    PROBES.check(probes)
+    SECONDS.check(seconds)
     link_profile = profile_from_options(
         profile, delay, jitter, loss, burst, rate, queue, drop, reorder, seed,
         distribution, correlation, trace_up, trace_down, ip,

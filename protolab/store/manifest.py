@@ -93,23 +93,32 @@ def _package_version(name: str) -> str | None:
         return None
 
 
-def _git_revision() -> dict[str, Any]:
+def _git_revision(root: Path | None = None) -> dict[str, Any]:
     """HEAD of the checkout protolab runs from, and whether it has local changes; where that
-    cannot be known (no git, an unpacked archive) the reason instead of a revision."""
-    repo = Path(__file__).resolve().parents[2]
+    cannot be known (no git, an unpacked archive) the reason instead of a revision.
+
+    The checkout must be protolab's own (`root`: the folder holding this package's
+    pyproject.toml): a copy inside another project's checkout would report that one's HEAD.
+    """
+    repo = root if root is not None else Path(__file__).resolve().parents[2]
+    outside = {"revision": None, "dirty": None, "note": "not a git checkout"}
+    if not (repo / "pyproject.toml").is_file():
+        return outside  # installed as a package: no checkout of its own
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-            timeout=10, check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
+        top = git("rev-parse", "--show-toplevel")
+        if Path(top).resolve() != repo.resolve():
+            return outside
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except FileNotFoundError:
         return {"revision": None, "dirty": None, "note": "git is not installed"}
     except (OSError, subprocess.SubprocessError):
-        return {"revision": None, "dirty": None, "note": "not a git checkout"}
+        return outside
     return {"revision": head, "dirty": bool(dirty)}
 
 
