@@ -167,13 +167,3 @@ class PcapWriter:
         except OSError as exc:
             raise CaptureWriteError(self._path, exc) from None
 
-
-def read_records(path: str | Path) -> list[tuple[int, bytes]]:
-    """(wall-clock ns, packet) of every packet the link delivered; for tests and the
-    fidelity benchmark. (The tracer's reader does the parsing: one pcapng reader.)"""
-    from protolab.trace.pcapfile import read_capture  # the tracer sits above netem
-
-    capture = read_capture(Path(path).read_bytes())
-    if capture.comment_value(CLOCK_COMMENT.rstrip("=")) is None:
-        raise ValueError(f"{path}: not a capture of the emulated link")
-    return [(frame.ts_ns, frame.data) for frame in capture.frames]

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from protolab.netem.pcap import CLOCK_COMMENT
 from protolab.trace.errors import TraceInputError
 
 PCAP_MAGICS = {0xA1B2C3D4: 1_000, 0xA1B23C4D: 1}  # magic -> ns per timestamp fraction unit
@@ -173,3 +175,12 @@ def _idb_tsresol(options: list[tuple[int, bytes]]) -> int:
         if code == 9 and value:
             return _tsresol(value[0])
     return 1_000_000  # default: microseconds
+
+
+def read_link_records(path: str | Path) -> list[tuple[int, bytes]]:
+    """(wall-clock ns, packet) of every packet the emulated link delivered, from its
+    pcapng (protolab/netem/pcap.py writes it; this is the one reader of it)."""
+    capture = read_capture(Path(path).read_bytes())
+    if capture.comment_value(CLOCK_COMMENT.rstrip("=")) is None:
+        raise ValueError(f"{path}: not a capture of the emulated link")
+    return [(frame.ts_ns, frame.data) for frame in capture.frames]

@@ -13,8 +13,8 @@ import pytest
 from protolab.core.latency import ttfb_ms
 from protolab.errors import ConfigError
 from protolab.netem.link import EmulatedLink
-from protolab.netem.pcap import read_records
 from protolab.netem.profiles import Overrides, build_profile
+from protolab.trace.pcapfile import read_link_records
 
 pytestmark = pytest.mark.netem
 MS = 1_000_000
@@ -85,7 +85,7 @@ def test_h2_and_h3_cross_the_link_over_ipv6_with_its_delay(
                 for p in (tmp_path / "out").glob("run-*/captures/*/link.pcap")}
     assert sorted(captures) == ["h2", "h3"]
     for label, transport in (("h2", 6), ("h3", 17)):  # TCP, UDP
-        packets = [data for _, data in read_records(captures[label])]
+        packets = [data for _, data in read_link_records(captures[label])]
         assert {p[0] >> 4 for p in packets} == {6}  # every packet on the wire is IPv6
         # IPv6's next header: the transport's, and at most ICMPv6 "port unreachable" for
         # what the server still sent after the client closed its socket (a QUIC client

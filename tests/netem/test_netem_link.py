@@ -13,8 +13,8 @@ import pytest
 
 from protolab.netem import measure
 from protolab.netem.link import EmulatedLink
-from protolab.netem.pcap import read_records
 from protolab.timing import now_ns
+from protolab.trace.pcapfile import read_link_records
 
 pytestmark = pytest.mark.netem
 MS = 1_000_000
@@ -121,7 +121,7 @@ def test_pcap_holds_both_directions_with_link_timestamps(
     link = make_link(delay="30ms", pcap=path)
     measure.udp_echo(link, count=10, interval_s=0.05, wait_s=0.5)
     link.close()
-    records = read_records(path)
+    records = read_link_records(path)
     assert len(records) == 20
     sources = {packet[12:16] for _, packet in records}
     assert len(sources) == 2  # client and server addresses

@@ -14,8 +14,8 @@ import pytest
 
 from protolab.netem import measure
 from protolab.netem.link import EmulatedLink
-from protolab.netem.pcap import CLOCK_COMMENT, PcapWriter, read_records
-from protolab.trace.pcapfile import read_capture
+from protolab.netem.pcap import CLOCK_COMMENT, PcapWriter
+from protolab.trace.pcapfile import read_capture, read_link_records
 
 LinkFactory = Callable[..., EmulatedLink]
 UDP = bytes.fromhex("4500001c0000000040110000") + bytes([10, 77, 0, 1, 10, 77, 0, 2]) + \
@@ -46,7 +46,7 @@ def test_drops_are_kept_apart_with_why_and_when(tmp_path: Path) -> None:
     assert capture.frames[0].ts_ns - offset == 1_000
     assert dropped.ts_ns - offset == 2_000
     assert abs(offset - (time.time_ns() - time.monotonic_ns())) < 10**9
-    assert read_records(path) == [(capture.frames[0].ts_ns, UDP)]
+    assert read_link_records(path) == [(capture.frames[0].ts_ns, UDP)]
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
