@@ -347,6 +347,11 @@ def get(
     implied = SCHEMES.get(url.split("://", 1)[0].lower())
     protocol = implied or _protocols(proto, registry.by_capability(messages=False))[0]
     spec = registry.get(protocol)
+    if keylog is not None and target.tls and not spec.capabilities.key_log:
+        raise ConfigError(f"{protocol}: --keylog cannot be honoured: its client library "
+                          "cannot export TLS secrets",
+                          hint=f"capture {protocol} over cleartext instead "
+                               f"({spec.schemes[1] or 'no cleartext scheme'}://)")
     for option, name, value in (("--connections", "connections", connections),
                                 ("--pipeline", "pipeline", pipeline)):
         if (why := value_problem(name, value)) is not None:

@@ -56,6 +56,9 @@ class Capabilities:
     # The TLS versions the lab can make it use (`tls_version`; the server's --tls-version).
     # None pinnable: its library negotiates the version itself (ProtocolSpec.tls_note).
     tls_versions: tuple[str, ...] = ("1.2", "1.3")
+    # Its client can write a TLS key log (for Wireshark/tshark, `--keylog`, `bench
+    # --capture`); grpcio cannot export TLS secrets.
+    key_log: bool = True
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,7 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
             capabilities=Capabilities(
                 multiplexed=True, over_quic=False, early_data=False, pipelining=False,
                 tls_resumption=False, sets_cc=False, cleartext=True, messages=True,
-                tls_versions=()),
+                tls_versions=(), key_log=False),
             client="clients.grpc:GrpcClient", options="clients.grpc:GrpcOptions",
             knobs=("grpc_compression",), tls_note=GRPCIO_TLS,
         ),
@@ -235,7 +238,7 @@ PROTOCOLS: Mapping[str, ProtocolSpec] = {
             capabilities=Capabilities(
                 multiplexed=True, over_quic=False, early_data=False, pipelining=False,
                 tls_resumption=False, sets_cc=False, cleartext=True, messages=True,
-                tls_versions=()),
+                tls_versions=(), key_log=False),
             client="clients.grpc_stub:GrpcStubClient",
             options="clients.grpc_stub:GrpcStubOptions", knobs=("grpc_compression",),
             tls_note=GRPCIO_TLS,

@@ -108,8 +108,9 @@ class WsSettings:
     def __post_init__(self) -> None:
         if self.max_message < 125:
             raise ConfigError("WebSocket max message size must be at least 125 bytes")
-        if self.ping_interval is not None and self.ping_interval <= 0:
-            raise ConfigError("WebSocket ping interval must be positive")
+        if self.ping_interval is not None and not 0 < self.ping_interval <= 86_400:
+            raise ConfigError("WebSocket ping interval must be a number of seconds in "
+                              f"(0, 86400], got {self.ping_interval}")
 
 
 @dataclass(frozen=True)
@@ -200,8 +201,9 @@ class ServerConfig:
             raise ConfigError("TLS version must be 1.2 or 1.3")
         if self.scheduling not in ("round-robin", "sequential"):
             raise ConfigError("scheduling must be round-robin or sequential")
-        if self.idle_timeout <= 0:
-            raise ConfigError("idle timeout must be positive")
+        # Written so that NaN fails too: a JSON document reaches here without the CLI.
+        if not 0 < self.idle_timeout <= 86_400:
+            raise ConfigError(f"idle timeout must be in (0, 86400] s, got {self.idle_timeout}")
 
     def to_json(self) -> dict[str, Any]:
         """The whole configuration as a JSON object; `from_json` gives it back equal."""

@@ -166,3 +166,27 @@ def test_serve_says_tls_version_does_not_hold_for_grpc(
     notices = [line for line in server.log.read_text().splitlines() if "grpcio" in line]
     assert notices == ["gRPC: grpcio negotiates TLS 1.2-1.3 itself; --tls-version applies "
                        "to h1, h2, ws"]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 0.0, 1e300])
+def test_a_server_document_with_a_non_finite_timeout_is_refused(value: float) -> None:
+    # The server process takes its settings as JSON without the CLI's checks.
+    from protolab.errors import ConfigError
+    from servers.common import ServerConfig, WsSettings
+
+    with pytest.raises(ConfigError, match="idle timeout"):
+        ServerConfig(idle_timeout=value, certs=None, protocols=("h1",))
+    with pytest.raises(ConfigError, match="ping interval"):
+        WsSettings(ping_interval=value)
+
+
+def test_a_key_log_a_client_cannot_write_is_refused_not_silently_empty(tmp_path: Path) -> None:
+    # grpcio cannot export TLS secrets: `get --keylog` over grpcs says so before
+    # connecting instead of exiting 0 with no file; a capture makes no empty key log.
+    keylog = tmp_path / "keys.log"
+    result = protolab("get", "--keylog", str(keylog), "grpcs://127.0.0.1:9/Unary?size=100")
+    assert result.returncode == 2
+    assert "--keylog cannot be honoured" in one_clear_line(result)
+    assert not keylog.exists()
+    assert [p.name for p in registry.PROTOCOLS.values() if not p.capabilities.key_log] == [
+        "grpc", "grpc-stub"]

@@ -63,14 +63,15 @@ class CellCapture:
     the secrets Wireshark needs, QUIC's included) and the QUIC client's qlog."""
 
     directory: Path
-    tls: bool
+    tls: bool  # and its client can write a key log (grpcio's cannot)
     over_quic: bool
 
     @classmethod
     def of(cls, root: Path, cell: Cell, rep: int) -> CellCapture:
         """Where `cell`'s repetition `rep` keeps (or kept) its capture; creates nothing."""
         directory = root / f"cell-{cell.index}-{cell.variant.label}-rep-{rep}"
-        return cls(directory, cell.variant.tls, cell.variant.spec.capabilities.over_quic)
+        caps = cell.variant.spec.capabilities
+        return cls(directory, cell.variant.tls and caps.key_log, caps.over_quic)
 
     @classmethod
     def under(cls, root: Path, cell: Cell, rep: int) -> CellCapture:

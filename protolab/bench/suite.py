@@ -59,7 +59,7 @@ from protolab.bench.cells import (
     parse_workload,
 )
 from protolab.bench.claims import Claim, parse_claim
-from protolab.bench.tables import check_keys, check_value
+from protolab.bench.tables import MAX_REPETITIONS, check_keys, check_value
 from protolab.bench.variant import Variant, parse_variant
 from protolab.errors import ConfigError
 from protolab.netem.profiles import PROFILES
@@ -164,7 +164,8 @@ def parse_suite(data: dict[str, Any], source: str = "suite", *, short: bool = Fa
         variants=parsed,
         link=_link(data.get("link", {}), f"{source}: [link]"),
         workload=parse_workload(data.get("workload", {}), f"{source}: [workload]"),
-        repetitions=check_value(data, "repetitions", int, source, 5, low=1, high=1000),
+        repetitions=check_value(data, "repetitions", int, source, 5, low=1,
+                                high=MAX_REPETITIONS),
         warmup=check_value(data, "warmup", int, source, 1, low=0, high=100),
         timeout_s=float(check_value(data, "timeout_s", (int, float), source, 60.0, low=0.1,
                                     high=3600)),

@@ -12,6 +12,8 @@ from typing import Any
 
 from protolab.errors import ConfigError
 
+MAX_REPETITIONS = 1000  # a suite's repetitions (and bench --repeat) at the most
+
 
 def check_keys(table: dict[str, Any], where: str, allowed: set[str]) -> None:
     unknown = sorted(set(table) - allowed)
@@ -43,10 +45,15 @@ def check_value(
 
 def range_hint(low: float | None, high: float | None) -> str:
     if low is not None and high is not None:
-        return f" (allowed: {low:g} to {high:g})"
+        return f" (allowed: {_bound(low)} to {_bound(high)})"
     if low is not None:
-        return f" (allowed: at least {low:g})"
-    return f" (allowed: at most {high:g})" if high is not None else ""
+        return f" (allowed: at least {_bound(low)})"
+    return f" (allowed: at most {_bound(high)})" if high is not None else ""
+
+
+def _bound(value: float) -> str:
+    """A range's end as written: integers whole (2**63 - 1, not 9.22337e+18)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 _HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")  # an RFC 9110 token, lower case

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from protolab.bench.tables import MAX_REPETITIONS
 from protolab.errors import ConfigError
 from protolab.netem import userns
 from protolab.netem.validation import Bound
@@ -21,8 +22,6 @@ from protolab.terminal import make_console
 console = make_console()
 err_console = make_console(stderr=True)
 COMMANDS: list[tuple[Callable[..., Any], dict[str, Any]]] = []
-# A suite's own cap on `repetitions` (protolab/bench/suite.py holds a suite file to it).
-MAX_REPETITIONS = 1000
 REPEAT = Bound("--repeat", 1, MAX_REPETITIONS, integer=True)
 RETRIES = Bound("--retries", 0, 100, integer=True)
 

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from protolab.errors import ConfigError
@@ -35,6 +33,7 @@ from protolab.netem.cli import (
 )
 from protolab.netem.config import MAX_DELAY_NS, Bound, LinkProfile
 from protolab.paths import check_output_dir
+from protolab.terminal import make_console
 from protolab.trace.capture import capture, load_capture
 from protolab.trace.decode import Decoded, LinkTiming, decode_capture
 from protolab.trace.errors import TraceInputError
@@ -43,7 +42,7 @@ from protolab.trace.kinds import KINDS, get_kind
 from protolab.trace.render import compare_rows, json_report, ladder, text_report
 from protolab.trace.svg import render_svg
 
-console = Console(highlight=False, soft_wrap=True)
+console = make_console(soft_wrap=True)
 # A round trip is two one-way delays, each at most the link's maximum.
 RTT_BOUND = Bound("--rtt", 0.001, 2 * MAX_DELAY_NS / 1e6, unit=" ms")
 
@@ -137,7 +136,7 @@ def _print(decoded: Decoded, files: dict[str, str], as_json: bool) -> None:
         print(json.dumps(json_report(decoded, files), indent=1, default=str))
     else:
         for line in text_report(decoded, files):
-            console.print(escape(line))
+            console.print(line)
     if decoded.main is None:
         raise typer.Exit(1)
 
@@ -152,12 +151,12 @@ def _print_compare(pair: list[tuple[Decoded, dict[str, str]]], as_json: bool) ->
         for column in ("", a.main.kind or "A", b.main.kind or "B"):
             table.add_column(column)
         for row in compare_rows(a.main, b.main):
-            table.add_row(*(escape(c) for c in row))
+            table.add_row(*row)
         for decoded, files in pair:
             assert decoded.main is not None
-            console.print(escape(f"{decoded.main.kind}: {files.get('svg', '')}"))
+            console.print(f"{decoded.main.kind}: {files.get('svg', '')}")
             for line in ladder(decoded.main, notes=False):
-                console.print(escape(line))
+                console.print(line)
         console.print(table)
     if a.main is None or b.main is None:
         for decoded, files in pair:
