@@ -129,7 +129,23 @@ def apply_timing(settings: TimingSettings) -> tuple[dict[str, Any], list[str]]:
             refused.append(f"CPU wake-up latency limit ({CPU_LATENCY_DEVICE}) refused "
                            f"({exc.strerror}): idle CPUs may halt")
     granted["gc"] = settings.gc
+    # Whether the limit can do anything: it restricts the idle states of a cpuidle
+    # driver; with none (some VMs: the guest halts in its default idle loop) it cannot,
+    # and every idle wake-up keeps its cost (docs/netem.md#timing).
+    granted["cpuidle_driver"] = cpuidle_driver()
     return granted, refused
+
+
+CPUIDLE_DRIVER = "/sys/devices/system/cpu/cpuidle/current_driver"
+
+
+def cpuidle_driver() -> str | None:
+    """The machine's cpuidle driver ("haltpoll", "intel_idle", "none" …), None unknown."""
+    try:
+        with open(CPUIDLE_DRIVER) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def settle_collector(mode: str) -> None:

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from protolab.netem import measure
+from protolab.netem import timing as timing_module
 from protolab.netem.forwarder import DEFAULT_TIMING, TimingSettings
 from protolab.netem.link import EmulatedLink, LinkCounters
 from protolab.netem.profiles import Overrides, build_profile
@@ -42,6 +43,8 @@ def test_a_refused_setting_leaves_a_working_link_and_one_log_line(
     assert f"CPU affinity {ABSENT_CPU} refused" in lines[0]
     assert granted["cpu"] is None  # refused: the forwarder runs wherever the kernel likes
     assert granted["gc"] == "freeze"  # what was granted is still reported
+    # Whether holding idle CPUs out of halt can work here is said, as the machine says it.
+    assert granted["cpuidle_driver"] == timing_module.cpuidle_driver()
     assert granted["refused"] == [lines[0].split("forwarder timing: ", 1)[1]]
 
 
