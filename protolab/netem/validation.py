@@ -74,8 +74,8 @@ class Bound:
 def _shown(value: int | float, scale: int | float) -> str:
     if isinstance(value, int) and value.bit_length() > 1000:
         return f"(a {value.bit_length()}-bit number)"  # beyond float, and str() may refuse
-    if scale == 1 and isinstance(value, int):
-        return str(value)
+    if scale == 1 and isinstance(value, int) and value.bit_length() <= 64:
+        return str(value)  # beyond that a value came from a float: %g says it as typed
     shown = value / scale
     return str(int(shown)) if shown.is_integer() and abs(shown) < 1e15 else f"{shown:g}"
 
