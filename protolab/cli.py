@@ -26,7 +26,7 @@ from protolab.core.latency import phases
 from protolab.core.record import RequestRecord, Target
 from protolab.errors import ConfigError, LabError
 from protolab.fetch import SCHEMES, check_files, fetch, fetch_resumed, target_from_url
-from protolab.knobs import KNOB_DEFAULTS, MAX_WINDOW, value_problem
+from protolab.knobs import KNOB_DEFAULTS, MAX_WINDOW, knob_values
 from protolab.netem import cli as netem_cli
 from protolab.netem.validation import Bound
 from protolab.report.records_view import (
@@ -352,14 +352,11 @@ def get(
                           "cannot export TLS secrets",
                           hint=f"capture {protocol} over cleartext instead "
                                f"({spec.schemes[1] or 'no cleartext scheme'}://)")
-    for option, name, value in (("--connections", "connections", connections),
-                                ("--pipeline", "pipeline", pipeline)):
-        if (why := value_problem(name, value)) is not None:
-            raise ConfigError(f"{option}: {why}")
-    knobs = {**KNOB_DEFAULTS, "connections": connections, "pipeline": pipeline,
-             "keepalive": not no_keepalive, "cc": cc, "resume": resume,
-             "zero_rtt": zero_rtt, "tls": target.tls,
-             "tls_version": tls_version or KNOB_DEFAULTS["tls_version"]}
+    # The options are knobs: checked by the catalogue as a suite's values are.
+    given = {"connections": connections, "pipeline": pipeline, "keepalive": not no_keepalive,
+             "cc": cc, "resume": resume, "zero_rtt": zero_rtt, "tls": target.tls}
+    knobs = knob_values({**given, **({"tls_version": tls_version} if tls_version else {})},
+                        "get")
     problems = spec.validate(knobs)
     if problems:
         raise ConfigError(problems[0])

@@ -69,10 +69,6 @@ class StderrTail:
             self._stream.close()
 
 
-# The default `stderr` of the starters: keep the tail (a pipe drained by `StderrTail`).
-KEEP_TAIL = -10
-
-
 @dataclass(frozen=True)
 class Ready:
     """What a started server said about itself."""
@@ -160,14 +156,15 @@ def server_argv() -> list[str]:
 def start_local(
     config: ServerConfig,
     *,
-    stderr: int | IO[Any] | None = KEEP_TAIL,
+    stderr: int | IO[Any] | None = subprocess.PIPE,
     env: dict[str, str] | None = None,
     timeout: float = READY_TIMEOUT_S,
 ) -> LabServer:
     """The lab's server on this machine (benchmarks, tests), once it is ready. Its stderr
-    goes where `stderr` says; by default its tail is kept for the error if it dies."""
+    goes where `stderr` says; a pipe (the default) is drained, its tail kept for the
+    error if it dies."""
     process = subprocess.Popen(server_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=_stderr(stderr), env=env)
+                               stderr=stderr, env=env)
     return _started(process, config, "on this machine", timeout)
 
 
@@ -175,18 +172,14 @@ def start_in_namespace(
     link: Any,
     config: ServerConfig,
     *,
-    stderr: int | IO[Any] | None = KEEP_TAIL,
+    stderr: int | IO[Any] | None = subprocess.PIPE,
     timeout: float = READY_TIMEOUT_S,
 ) -> LabServer:
     """The lab's server in the link's server namespace, once it is ready (`stderr` as
     for `start_local`)."""
     process = link.popen("server", server_argv(), stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=_stderr(stderr))
+                         stdout=subprocess.PIPE, stderr=stderr)
     return _started(process, config, f"in {link.server_ns}", timeout)
-
-
-def _stderr(stderr: int | IO[Any] | None) -> int | IO[Any] | None:
-    return subprocess.PIPE if stderr == KEEP_TAIL else stderr
 
 
 def _started(
