@@ -79,7 +79,8 @@ class CellOutcome:
     cpu: dict[str, float] = field(
         default_factory=lambda: {"client": 0.0, "server": 0.0, "forwarder": 0.0}
     )
-    link: list[dict[str, int]] = field(default_factory=list)  # per repetition: packet counts
+    # Per measured repetition: packet counts and the forwarder's lateness (`_link_delta`).
+    link: list[dict[str, int]] = field(default_factory=list)
     # Per repetition number: when its link came up (monotonic ns), a delivery trace's
     # time 0, so what the trace offered during the repetition can be read off it.
     link_epochs: dict[int, int] = field(default_factory=dict)
@@ -111,10 +112,10 @@ class CellOutcome:
         if result.namespace_cc:
             self.namespace_cc = dict(result.namespace_cc)
             self.namespace_cc_asked = result.namespace_cc_asked
-        self.link.append(dict(result.link))
-        if result.link.get("epoch_ns"):
-            self.link_epochs[task.rep] = result.link["epoch_ns"]
-        if not task.warm:
+        if not task.warm:  # what crossed the link is the measured repetitions' alone
+            self.link.append(dict(result.link))
+            if result.link.get("epoch_ns"):
+                self.link_epochs[task.rep] = result.link["epoch_ns"]
             self.wall_s += result.wall_s
             self.cpu["client"] += result.client.cpu_s
             self.cpu["server"] += result.server_cpu_s
@@ -298,9 +299,12 @@ def host_now() -> dict[str, Any]:
 
 
 def _link_delta(before: LinkCounters, after: LinkCounters) -> dict[str, int]:
-    """What crossed the link during one repetition, per direction, and when the link came
-    up (`epoch_ns`: where a delivery trace's time 0 lies)."""
-    out: dict[str, int] = {"epoch_ns": after.epoch_ns}
+    """What crossed the link during one repetition, per direction; how late its scheduled
+    deliveries left (`late_*`: the instrument's own error during the repetition); and
+    when the link came up (`epoch_ns`: where a delivery trace's time 0 lies)."""
+    late = after.lateness.since(before.lateness)
+    out: dict[str, int] = {"epoch_ns": after.epoch_ns, "late_deliveries": late.deliveries,
+                           "late_1ms": late.over_1ms, "late_worst_us": int(late.worst_us)}
     for name in ("up", "down"):
         b, a = getattr(before, name), getattr(after, name)
         out[f"{name}_packets"] = a.packets_in - b.packets_in

@@ -139,7 +139,8 @@ def run_bench(
         result.measured[outcome.cell.index] = [r for rep in by_rep.values() for r in rep]
         summary = summarize_cell(suite, outcome.cell, by_rep,
                                  saturated=tuple(outcome.saturated), status=outcome.status,
-                                 error=outcome.error, link_epochs=outcome.link_epochs)
+                                 error=outcome.error, link_epochs=outcome.link_epochs,
+                                 link_counts=outcome.link)
         result.summaries.append(summary)
         _store_metrics(store, suite, cell_id, summary, outcome)
         if capture:  # per-stream HOL delay from the captures (protolab/hol)
@@ -202,6 +203,11 @@ def _store_metrics(
                 "up_dropped_loss", "down_unseen_drops", "up_unseen_drops"):
         total = sum(rep.get(key, 0) for rep in outcome.link)
         store.add_metric(cell_id, f"link_{key}", total, "packets")
+    if summary.lateness:  # the link's own error during the cell (docs/netem.md#timing)
+        store.add_metric(cell_id, "link_late_deliveries", summary.lateness["deliveries"],
+                         "packets")
+        store.add_metric(cell_id, "link_late_1ms", summary.lateness["over_1ms"], "packets")
+        store.add_metric(cell_id, "link_late_worst_us", summary.lateness["worst_us"], "us")
     if outcome.namespace_cc:
         # Namespaces whose TCP default is not the asked one (the kernel refused the
         # change): grpcio's sockets there ran another congestion control.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,7 @@ from protolab.core.latency import late_sends, total_ms, ttfb_ms
 from protolab.core.record import RequestRecord
 from protolab.core.stats import Summary, summarize
 from protolab.netem.config import Direction
+from protolab.netem.counters import late_words
 from protolab.netem.trace import CapacityStats
 
 
@@ -37,6 +38,9 @@ class CellSummary:
     # "offered": what it offered during the cell's own repetitions (median over them, each
     # over the span goodput is measured on), the number to read goodput against.
     link_capacity: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    # How late the link's scheduled deliveries left during the measured repetitions
+    # (`link_lateness`): the instrument's own error, which every number here inherits.
+    lateness: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,6 +51,7 @@ class CellSummary:
             "ttfb_rtts": self.ttfb_rtts, "goodput_mbps": self.goodput_mbps,
             "cpu_saturated": list(self.saturated), "late_sends": self.late_sends,
             "status": self.status, "error": self.error, "link_capacity": self.link_capacity,
+            "link_lateness": self.lateness,
         }
 
 
@@ -59,9 +64,11 @@ def summarize_cell(
     status: str = "ok",
     error: str | None = None,
     link_epochs: Mapping[int, int] | None = None,
+    link_counts: Sequence[Mapping[str, int]] = (),
 ) -> CellSummary:
     """`repetitions` by repetition number; `link_epochs`: when each one's link came up
-    (`CellOutcome.link_epochs`), to read a delivery trace over the repetition's span."""
+    (`CellOutcome.link_epochs`), to read a delivery trace over the repetition's span;
+    `link_counts`: what crossed the link in each measured one (`CellOutcome.link`)."""
     records = [r for rep in repetitions.values() for r in rep]
     ok = [r for r in records if r.ok]
     rtt = cell.rtt_ms
@@ -91,7 +98,43 @@ def summarize_cell(
         error=error,
         link_capacity={d: {**s.to_json(), **({"offered": offered[d]} if d in offered else {})}
                        for d, s in capacity.items()},
+        lateness=link_lateness(link_counts),
     )
+
+
+def link_lateness(link_counts: Sequence[Mapping[str, int]]) -> dict[str, int]:
+    """Over a cell's measured repetitions: how many deliveries the link scheduled, how
+    many of them left at least ~1 ms late, and the worst one's slot edge in us. Empty
+    where no repetition recorded it (a store written before the link reported it)."""
+    known = [c for c in link_counts if "late_deliveries" in c]
+    if not known:
+        return {}
+    return {"deliveries": sum(c["late_deliveries"] for c in known),
+            "over_1ms": sum(c["late_1ms"] for c in known),
+            "worst_us": max(c["late_worst_us"] for c in known)}
+
+
+def link_notes(metrics: Mapping[str, float]) -> list[str]:
+    """What a cell's stored link metrics say about the link as an instrument, in words,
+    for `results show` and the report: drops the forwarder could not see, namespaces on
+    another TCP default, deliveries it left late, what a delivery trace offered."""
+    notes = []
+    unseen = metrics.get("link_down_unseen_drops", 0) + metrics.get("link_up_unseen_drops", 0)
+    if unseen:
+        notes.append(f"{unseen:g} drops in the TUN queue (the forwarder fell behind)")
+    if metrics.get("namespace_cc_mismatch"):
+        notes.append("namespace TCP default not as asked")
+    late = metrics.get("link_late_1ms", 0)
+    if late:
+        worst = metrics.get("link_late_worst_us", 0)
+        # The forwarder held up (a VM's vCPU not run by its host) or behind (saturated):
+        # either way every latency of the cell may carry it (docs/netem.md#timing).
+        notes.append(f"link left {late:g} of {metrics.get('link_late_deliveries', 0):,.0f} "
+                     f"deliveries ≥ 1 ms late (worst {late_words(worst)})")
+    offered = offered_note(metrics)
+    if offered:
+        notes.append(offered)
+    return notes
 
 
 def link_capacity(cell: Cell) -> dict[str, CapacityStats]:

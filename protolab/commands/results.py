@@ -13,7 +13,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from protolab.bench.summary import offered_note
+from protolab.bench.summary import link_notes
 from protolab.core.latency import phases
 from protolab.core.record import RequestRecord
 from protolab.core.stats import summarize
@@ -205,14 +205,7 @@ def _notes(cell: CellInfo, records: list[RequestRecord], metrics: list[Any]) -> 
     values = {m.name: m.value for m in metrics}
     if values.get("late_sends"):
         notes.append(f"{values['late_sends']:g} sent late")
-    unseen = values.get("link_down_unseen_drops", 0) + values.get("link_up_unseen_drops", 0)
-    if unseen:
-        notes.append(f"{unseen:g} drops in the TUN queue")
-    if values.get("namespace_cc_mismatch"):
-        notes.append("namespace TCP default not as asked")
-    offered = offered_note(values)
-    if offered:
-        notes.append(offered)
+    notes += link_notes(values)
     return "; ".join(notes)
 
 

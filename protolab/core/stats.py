@@ -183,6 +183,36 @@ def median_ci(
     return _interval(medians, confidence)
 
 
+def quantile_ci(
+    values: Sequence[float], q: float, *, confidence: float = DEFAULT_CONFIDENCE
+) -> tuple[float, float, bool]:
+    """A distribution-free confidence interval for the q-quantile (0 < q < 1): the order
+    statistics x_(l) and x_(u) with P(x_(l) <= true quantile <= x_(u)) >= `confidence`,
+    since the count of samples below the quantile is Binomial(n, q). The third value
+    says whether the upper end is a bound; False when the sample is too small for one
+    (100 samples cannot bound a p99 at 95%: the interval reaches past the maximum, which
+    is then given instead). Exact binomial tails, no normal approximation."""
+    _check_confidence(confidence)
+    if not 0 < q < 1:
+        raise ValueError(f"q {q} is not in (0, 1)")
+    data = sorted(_as_array(values, "quantile_ci").tolist())
+    n = len(data)
+    tail = (1 - confidence) / 2
+    # cdf[j] = P(B <= j) for B ~ Binomial(n, q), from log-pmfs (no overflow at large n).
+    log_q, log_p = math.log(q), math.log1p(-q)
+    cdf, total = [], 0.0
+    for j in range(n + 1):
+        total += math.exp(math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1)
+                          + j * log_q + (n - j) * log_p)
+        cdf.append(min(total, 1.0))
+    # Lower rank l (1-based): the largest with P(B < l) <= tail; upper u: the smallest
+    # with P(B >= u) <= tail, i.e. cdf[u - 1] >= 1 - tail.
+    lower = max([j for j in range(1, n + 1) if cdf[j - 1] <= tail], default=1)
+    upper = next((u for u in range(1, n + 1) if cdf[u - 1] >= 1 - tail), None)
+    bounded = upper is not None
+    return data[lower - 1], data[(upper or n) - 1], bounded
+
+
 @dataclass(frozen=True)
 class Ratio:
     """median(a) / median(b) with a bootstrap confidence interval."""

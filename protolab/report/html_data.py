@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protolab.bench.summary import offered_note
+from protolab.bench.summary import link_notes
 from protolab.core.latency import phases
 from protolab.core.record import RequestRecord
 from protolab.core.stats import Summary, summarize
@@ -144,14 +144,7 @@ def _cell_row(cell: CellInfo, records: list[RequestRecord], metrics: list[Metric
     queue = values.get("link_down_dropped_queue", 0)
     if queue:
         notes.append(f"link dropped {queue:g} down packets (queue full)")
-    unseen = values.get("link_down_unseen_drops", 0) + values.get("link_up_unseen_drops", 0)
-    if unseen:
-        notes.append(f"{unseen:g} drops in the TUN queue (the forwarder fell behind)")
-    if values.get("namespace_cc_mismatch"):
-        notes.append("namespace TCP default not as asked")
-    offered = offered_note(values)
-    if offered:  # what a delivery trace offered during the cell's own repetitions
-        notes.append(offered)
+    notes += link_notes(values)
     variant = cell.params.get("variant")
     workload = cell.params.get("workload")
     fresh = isinstance(workload, dict) and bool(workload.get("fresh_connection"))

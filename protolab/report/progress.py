@@ -72,6 +72,8 @@ def summary_table(suite: Suite, result: BenchResult) -> Table:
             notes.append(f"{s.late_sends} sent late")
         if s.saturated:
             notes.append("CPU-bound: " + ",".join(s.saturated))
+        if s.lateness.get("over_1ms"):  # the link's own error (results show has more)
+            notes.append(f"link late ≥1 ms ×{s.lateness['over_1ms']}")
         if s.error:
             notes.append(s.error[:60])
         row = [s.label, *(s.link.get(k, "-") for k in swept), str(s.samples),

@@ -375,3 +375,29 @@ def test_a_store_from_before_the_parts_were_named_reads_and_gains_the_column(
         store.finish_cell(cell2, "ok", cpu=CpuTimes(1.0, saturated=True,
                                                     saturated_parts=("client",)))
         assert [c.cpu.saturated_parts for c in store.cells(run) if c.cpu] == [(), ("client",)]
+
+
+def test_show_says_when_the_link_left_deliveries_late(tmp_path: Path) -> None:
+    """A cell during which the forwarder was held up (the machine stalled) carries it in
+    its notes, in `results show` as in the report: its latencies inherit the stall."""
+    path = tmp_path / "late.db"
+    with ResultsStore(path) as store:
+        run = store.begin_run("late", manifest())
+        for index, late in enumerate((0, 7)):
+            cell = store.add_cell(run, index, {"label": f"cell{index}"})
+            store.add_samples(cell, [record(i) for i in range(3)], 0, False)
+            store.add_metric(cell, "link_late_deliveries", 5000, "packets")
+            store.add_metric(cell, "link_late_1ms", late, "packets")
+            store.add_metric(cell, "link_late_worst_us", 4096 if late else 128, "us")
+            store.finish_cell(cell, "ok")
+        store.finish_run(run, "complete")
+    show = protolab("results", "show", "1", "--db", str(path))
+    assert show.returncode == 0, show.stderr
+    text = " ".join(show.stdout.split())
+    assert "link left 7 of 5,000 deliveries ≥ 1 ms late (worst < 4.1 ms)" in text
+    assert text.count("deliveries ≥ 1 ms late") == 1  # cell0's link was on time
+    report = tmp_path / "report.html"
+    made = protolab("report", "1", "--db", str(path), "--out", str(report))
+    assert made.returncode == 0, made.stderr
+    html = report.read_text()
+    assert "link left 7 of 5,000 deliveries ≥ 1 ms late (worst &lt; 4.1 ms)" in html

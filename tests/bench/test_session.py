@@ -48,6 +48,9 @@ def test_raw_samples_metrics_and_charts_land_in_the_store(tmp_path: Path) -> Non
     assert all(sum(x.warmup for x in per_cell) == 5 for per_cell in samples)
     assert all(x.record.arrivals for per_cell in samples for x in per_cell)
     assert {"total_p50", "total_p99", "goodput", "link_down_dropped_loss"} <= metrics
+    # The link's own error during the cell: a 10 ms link schedules every packet.
+    assert {"link_late_deliveries", "link_late_1ms", "link_late_worst_us"} <= metrics
+    assert all(s.lateness["deliveries"] > 0 for s in result.summaries)
     assert all(c.cpu is not None and c.cpu.client and c.cpu.server for c in cells)
     assert result.out_dir is not None
     names = {p.name for p in draw_charts(s, result.cells, result.measured, result.out_dir)}
