@@ -12,8 +12,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from protolab.netem import measure
+from protolab.netem import measure, stalls
 from protolab.netem.config import DirectionConfig, LinkProfile
+from protolab.netem.counters import Lateness, late_words
 from protolab.netem.link import EmulatedLink, LinkCounters
 
 # TCP payload per 1500-byte packet with timestamps: 1500 - 20 (IP) - 32 (TCP+options).
@@ -76,12 +77,16 @@ def _variance_inflation(cfg: DirectionConfig) -> float:
 
 def run_check(
     link: EmulatedLink, *, probes: int = 300, interval_s: float = 0.005,
-    goodput_s: float = 3.0,
+    goodput_s: float = 3.0, stall_s: float = 1.0,
 ) -> CheckReport:
+    """Probe the link, then (`stall_s` > 0) spin on every CPU that long to show what the
+    machine itself loses (`netem/stalls.py`)."""
     profile = link.profile
     rows: list[CheckRow] = []
+    before = link.counters().lateness
     echo = measure.udp_echo(link, count=probes, interval_s=interval_s,
                             wait_s=max(1.0, 3 * expected_rtt_ns(profile) / 1e9))
+    probing = link.counters().lateness.since(before)
     rows += _rtt_rows(profile, echo)
     rows.append(_loss_row(profile, echo))
     warmup = max(0.5, 10 * expected_rtt_ns(profile, 1500) / 1e9)
@@ -93,7 +98,33 @@ def run_check(
         "drops outside the model", "0", str(unseen), None,
         "TUN tx/rx drops or write errors: the forwarder could not keep up" if unseen else "",
     ))
+    rows.append(_lateness_row(probing))
+    if stall_s:
+        rows.append(_stall_row(stalls.measure_stalls(seconds=stall_s)))
     return CheckReport(profile=profile.name, rows=tuple(rows), counters=counters)
+
+
+def _lateness_row(late: Lateness) -> CheckRow:
+    """How late the link's own scheduled deliveries left while the RTT was probed (the
+    goodput phase of an unlimited link can saturate the forwarder: its drops say so)."""
+    if not late.deliveries:
+        return CheckRow("link lateness (RTT probes)", "0", "none scheduled", None,
+                        "zero delay: every packet is passed on as it is read")
+    return CheckRow(
+        "link lateness (RTT probes)", "0",
+        f"p99 {late_words(late.percentile_us(99))}, {late.over_1ms} of {late.deliveries} "
+        f"≥ 1 ms (worst {late_words(late.worst_us)})", None,
+        "the forwarder held up (CPU stalls below) or behind" if late.over_1ms else "")
+
+
+def _stall_row(report: stalls.StallReport) -> CheckRow:
+    """The machine's own stalls: a link cannot be more punctual than its CPUs."""
+    return CheckRow(
+        "CPU stalls (machine)", "none",
+        f"{report.per_second(100):.1f}/s over 100 us, longest {report.longest_us() / 1000:.2f} "
+        f"ms, {report.together(100)} on every CPU at once", None,
+        "a VM's host not running it: tails of this size are the machine's, not the link's"
+        if report.count(500) else "")
 
 
 def _rtt_rows(profile: LinkProfile, echo: measure.EchoResult) -> list[CheckRow]:

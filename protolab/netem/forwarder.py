@@ -57,13 +57,19 @@ if TYPE_CHECKING:
 __all__ = [
     "COUNTER_NAMES", "CPU_LATENCY_DEVICE", "DEFAULT_TIMING", "GC_MODES", "LATE_SLOTS",
     "MAX_WAIT_S", "READ_BATCH", "READ_SIZE", "SPIN_NS", "Forwarder", "TimingSettings",
-    "apply_timing", "command_line", "main", "read_ready", "request",
+    "apply_timing", "command_line", "main", "offloadable", "read_ready", "request",
+    "unimpaired",
 ]
 
 _IN, _BIN, _DEL, _BDEL, _LOSS, _QUEUE, _LIST, _WERR = range(len(COUNTER_NAMES))
 _VERDICT_SLOT = {Verdict.LOSS: _LOSS, Verdict.QUEUE: _QUEUE, Verdict.DROPLIST: _LIST}
 
 READ_SIZE = 65535
+# With offloads (`vnet`), each packet starts with a virtio_net_hdr and may be a TCP
+# super-packet of up to 64 KB of IP (v6: plus its 40-byte header); a read must hold it
+# whole, and stay under glibc's 128 KiB mmap threshold, as each read allocates its size.
+VNET_HDR_LEN = 10
+READ_SIZE_VNET = 65600
 # The longest single wait with packets due: profiles bound delays, but a wake-up per
 # second costs nothing and keeps select()'s timeout far from its overflow whatever comes.
 MAX_WAIT_S = 1.0
@@ -72,9 +78,14 @@ MAX_WAIT_S = 1.0
 class Forwarder:
     def __init__(
         self, client_fd: int, server_fd: int, control: socket.socket, model: LinkModel,
-        pcap: PcapWriter | None, timing: TimingSettings | None = None,
+        pcap: PcapWriter | None, timing: TimingSettings | None = None, *,
+        vnet: bool = False,
     ) -> None:
         self.timing = timing or TimingSettings()
+        # Both devices carry virtio_net_hdrs (`namespaces.open_tun(vnet_hdr=True)`): the
+        # model and the capture see what follows it, the other device gets it unchanged.
+        self.skip = VNET_HDR_LEN if vnet else 0
+        self.read_size = READ_SIZE_VNET if vnet else READ_SIZE
         self.client_fd = client_fd
         self.server_fd = server_fd
         self.control = control
@@ -102,7 +113,7 @@ class Forwarder:
         self.send({"ready": True, "pid": os.getpid(), "timing": granted or {}})
         spin_ns = self.timing.spin_ns
         rlist = [self.client_fd, self.server_fd, self.control.fileno()]
-        unimpaired = [d for d in (self.model.up, self.model.down) if _unimpaired(d.config)]
+        plain = [d for d in (self.model.up, self.model.down) if unimpaired(d.config)]
         plan = (
             (self.client_fd, self.server_fd, Direction.UP, self.model.up),
             (self.server_fd, self.client_fd, Direction.DOWN, self.model.down),
@@ -130,7 +141,7 @@ class Forwarder:
                 ready, _, _ = select.select(rlist, [], [])
             for in_fd, out_fd, direction, dmodel in plan:
                 if in_fd in ready:
-                    if dmodel in unimpaired and not heap and self.pcap is None:
+                    if dmodel in plain and not heap and self.pcap is None:
                         self.pass_batch(in_fd, out_fd, direction)
                     else:
                         self.read_batch(in_fd, out_fd, direction, dmodel)
@@ -156,14 +167,17 @@ class Forwarder:
                    dmodel: DirectionModel) -> None:
         counters = self.counters[direction]
         heap = self.heap
+        skip, read_size = self.skip, self.read_size
         for _ in range(self.timing.read_batch):
             try:
-                packet = os.read(in_fd, READ_SIZE)
+                data = os.read(in_fd, read_size)
             except BlockingIOError:
                 return
             now = time.monotonic_ns()
-            counters[_IN] += 1
-            counters[_BIN] += len(packet)
+            packet = data[skip:] if skip else data
+            wire_packets, wire_bytes = _wire(data) if skip and data[1] else (1, len(packet))
+            counters[_IN] += wire_packets
+            counters[_BIN] += wire_bytes
             verdict, deliver_at = dmodel.offer(packet, now)
             if verdict is not Verdict.DELIVER:
                 counters[_VERDICT_SLOT[verdict]] += 1
@@ -173,10 +187,10 @@ class Forwarder:
                 continue
             if deliver_at <= now and not heap:
                 # Unimpaired fast path: nothing is waiting, so order is kept.
-                self.write(out_fd, direction, packet, now)
+                self.write(out_fd, direction, data, now)
             else:
                 self.seq += 1
-                heapq.heappush(heap, (deliver_at, self.seq, out_fd, direction, packet))
+                heapq.heappush(heap, (deliver_at, self.seq, out_fd, direction, data))
 
     def pass_batch(self, in_fd: int, out_fd: int, direction: Direction) -> None:
         """`read_batch` for a direction that impairs nothing, with nothing waiting and no
@@ -185,19 +199,22 @@ class Forwarder:
         with SCHED_FIFO the zero-delay TCP ceiling went from ~1.9-2.5 to ~3.3 Gbit/s."""
         counters = self.counters[direction]
         read, write = os.read, os.write
+        skip, read_size = self.skip, self.read_size
         packets = nbytes = delivered = dbytes = 0
         try:
             for _ in range(self.timing.read_batch):
-                packet = read(in_fd, READ_SIZE)
-                packets += 1
-                nbytes += len(packet)
+                data = read(in_fd, read_size)
+                # A TCP super-packet (offloads on) counts as the packets it stands for.
+                n, size = _wire(data) if skip and data[1] else (1, len(data) - skip)
+                packets += n
+                nbytes += size
                 try:
-                    write(out_fd, packet)
+                    write(out_fd, data)
                 except OSError:
                     counters[_WERR] += 1
                     continue
-                delivered += 1
-                dbytes += len(packet)
+                delivered += n
+                dbytes += size
         except BlockingIOError:
             pass
         finally:
@@ -219,18 +236,24 @@ class Forwarder:
             self.late_hist[min((late >> 10).bit_length(), LATE_SLOTS - 1)] += 1
             self.write(out_fd, direction, packet, now)
 
-    def write(self, out_fd: int, direction: Direction, packet: bytes, now: int) -> None:
+    def write(self, out_fd: int, direction: Direction, data: bytes, now: int) -> None:
+        """Hand `data` (as read: with its virtio_net_hdr when `vnet`) to the other device."""
         counters = self.counters[direction]
         try:
-            os.write(out_fd, packet)
+            os.write(out_fd, data)
         except OSError:
             # The receiving device refused it (down, or its backlog is full).
             counters[_WERR] += 1
             return
-        counters[_DEL] += 1
-        counters[_BDEL] += len(packet)
+        skip = self.skip
+        if skip and data[1]:
+            wire_packets, wire_bytes = _wire(data)
+        else:
+            wire_packets, wire_bytes = 1, len(data) - skip
+        counters[_DEL] += wire_packets
+        counters[_BDEL] += wire_bytes
         if self.pcap is not None:
-            self.pcap.write(now, packet, direction.value)
+            self.pcap.write(now, data[skip:] if skip else data, direction.value)
 
     def handle_control(self) -> None:
         data = self.control.recv(4096)
@@ -273,7 +296,31 @@ class Forwarder:
             self.running = False
 
 
-def _unimpaired(config: DirectionConfig) -> bool:
+def _wire(data: bytes) -> tuple[int, int]:
+    """What a TCP super-packet (`data`: virtio_net_hdr, then IP) stands for on the wire:
+    the segments the sender's TSO would have cut at the header's gso_size, and their
+    bytes, each with the IP and TCP headers it would have carried."""
+    gso_size = int.from_bytes(data[4:6], sys.byteorder)  # legacy header: native order
+    ip = VNET_HDR_LEN
+    ip_header = (data[ip] & 0x0F) * 4 if data[ip] >> 4 == 4 else 40
+    headers = ip_header + (data[ip + ip_header + 12] >> 4) * 4
+    payload = len(data) - ip - headers
+    if gso_size <= 0 or payload <= 0:
+        return 1, len(data) - ip
+    segments = -(-payload // gso_size)
+    return segments, payload + segments * headers
+
+
+def offloadable(config: DirectionConfig) -> bool:
+    """True when the model decides nothing per packet beyond one fixed delay: no loss,
+    rate, trace, jitter or drop rule. A TCP super-packet's segments then arrive, wait and
+    leave together, as they would one by one (TSO sent them in the same instant), so
+    the direction's device may use TCP offload (`namespaces.set_tcp_offload`)."""
+    return (config.jitter_ns == 0 and config.loss == 0.0 and config.burst is None
+            and config.rate_bps is None and config.trace is None and not config.drops)
+
+
+def unimpaired(config: DirectionConfig) -> bool:
     """True when the model would deliver every packet of this direction at once, in order."""
     return (config.delay_ns == 0 and config.jitter_ns == 0 and config.loss == 0.0
             and config.burst is None and config.rate_bps is None and config.trace is None
@@ -291,7 +338,7 @@ def _drop_reason(verdict: Verdict, dmodel: DirectionModel) -> str:
 
 
 def command_line(client_fd: int, server_fd: int, control_fd: int, timing: TimingSettings,
-                 pcap: Path | None) -> list[str]:
+                 pcap: Path | None, *, vnet: bool = False) -> list[str]:
     """The argv that starts a forwarder on fds it inherits (what `main` parses)."""
     argv = [
         sys.executable, "-m", "protolab.netem.forwarder",
@@ -299,6 +346,8 @@ def command_line(client_fd: int, server_fd: int, control_fd: int, timing: Timing
         "--control-fd", str(control_fd),
         "--timing", json.dumps(timing.to_json()),
     ]
+    if vnet:
+        argv.append("--vnet")
     if pcap is not None:
         argv += ["--pcap", str(pcap)]
     return argv
@@ -348,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--pcap")
     parser.add_argument("--timing", default="{}", help="TimingSettings as JSON")
+    parser.add_argument("--vnet", action="store_true",
+                        help="the devices carry virtio_net_hdrs (TCP offloads)")
     args = parser.parse_args(argv)
 
     # Ctrl-C belongs to the parent, which stops us in order; SIGTERM still ends us
@@ -372,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     # A delivery trace's time 0 is now, when the link comes up (mm-link starts its
     # trace when it starts, too).
     model = LinkModel(profile.up, profile.down, profile.seed, start_ns=time.monotonic_ns())
-    forwarder = Forwarder(args.client_fd, args.server_fd, control, model, pcap, timing)
+    forwarder = Forwarder(args.client_fd, args.server_fd, control, model, pcap, timing,
+                          vnet=args.vnet)
     settle_collector(timing.gc)
     try:
         forwarder.run(granted)

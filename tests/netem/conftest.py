@@ -50,11 +50,12 @@ def make_link(netem_available: None) -> Iterator[LinkFactory]:
     links: list[EmulatedLink] = []
 
     def factory(profile: str | LinkProfile = "loopback", *, name: str | None = None,
-                pcap: str | None = None, **overrides: object) -> EmulatedLink:
+                pcap: str | None = None, offload: bool = True,
+                **overrides: object) -> EmulatedLink:
         built = profile if isinstance(profile, LinkProfile) else build_profile(
             profile, Overrides(**overrides)  # type: ignore[arg-type]
         )
-        link = EmulatedLink(built, name=name, pcap=pcap)
+        link = EmulatedLink(built, name=name, pcap=pcap, offload=offload)
         links.append(link)
         CREATED.update((link.client_ns, link.server_ns))
         link.start()

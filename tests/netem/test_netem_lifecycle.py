@@ -219,6 +219,13 @@ def test_cli_check_measures_and_agrees(netem_available: None) -> None:
     verdicts = {row["metric"]: row["ok"] for row in report["rows"]}
     assert verdicts["RTT median"] is True
     assert verdicts["TCP goodput down"] is True
+    # What the machine and the link themselves added, stated, not judged: 100 probes
+    # over a 10 ms link are 100 scheduled deliveries each way.
+    measured = {row["metric"]: row["measured"] for row in report["rows"]}
+    assert verdicts["link lateness (RTT probes)"] is None
+    assert " of 100 ≥ 1 ms" in measured["link lateness (RTT probes)"]
+    assert verdicts["CPU stalls (machine)"] is None
+    assert "/s over 100 us, longest" in measured["CPU stalls (machine)"]
 
 
 def _in_user_namespace(argv: list[str]) -> subprocess.CompletedProcess[str]:
