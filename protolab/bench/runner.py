@@ -288,7 +288,8 @@ def run_on(
         task, result, RanOn(worker, host_now(), wall_start, wall_start + wall), wall_s=wall,
         server_cpu_s=server.cpu_s() - server_cpu,
         forwarder_cpu_s=after.forwarder_cpu_s - before.forwarder_cpu_s,
-        link=_link_delta(before, after), namespace_cc=dict(link.namespace_cc),
+        link={**_link_delta(before, after), "offloaded": len(link.offload)},
+        namespace_cc=dict(link.namespace_cc),
         namespace_cc_asked=link.tcp_cc)
 
 

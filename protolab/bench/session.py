@@ -203,6 +203,9 @@ def _store_metrics(
                 "up_dropped_loss", "down_unseen_drops", "up_unseen_drops"):
         total = sum(rep.get(key, 0) for rep in outcome.link)
         store.add_metric(cell_id, f"link_{key}", total, "packets")
+    if outcome.link:  # how many of its directions moved TCP super-packets (offload)
+        store.add_metric(cell_id, "link_offloaded_directions",
+                         max(rep.get("offloaded", 0) for rep in outcome.link), "directions")
     if summary.lateness:  # the link's own error during the cell (docs/netem.md#timing)
         store.add_metric(cell_id, "link_late_deliveries", summary.lateness["deliveries"],
                          "packets")

@@ -45,6 +45,9 @@ def manifest(
         # How the link's forwarder asked for punctual wake-ups (docs/netem.md#timing); a
         # refused setting is logged by the link when it comes up.
         "link_timing": DEFAULT_TIMING.to_json(),
+        # Which link directions hand the forwarder TCP super-packets (docs/netem.md#tcp-
+        # offload); each cell's metric `link_offloaded_directions` says what it got.
+        "link_offload": "TCP, for directions that only delay; none where a capture is taken",
     }
 
 

@@ -37,6 +37,7 @@ def test_raw_samples_metrics_and_charts_land_in_the_store(tmp_path: Path) -> Non
         cells = store.cells(result.run_id)
         samples = [store.stored_samples(c.id, include_warmup=True) for c in cells]
         metrics = {m.name for m in store.metrics(cells[0].id)}
+        store_metrics = {c.id: store.metrics(c.id) for c in cells}
     assert result.status == "complete"
     assert run.status == "complete"
     assert run.manifest["settings"]["suite"] == s.name
@@ -51,6 +52,11 @@ def test_raw_samples_metrics_and_charts_land_in_the_store(tmp_path: Path) -> Non
     # The link's own error during the cell: a 10 ms link schedules every packet.
     assert {"link_late_deliveries", "link_late_1ms", "link_late_worst_us"} <= metrics
     assert all(s.lateness["deliveries"] > 0 for s in result.summaries)
+    # 10 ms and no loss: both directions only delay, so both move TCP super-packets; 1%
+    # loss (both ways) decides per wire packet, so neither does.
+    offloaded = {c.index: m.value for c in cells for m in store_metrics[c.id]
+                 if m.name == "link_offloaded_directions"}
+    assert sorted(offloaded.values()) == [0, 0, 2, 2]
     assert all(c.cpu is not None and c.cpu.client and c.cpu.server for c in cells)
     assert result.out_dir is not None
     names = {p.name for p in draw_charts(s, result.cells, result.measured, result.out_dir)}
