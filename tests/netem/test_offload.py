@@ -85,10 +85,11 @@ def _transfer(link: EmulatedLink, payload: bytes, *, upload: bool) -> bytes:
 
 
 @pytest.mark.netem
-@pytest.mark.parametrize("ip", [4, 6])
+@pytest.mark.parametrize(("ip", "delay"), [(4, "1ms"), (6, "1ms"), (4, "0ms")],
+                         ids=["v4 delayed", "v6 delayed", "v4 passed on as read"])
 def test_bytes_arrive_unchanged_and_counters_count_wire_packets(
-        make_link: LinkFactory, ip: int) -> None:
-    link = make_link(delay="1ms", ip=str(ip))
+        make_link: LinkFactory, ip: int, delay: str) -> None:
+    link = make_link(delay=delay, ip=str(ip))
     assert link.offload == ("up", "down")
     before = link.counters()
     down = _transfer(link, PAYLOAD, upload=False)
