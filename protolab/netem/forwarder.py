@@ -14,7 +14,9 @@ waits to whole milliseconds, which added 1-2 ms to every round trip when tried h
 How it asks the OS for punctual wake-ups (`timing.TimingSettings`: real-time scheduling,
 CPU, collector, locked memory, the spin before a deadline) is chosen by the parent,
 applied at start, and what was granted is reported in the ready message
-(docs/netem.md#timing). What it counts is `counters`.
+(docs/netem.md#timing). What it counts is `counters`. With `--vnet` both devices carry
+virtio_net_hdrs and a direction that only delays moves TCP super-packets, counted as
+the wire packets they stand for (docs/netem.md#tcp-offload).
 """
 
 from __future__ import annotations
@@ -303,6 +305,8 @@ def _wire(data: bytes) -> tuple[int, int]:
     gso_size = int.from_bytes(data[4:6], sys.byteorder)  # legacy header: native order
     ip = VNET_HDR_LEN
     ip_header = (data[ip] & 0x0F) * 4 if data[ip] >> 4 == 4 else 40
+    if len(data) < ip + ip_header + 20:  # no room for a TCP header: not a super-packet
+        return 1, len(data) - ip
     headers = ip_header + (data[ip + ip_header + 12] >> 4) * 4
     payload = len(data) - ip - headers
     if gso_size <= 0 or payload <= 0:

@@ -40,6 +40,7 @@ def test_a_super_packet_counts_as_the_segments_it_stands_for() -> None:
     ipv6_tcp = bytes([0x60]) + bytes(39) + bytes([0] * 12 + [0x50]) + bytes(7)  # 40 + 20
     data = _vnet(1000) + ipv6_tcp + bytes(3000)
     assert forwarder._wire(data) == (3, 3000 + 3 * 60)
+    assert forwarder._wire(_vnet(1000) + bytes([0x45]) + bytes(9)) == (1, 10)  # cut short
 
 
 def test_only_a_direction_that_decides_nothing_per_packet_is_offloaded() -> None:
