@@ -194,7 +194,7 @@ class EmulatedLink:
                              for side in ("client", "server")}
         # A direction whose model decides nothing per packet beyond a fixed delay needs no
         # packet-by-packet decision: its TUN may hand the forwarder 64 KB TCP super-packets
-        # (docs/netem.md#offload). Both devices then carry virtio_net_hdrs, so a packet
+        # (docs/netem.md#tcp-offload). Both devices then carry virtio_net_hdrs, so a packet
         # read from one is written to the other as it came.
         plain = [d for d, cfg in (("up", self.profile.up), ("down", self.profile.down))
                  if forwarder.offloadable(cfg)]
