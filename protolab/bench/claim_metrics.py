@@ -24,6 +24,9 @@ class CellView:
     rtt_ms: float
     records: Sequence[RequestRecord]  # measured (no warm-up)
     hol: tuple[StreamHol, ...] = ()  # per stream and repetition, from the cell's captures
+    # Deliveries the link left ≥ 1 ms late during the cell: the instrument's own error,
+    # said in the note of every verdict the cell's samples went into.
+    link_late_1ms: int = 0
 
 
 # metric name -> (unit, one value per sample of a cell)

@@ -71,12 +71,13 @@ def _evaluate_one(claim: Claim, cells: Sequence[CellView], seed: int) -> list[Ve
         return [Verdict(claim.id, dict(where_a), "inconclusive", None, None, None, claim.unit,
                         0, 0, note=f"no cell of {claim.a.variant} matches {where_a or 'any'}")]
     if claim.relation == "slope":
-        return [_slope(claim, sides_a, dict(where_a))]
+        return [_with_link_error(_slope(claim, sides_a, dict(where_a)), sides_a)]
     out = []
     for cell_a in sides_a:
         conditions = dict(cell_a.link)
         if claim.b is None:
-            out.append(_against_value(claim, cell_a, conditions, seed))
+            out.append(_with_link_error(_against_value(claim, cell_a, conditions, seed),
+                                        [cell_a]))
             continue
         # B on the same link as A, unless B names its own link (A unaffected by B's loss).
         where_b = ({**claim.where, **claim.b.where} if claim.b.where
@@ -87,8 +88,20 @@ def _evaluate_one(claim: Claim, cells: Sequence[CellView], seed: int) -> list[Ve
                                claim.unit, 0, 0,
                                note=f"no cell of {claim.b.variant} matches {where_b}"))
             continue
-        out.append(_against_other(claim, cell_a, matching[0], seed))
+        out.append(_with_link_error(_against_other(claim, cell_a, matching[0], seed),
+                                    [cell_a, matching[0]]))
     return out
+
+
+def _with_link_error(verdict: Verdict, used: Sequence[CellView]) -> Verdict:
+    """The verdict, its note saying so when the link left deliveries ≥ 1 ms late in the
+    cells it was measured on (a machine stall: docs/netem.md#timing). A median-based
+    verdict rarely moves for a few; a tail-based one may."""
+    late = sum(c.link_late_1ms for c in used)
+    if not late:
+        return verdict
+    said = f"the link left {late} deliveries ≥ 1 ms late in these cells"
+    return dataclasses.replace(verdict, note=f"{verdict.note}; {said}" if verdict.note else said)
 
 
 def _against_value(claim: Claim, cell: CellView, conditions: dict[str, str],

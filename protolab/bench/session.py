@@ -146,7 +146,9 @@ def run_bench(
         if capture:  # per-stream HOL delay from the captures (protolab/hol)
             hol[outcome.cell.index] = analyse_cell(store, cell_id, outcome.cell,
                                                    out_dir / "captures", by_rep)
-    result.verdicts = judge(suite, cells, result.measured, hol)
+    late = {o.cell.index: s.lateness.get("over_1ms", 0)
+            for o, s in zip(outcomes, result.summaries, strict=True)}
+    result.verdicts = judge(suite, cells, result.measured, hol, late)
     store.add_verdicts(run_id, [
         {**v.to_json(), "claim_json": claim.to_json()}
         for v in result.verdicts for claim in suite.claims if claim.id == v.claim])
@@ -156,11 +158,14 @@ def run_bench(
 
 
 def judge(suite: Suite, cells: list[Cell], measured: dict[int, list[RequestRecord]],
-          hol: dict[int, tuple[StreamHol, ...]] | None = None) -> list[Verdict]:
-    """The suite's claims against the stored records of its cells (and their HOL)."""
+          hol: dict[int, tuple[StreamHol, ...]] | None = None,
+          link_late: dict[int, int] | None = None) -> list[Verdict]:
+    """The suite's claims against the stored records of its cells (and their HOL, and
+    how many deliveries each one's link left ≥ 1 ms late)."""
     hol = hol or {}
+    link_late = link_late or {}
     views = [CellView(c.variant.label, c.link_point, c.rtt_ms, measured.get(c.index, []),
-                      hol.get(c.index, ())) for c in cells]
+                      hol.get(c.index, ()), link_late.get(c.index, 0)) for c in cells]
     return evaluate(suite.claims, views, seed=suite.seed)
 
 

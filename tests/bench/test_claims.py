@@ -76,6 +76,23 @@ def test_one_verdict_per_link_and_sides_on_links_of_their_own() -> None:
     assert verdict.verdict == "holds"
 
 
+def test_a_verdict_says_when_its_cells_link_left_deliveries_late() -> None:
+    """The samples still decide; the note tells the reader the instrument stalled in the
+    cells the verdict was measured on, and only in those."""
+    cells = [cell("a", around(100, 1), loss="0%"), cell("b", around(200, 1), loss="0%"),
+             cell("a", around(100, 1), loss="1%"), cell("b", around(200, 1), loss="1%")]
+    cells[1] = dataclasses.replace(cells[1], link_late_1ms=7)
+    cells[2] = dataclasses.replace(cells[2], link_late_1ms=2)
+    claim = Claim("x", "A faster", "notes", "ttfb", "faster", Side("a"), Side("b"), by=0.2)
+    clean_run = evaluate([claim], [dataclasses.replace(c, link_late_1ms=0) for c in cells])
+    stalled = evaluate([claim], cells)
+    assert [v.verdict for v in stalled] == [v.verdict for v in clean_run] == ["holds"] * 2
+    assert [v.note for v in stalled] == [
+        "the link left 7 deliveries ≥ 1 ms late in these cells",
+        "the link left 2 deliveries ≥ 1 ms late in these cells"]
+    assert [v.note for v in clean_run] == ["", ""]
+
+
 def test_a_claim_about_a_missing_cell_says_so() -> None:
     claim = Claim("x", "A faster", "notes", "ttfb", "faster", Side("a"), Side("b"))
     (verdict,) = evaluate([claim], [cell("a", around(100, 1))])
