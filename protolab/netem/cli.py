@@ -149,15 +149,17 @@ def up_command(
     # A shell starting us in the background sets SIGINT to "ignore"; "until Ctrl-C" must hold.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     with EmulatedLink(link_profile, name=name, pcap=pcap) as link:
-        console.print(_profile_table(link_profile))
-        console.print(f"link {link.name} is up (forwarder pid {link.forwarder_pid})")
-        console.print(f"  client namespace {link.client_ns}  address {link.client_addr4}"
-                      + (f" and {link.client_addr6}" if link.client_addr6 else ""))
-        console.print(f"  server namespace {link.server_ns}  address {link.server_addr4}"
-                      + (f" and {link.server_addr6}" if link.server_addr6 else ""))
-        console.print(f"  e.g. ip netns exec {link.client_ns} ping {link.server_addr}")
-        console.print("Ctrl-C to remove it.")
-        try:
+        try:  # from the moment it is up: Ctrl-C while it is being described ends it too
+            console.print(_profile_table(link_profile))
+            console.print(f"link {link.name} is up (forwarder pid {link.forwarder_pid})")
+            console.print(f"  client namespace {link.client_ns}  address {link.client_addr4}"
+                          + (f" and {link.client_addr6}" if link.client_addr6 else ""))
+            console.print(f"  server namespace {link.server_ns}  address {link.server_addr4}"
+                          + (f" and {link.server_addr6}" if link.server_addr6 else ""))
+            console.print(f"  TCP offload: {', '.join(link.offload) or 'none'} (docs/netem"
+                          ".md#tcp-offload: directions that only delay, without a capture)")
+            console.print(f"  e.g. ip netns exec {link.client_ns} ping {link.server_addr}")
+            console.print("Ctrl-C to remove it.")
             while link.alive():
                 time.sleep(0.5)
         except KeyboardInterrupt:

@@ -19,7 +19,7 @@ import threading
 
 import pytest
 
-from protolab.netem import forwarder
+from protolab.netem import forwarder, state
 from protolab.netem.config import DirectionConfig
 from protolab.netem.link import EmulatedLink
 from tests.netem.conftest import LinkFactory
@@ -148,3 +148,34 @@ def test_udp_crosses_an_offloaded_link(make_link: LinkFactory) -> None:
     link = make_link(delay="1ms")
     echo = measure.udp_echo(link, count=50, interval_s=0.002, size=1200, wait_s=5.0)
     assert echo.received == 50
+
+
+@pytest.mark.netem
+@pytest.mark.parametrize(("args", "said"), [(["--delay", "5ms"], "TCP offload: up, down"),
+                                            (["--delay", "5ms", "--loss", "1%"],
+                                             "TCP offload: none")])
+def test_netem_up_says_which_directions_are_offloaded(
+        netem_available: None, created_namespaces: set[str], args: list[str],
+        said: str) -> None:
+    import os
+    import signal
+    import subprocess
+
+    name = f"off{os.getpid() % 100000}{len(args)}"
+    created_namespaces.update({f"{state.PREFIX}{name}-c", f"{state.PREFIX}{name}-s"})
+    up = subprocess.Popen([sys.executable, "-m", "protolab", "netem", "up", "--name", name,
+                           *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "COLUMNS": "200"})
+    try:
+        assert up.stdout is not None
+        assert up.stderr is not None
+        lines = []
+        for line in up.stdout:  # until its readiness line
+            lines.append(line.strip())
+            if line.startswith("Ctrl-C to remove it."):
+                break
+        assert any(line.startswith(said) for line in lines), lines
+    finally:
+        up.send_signal(signal.SIGINT)
+        _, errors = up.communicate(timeout=60)
+    assert up.returncode == 0, errors  # Ctrl-C: removed, cleanly
