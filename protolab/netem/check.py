@@ -143,10 +143,16 @@ def _rtt_rows(profile: LinkProfile, echo: measure.EchoResult) -> list[CheckRow]:
         # A probe waits for the trace's next delivery opportunity: ~0 in a good spell,
         # hundreds of ms in a fade, so the propagation delay is only a floor.
         ok, note = None, "trace-driven: plus the wait for delivery opportunities"
-    return [
+    rows = [
         CheckRow("RTT median", f"{expected / 1e6:.2f} ms", f"{median / 1e6:.2f} ms", ok, note),
         CheckRow("RTT p99", f"≤ {(expected + jitter) / 1e6:.2f} ms", f"{p99 / 1e6:.2f} ms", None),
     ]
+    if echo.link_rtts_ns:  # kernel timestamps at both ends, the reflector's turn taken out
+        rows.append(CheckRow(
+            "RTT p99, the link's part", f"≤ {(expected + jitter) / 1e6:.2f} ms",
+            f"{echo.percentile_ns(99, link_only=True) / 1e6:.2f} ms", None,
+            "without the probe's own wake-ups (TWAMP-style)"))
+    return rows
 
 
 def _loss_row(profile: LinkProfile, echo: measure.EchoResult) -> CheckRow:

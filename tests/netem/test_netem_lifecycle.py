@@ -225,6 +225,7 @@ def test_cli_check_measures_and_agrees(netem_available: None) -> None:
     assert verdicts["link lateness (RTT probes)"] is None
     assert " of 100 ≥ 1 ms" in measured["link lateness (RTT probes)"]
     assert verdicts["CPU stalls (machine)"] is None
+    assert float(measured["RTT p99, the link's part"].removesuffix(" ms")) >= 20.0
     assert "/s over 100 us, longest" in measured["CPU stalls (machine)"]
 
 
