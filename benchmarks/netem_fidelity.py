@@ -5,7 +5,7 @@
 - the machine's own CPU stalls first, with no link up: a real-time spinner per CPU
   records every gap in its clock reads (a VM's host not running the vCPU), and how many
   happened on every CPU at once; a link cannot be more punctual than its CPU,
-- configured RTT 0/20/100/300 ms → measured median, p99 (with its exact 95% interval)
+- configured RTT 0/20/100/300 ms → p50, p99 (with its exact 95% interval)
   and p99.9 error of a UDP echo probe (1,000 of 64 B every 5 ms) — the link's part
   (kernel receive timestamps at both ends, the reflector's turnaround taken out, as
   TWAMP does) and, beside it, what the probing
@@ -37,6 +37,7 @@ from rich.table import Table
 
 from protolab.core.stats import quantile_ci
 from protolab.netem import measure, stalls
+from protolab.netem.counters import late_words
 from protolab.netem.link import EmulatedLink
 from protolab.netem.profiles import Overrides, build_profile
 
@@ -166,7 +167,7 @@ def rtt_table(probes: int, *, loaded: bool) -> Table:
                       f"{p999 - rtt_ms:+.3f} ms",
                       f"{app50 - rtt_ms:+.3f} ms", f"{app99 - rtt_ms:+.3f} ms",
                       str(echo.sent - echo.received),
-                      f"< {late.percentile_us(99):.0f} us" if late.deliveries else "none due",
+                      late_words(late.percentile_us(99)) if late.deliveries else "none due",
                       f"{late.over_1ms} of {late.deliveries}", f"{mbit:.1f}")
     return table
 

@@ -122,10 +122,6 @@ class LinkCounters:
         """The lateness histogram since the link came up; `.since(before)` for a span."""
         return Lateness(self.late_hist)
 
-    def late_percentile_us(self, q: float) -> float:
-        """The upper edge (us) of the slot holding the q-th percentile of lateness."""
-        return self.lateness.percentile_us(q)
-
     @classmethod
     def from_snapshot(cls, raw: dict[str, Any], client_tun: tuple[int, int],
                       server_tun: tuple[int, int]) -> LinkCounters:

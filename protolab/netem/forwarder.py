@@ -177,7 +177,7 @@ class Forwarder:
                 return
             now = time.monotonic_ns()
             packet = data[skip:] if skip else data
-            wire_packets, wire_bytes = _wire(data) if skip and data[1] else (1, len(packet))
+            wire_packets, wire_bytes = _wire(data) if skip and data[1] else (1, len(data) - skip)
             counters[_IN] += wire_packets
             counters[_BIN] += wire_bytes
             verdict, deliver_at = dmodel.offer(packet, now)
@@ -248,10 +248,7 @@ class Forwarder:
             counters[_WERR] += 1
             return
         skip = self.skip
-        if skip and data[1]:
-            wire_packets, wire_bytes = _wire(data)
-        else:
-            wire_packets, wire_bytes = 1, len(data) - skip
+        wire_packets, wire_bytes = _wire(data) if skip and data[1] else (1, len(data) - skip)
         counters[_DEL] += wire_packets
         counters[_BDEL] += wire_bytes
         if self.pcap is not None:
@@ -301,7 +298,9 @@ class Forwarder:
 def _wire(data: bytes) -> tuple[int, int]:
     """What a TCP super-packet (`data`: virtio_net_hdr, then IP) stands for on the wire:
     the segments the sender's TSO would have cut at the header's gso_size, and their
-    bytes, each with the IP and TCP headers it would have carried."""
+    bytes, each with the IP and TCP headers it would have carried. Callers test
+    `skip and data[1]` (a gso_type) first, inline: every other packet is one packet, and
+    a call per packet would cost the hot path."""
     gso_size = int.from_bytes(data[4:6], sys.byteorder)  # legacy header: native order
     ip = VNET_HDR_LEN
     ip_header = (data[ip] & 0x0F) * 4 if data[ip] >> 4 == 4 else 40
@@ -326,9 +325,7 @@ def offloadable(config: DirectionConfig) -> bool:
 
 def unimpaired(config: DirectionConfig) -> bool:
     """True when the model would deliver every packet of this direction at once, in order."""
-    return (config.delay_ns == 0 and config.jitter_ns == 0 and config.loss == 0.0
-            and config.burst is None and config.rate_bps is None and config.trace is None
-            and not config.drops)
+    return config.delay_ns == 0 and offloadable(config)
 
 
 def _drop_reason(verdict: Verdict, dmodel: DirectionModel) -> str:

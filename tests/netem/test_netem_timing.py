@@ -108,6 +108,6 @@ def test_lateness_percentile_reads_the_histogram_slots() -> None:
     counters = LinkCounters(up=None, down=None, in_flight=0,  # type: ignore[arg-type]
                             forwarder_cpu_s=0.0, late_mean_ns=0, late_max_ns=0, at_ns=0,
                             late_hist=(90, 0, 0, 9, 0, 1))
-    assert counters.late_percentile_us(50) == 1.0  # slot 0: under 1 us
-    assert counters.late_percentile_us(99) == 8.0  # slot 3: 4..8 us
-    assert counters.late_percentile_us(100) == 32.0
+    assert counters.lateness.percentile_us(50) == 1.0  # slot 0: under 1 us
+    assert counters.lateness.percentile_us(99) == 8.0  # slot 3: 4..8 us
+    assert counters.lateness.percentile_us(100) == 32.0

@@ -11,17 +11,22 @@ never offloaded (its drop lists count real packets).
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-from protolab.netem import forwarder, state
+from protolab.netem import forwarder, measure, state
 from protolab.netem.config import DirectionConfig
 from protolab.netem.link import EmulatedLink
+from protolab.trace.pcapfile import read_link_records
 from tests.netem.conftest import LinkFactory
 
 PAYLOAD = random.Random(13).randbytes(6_000_000)  # big enough for many super-packets
@@ -121,12 +126,8 @@ def test_an_impaired_direction_stays_packet_by_packet(make_link: LinkFactory) ->
 
 @pytest.mark.netem
 def test_a_capture_or_a_refusal_keeps_every_device_packet_by_packet(
-        make_link: LinkFactory, tmp_path: object) -> None:
-    from pathlib import Path
-
-    from protolab.trace.pcapfile import read_link_records
-
-    pcap = Path(str(tmp_path)) / "link.pcap"
+        make_link: LinkFactory, tmp_path: Path) -> None:
+    pcap = tmp_path / "link.pcap"
     captured = make_link(delay="1ms", pcap=str(pcap))
     assert captured.offload == ()
     assert _transfer(captured, PAYLOAD[:500_000], upload=False) == PAYLOAD[:500_000]
@@ -143,8 +144,6 @@ def test_a_capture_or_a_refusal_keeps_every_device_packet_by_packet(
 def test_udp_crosses_an_offloaded_link(make_link: LinkFactory) -> None:
     """UDP is not segmented here, but its checksums may be left to the receiver: QUIC's
     datagrams must still arrive whole and be accepted."""
-    from protolab.netem import measure
-
     link = make_link(delay="1ms")
     echo = measure.udp_echo(link, count=50, interval_s=0.002, size=1200, wait_s=5.0)
     assert echo.received == 50
@@ -157,10 +156,6 @@ def test_udp_crosses_an_offloaded_link(make_link: LinkFactory) -> None:
 def test_netem_up_says_which_directions_are_offloaded(
         netem_available: None, created_namespaces: set[str], args: list[str],
         said: str) -> None:
-    import os
-    import signal
-    import subprocess
-
     name = f"off{os.getpid() % 100000}{len(args)}"
     created_namespaces.update({f"{state.PREFIX}{name}-c", f"{state.PREFIX}{name}-s"})
     up = subprocess.Popen([sys.executable, "-m", "protolab", "netem", "up", "--name", name,
