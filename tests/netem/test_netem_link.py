@@ -34,9 +34,10 @@ def test_tcp_connect_takes_one_round_trip(make_link: LinkFactory) -> None:
         client.connect(listener.getsockname())
         elapsed = now_ns() - start
     # SYN out, SYN-ACK back: exactly one 200 ms round trip, plus processing. One sample,
-    # so the margin is generous (a loaded 2-core machine once took 208 ms); two round
-    # trips would be 400 ms. The link's tail is measured in benchmarks/netem_fidelity.py.
-    assert 200 * MS <= elapsed < 215 * MS
+    # so the margin is generous: a loaded 2-core machine once took 208 ms, and a VM's
+    # host stops it for up to ~20 ms at times (docs/netem.md#timing); two round trips
+    # would be 400 ms. The link's tail is measured in benchmarks/netem_fidelity.py.
+    assert 200 * MS <= elapsed < 300 * MS
 
 
 def test_udp_echo_sees_rtt_and_loss(make_link: LinkFactory) -> None:
@@ -127,9 +128,13 @@ def test_pcap_holds_both_directions_with_link_timestamps(
     assert len(sources) == 2  # client and server addresses
     times = [t for t, _ in records]
     assert times == sorted(times)
-    # Each reply leaves the link one 30 ms delay (plus echo time) after its request.
-    gaps = [b - a for a, b in zip(times[::2], times[1::2], strict=True)]
-    assert all(30 * MS <= g < 32 * MS for g in gaps)
+    # Each reply leaves the link one 30 ms delay (plus echo time) after its request:
+    # never sooner, typically within 2 ms; a host that stops this VM for a few ms (seen
+    # here: up to 21 ms, docs/netem.md#timing) may delay one, not by a second delay.
+    gaps = sorted(b - a for a, b in zip(times[::2], times[1::2], strict=True))
+    assert gaps[0] >= 30 * MS
+    assert gaps[len(gaps) // 2] < 32 * MS
+    assert gaps[-1] < 55 * MS
     if shutil.which("tshark"):
         out = subprocess.run(["tshark", "-r", path], capture_output=True, text=True,
                              timeout=TIMEOUT, check=True)
